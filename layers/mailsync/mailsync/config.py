@@ -1,0 +1,33 @@
+"""Validated configuration, read from the environment (never from AWS at import time).
+
+Every Lambda function and the local runner read the same variables; the names are
+declared in ``template.yaml`` (Globals → Environment) and set by ``mailsync run``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILSYNC_", extra="ignore")
+
+    table: str = Field("mailsync-main", description="Main DynamoDB table (pk/sk + GSI1..4)")
+    idempotency_table: str = Field("mailsync-idempotency", description="Powertools idempotency table")
+    bucket: str = Field("mailsync-mail", description="S3 bucket for raw MIME and large bodies")
+    queue_url: str = Field("", description="SQS FIFO queue of sync jobs")
+    kms_key_id: str = Field("alias/mailsync", description="KMS key for credentials and S3 SSE-KMS")
+    allow_private_hosts: bool = Field(False, description="Allow IMAP/SMTP hosts on private networks")
+    poll_seconds: int = Field(300, ge=5, description="How often an IMAP account is polled")
+    due_shards: int = Field(4, ge=1, le=64, description="Shards of the due-accounts index")
+    sync_time_budget_seconds: int = Field(600, ge=5, description="Work per worker invocation")
+    imap_timeout_seconds: float = Field(30.0, gt=0)
+    max_inline_body_bytes: int = Field(60_000, ge=1_000, description="Bodies larger go to S3")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,140 @@
+"""The one interface every mail provider adapter implements.
+
+The sync engine (``mailsync.domain.sync``) only speaks this interface, so IMAP,
+Gmail (account-wide ``historyId``) and Microsoft Graph (per-folder ``deltaLink``)
+fit without changing it:
+
+* A provider exposes *folders* (IMAP mailboxes, Gmail labels, Graph mail folders).
+* It streams changes for one folder as :class:`ChangeBatch` objects. Every batch
+  carries the opaque ``cursor`` that is valid **after** the batch's changes are
+  stored. The engine persists the cursor only after storing the changes, so a
+  crash at any point replays the batch on the next run (every change is
+  idempotent: upserts by deterministic id, removals by location).
+* A change names a *location* ``(folder, ref)``: ``ref`` is the provider's id of
+  the message inside that folder (IMAP UID as a decimal string, Gmail message id,
+  Graph immutable id). The same mail may sit at several locations; the engine
+  identifies mails across locations by their RFC 5322 Message-ID, which is why a
+  move between synced folders keeps the message id, thread and links.
+* ``Reset`` drops every location of a folder (IMAP UIDVALIDITY change, expired
+  Gmail historyId or Graph deltaLink) before the provider re-lists the folder.
+
+Errors are typed (:class:`AuthFailed`, :class:`ConnectionFailed`,
+:class:`FolderGone`, :class:`ProviderError`) so the worker can decide between
+``auth_error``, back-off and skipping a folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class ProviderError(Exception):
+    """The provider refused an operation (its message is kept for the user)."""
+
+    code = "provider_error"
+
+
+class AuthFailed(ProviderError):
+    """Credentials were rejected: the account must go to ``auth_error``."""
+
+    code = "auth_failed"
+
+
+class ConnectionFailed(ProviderError):
+    """The server could not be reached (DNS, TCP, TLS, timeout). Transient."""
+
+    code = "connection_failed"
+
+
+class FolderGone(ProviderError):
+    """The folder was renamed or deleted at the provider."""
+
+    code = "folder_gone"
+
+
+# Folder roles (RFC 6154 SPECIAL-USE, lower-cased without the backslash).
+ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive", "all", "flagged", "important")
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    name: str  # the provider's full name, e.g. "INBOX" or "Archive/2024"
+    role: str | None = None  # one of ROLES or None
+    messages: int | None = None  # message count if the listing returned it (LIST-STATUS)
+    selectable: bool = True
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """A message is present at ``(folder, ref)``; ``raw`` is its full RFC 5322 source."""
+
+    folder: str
+    ref: str
+    raw: bytes
+    unread: bool
+    internal_date: datetime  # timezone-aware, UTC
+
+
+@dataclass(frozen=True)
+class SetFlags:
+    """The message at ``(folder, ref)`` changed its read state."""
+
+    folder: str
+    ref: str
+    unread: bool
+
+
+@dataclass(frozen=True)
+class Remove:
+    """The message at ``(folder, ref)`` is gone from that folder (expunged or moved away)."""
+
+    folder: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Every known location in ``folder`` is invalid (UIDVALIDITY changed, cursor expired)."""
+
+    folder: str
+
+
+Change = Upsert | SetFlags | Remove | Reset
+
+
+@dataclass
+class ChangeBatch:
+    folder: str
+    changes: list[Change] = field(default_factory=list)
+    # Opaque, JSON-serialisable; valid once this batch's changes are stored.
+    cursor: dict[str, Any] = field(default_factory=dict)
+    # True while an initial load / resync of the folder is still in progress.
+    initial: bool = False
+    # Progress of an initial load: (done, total) messages, when known.
+    progress: tuple[int, int] | None = None
+
+
+class MailProvider(Protocol):
+    """A connected session to one mailbox. Use as a context manager."""
+
+    def __enter__(self) -> MailProvider: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def list_folders(self) -> list[FolderInfo]:
+        """All selectable folders with their roles."""
+        ...
+
+    def changes(
+        self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int = 100
+    ) -> Iterator[ChangeBatch]:
+        """Stream the changes of ``folder`` after ``cursor``.
+
+        ``cursor=None`` starts an initial load of the mails whose internal date is
+        at or after ``since``. An unchanged folder yields nothing (or one empty batch)
+        at O(1) protocol cost. Raises :class:`FolderGone` when the folder vanished.
+        """
+        ...
