@@ -1,0 +1,58 @@
+# mailsync — the commands a newcomer needs. `make run` first, `make test` second.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install dovecot run demo test unit integration e2e lint format build clean
+
+help:
+	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
+	@echo "make demo   the runner plus a throwaway Dovecot with sample mail"
+	@echo "make test   install everything (Dovecot included) and run unit, integration and e2e tests"
+	@echo "make lint   ruff + mypy;  make build  sam build (no Docker)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dovecot:
+	@infra/ensure-dovecot.sh
+
+run: install
+	$(BIN)/mailsync run
+
+demo: install dovecot
+	$(BIN)/mailsync demo
+
+test: install dovecot
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+integration: install dovecot
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+e2e: install dovecot
+	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+build:
+	infra/sam-build.sh
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

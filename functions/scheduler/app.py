@@ -1,0 +1,15 @@
+"""Scheduler function: EventBridge tick -> enqueue one FIFO sync job per due account."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailsync.observability import logger, metrics, tracer
+from mailsync.usecases.sync_account import schedule
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    enqueued = schedule()
+    metrics.add_metric(name="AccountsEnqueued", unit="Count", value=enqueued)
+    return {"enqueued": enqueued}

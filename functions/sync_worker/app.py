@@ -1,0 +1,22 @@
+"""Sync worker: SQS FIFO batch -> one account sync per record, partial batch failures reported."""
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailsync.observability import logger, metrics, tracer
+from mailsync.usecases.sync_account import sync_account
+
+processor = SqsFifoPartialProcessor()
+
+
+def record_handler(record: SQSRecord) -> dict:
+    job = record.json_body
+    return sync_account(job["tenant_id"], job["account_id"])
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,192 @@
+"""Request and response schemas of the public HTTP API (they generate the OpenAPI spec).
+
+Field names, routes, status codes and error codes here are the public contract.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerIn(_In):
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"]
+    username: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SettingsIn(_In):
+    folder_mode: Literal["all", "selected"] | None = None
+    folders: list[str] | None = Field(None, max_length=500)
+    visibility: Literal["public", "private"] | None = None
+    auto_assign: bool | None = None
+    signature: str | None = Field(None, max_length=20_000)
+
+
+class CreateAccountIn(_In):
+    email: str | None = Field(None, max_length=320, description="The mailbox address")
+    password: str | None = Field(None, max_length=1024, description="With a known provider's email")
+    imap: ServerIn | None = None
+    smtp: ServerIn | None = None
+    backfill_days: int = Field(0, ge=0, le=30, description="Also load mails of this many days before the start")
+    settings: SettingsIn | None = None
+
+
+class Address(BaseModel):
+    name: str | None
+    email: str
+
+
+class AccountError(BaseModel):
+    code: str
+    message: str
+
+
+class SyncProgress(BaseModel):
+    started_at: str
+    last_success_at: str | None
+    messages: int
+    folders_total: int
+    folders_done: int
+
+
+class AccountSettings(BaseModel):
+    folder_mode: Literal["all", "selected"]
+    folders: list[str]
+    visibility: Literal["public", "private"]
+    auto_assign: bool
+    signature: str
+
+
+class ServerOut(BaseModel):
+    host: str
+    port: int
+    security: str
+    username: str
+
+
+class Account(BaseModel):
+    id: str
+    email: str
+    provider: str
+    owner: str
+    state: Literal["initial_sync", "active", "paused", "error", "auth_error"]
+    error: AccountError | None
+    settings: AccountSettings
+    servers: dict[str, ServerOut]
+    backfill_days: int
+    sync: SyncProgress
+    created_at: str
+
+
+class AccountList(BaseModel):
+    items: list[Account]
+    next_cursor: str | None = None
+
+
+class Folder(BaseModel):
+    name: str
+    role: str | None
+    synced: bool
+    messages: int
+
+
+class FolderList(BaseModel):
+    items: list[Folder]
+    next_cursor: str | None = None
+
+
+class SyncQueued(BaseModel):
+    account_id: str
+    queued: bool
+
+
+class Attachment(BaseModel):
+    id: str
+    filename: str | None
+    content_type: str
+    size: int
+
+
+class Headers(BaseModel):
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+
+
+class MessageSummary(BaseModel):
+    id: str
+    account_id: str
+    thread_id: str
+    folder: str
+    subject: str
+    from_: list[Address] = Field(alias="from")
+    to: list[Address]
+    cc: list[Address]
+    date: str
+    received_at: str
+    snippet: str
+    unread: bool
+    has_attachments: bool
+    visibility: Literal["public", "private"]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class MessageDetail(MessageSummary):
+    bcc: list[Address]
+    reply_to: list[Address]
+    text: str | None
+    html: str | None
+    attachments: list[Attachment]
+    headers: Headers
+
+
+class MessageList(BaseModel):
+    items: list[MessageSummary]
+    next_cursor: str | None
+
+
+class Thread(BaseModel):
+    id: str
+    account_id: str
+    subject: str
+    participants: list[Address]
+    message_count: int
+    last_date: str
+    unread: bool
+    unread_count: int
+    snippet: str
+
+
+class ThreadList(BaseModel):
+    items: list[Thread]
+    next_cursor: str | None
+
+
+class ThreadDetail(Thread):
+    messages: list[MessageSummary]
+
+
+class Detection(BaseModel):
+    email: str
+    domain: str
+    provider: str | None
+    name: str | None = None
+    imap: dict[str, object]
+    smtp: dict[str, object]
+    source: dict[str, str]
+    saves_sent: bool
+    oauth: str | None
+
+
+class Error(BaseModel):
+    code: str
+    message: str

@@ -1,0 +1,622 @@
+"""Parsing of raw RFC 5322 / MIME messages into :class:`ParsedMessage`.
+
+Follows RFC 5322 (message format), RFC 2045-2047 (MIME, encoded words),
+RFC 2231 (parameter encoding), RFC 2392 (cid:), RFC 3501 §6.4.5 (IMAP body
+section numbers, used as attachment ids) and RFC 5322 §3.6.4 (Message-ID,
+In-Reply-To, References).
+
+Invariants:
+
+* :func:`parse_message` never raises on any ``bytes`` input. Every field is read
+  independently; what cannot be read gets its neutral value (``None``, ``""`` or
+  ``[]``). ``size`` is always ``len(raw)``.
+* Headers are read from their raw form and decoded here: 8-bit bytes as UTF-8,
+  else Windows-1252/Latin-1; RFC 2047 encoded words with unknown charsets or bad
+  base64 fall back instead of failing. For single-valued headers (Subject,
+  Date, Message-ID, In-Reply-To, References) the first occurrence wins; address
+  headers that occur several times are concatenated.
+* Message ids are stored without angle brackets (:func:`normalize_message_id`);
+  References keep their order (oldest first) without duplicates.
+* Addresses keep the e-mail as written; entries without ``@`` (groups,
+  ``undisclosed-recipients:;``, garbage) are skipped.
+* ``date`` is timezone-aware UTC, ``None`` when missing or unparsable. A date
+  without zone (``-0000``) is taken as UTC.
+* ``html`` is always the output of :func:`mailsync.domain.sanitize.sanitize_html`.
+  ``text`` is the first inline text/plain part, else text derived from the html.
+  Bodies are searched in the message's own MIME tree only: an attached
+  ``message/rfc822`` is one attachment, its content is never the body.
+* Attachment ids are IMAP body section numbers: ``"1"``, ``"2"``, ``"2.1"``
+  (1-based through multiparts; the single body of a non-multipart message is
+  ``"1"``; the parts of an encapsulated message/rfc822 at ``"2"`` are ``"2.1"``,
+  ...). :func:`get_attachment` resolves exactly these ids. A part is an
+  attachment when its Content-Disposition is ``attachment``, when it has a
+  filename and is not a chosen body, or when it is any other leaf that is not
+  text/plain or text/html (an inline image referenced only by Content-ID, a
+  text/calendar invitation, an attached message/rfc822 ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import hashlib
+import json
+import quopri
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import policy as _policy
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+
+from mailsync.domain.models import Address, AttachmentInfo, ParsedMessage
+from mailsync.domain.sanitize import sanitize_html
+
+__all__ = [
+    "SNIPPET_LENGTH",
+    "get_attachment",
+    "html_to_text",
+    "message_key",
+    "normalize_message_id",
+    "parse_message",
+]
+
+SNIPPET_LENGTH = 200
+
+_WS = re.compile(r"\s+")
+_ANGLE_ID = re.compile(r"<([^<>]*)>")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_EW_GAP = re.compile(r"(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)")
+
+
+# --------------------------------------------------------------------------- text decoding
+
+
+def _text_codec(charset: str | None) -> str | None:
+    """The Python codec for a MIME charset, ``None`` for unknown / non-text codecs."""
+    if not charset:
+        return None
+    name = charset.strip().strip("\"'").split("*", 1)[0].lower()
+    if not name:
+        return None
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib ...
+        return None
+    return info.name
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode ``data`` declared as ``charset``; never fails.
+
+    Order: the declared charset (ISO-8859-1 read as its superset Windows-1252),
+    then UTF-8, then the declared charset with replacement characters. Without
+    a usable declaration (missing, unknown, or us-ascii which is routinely
+    mislabelled 8-bit text): UTF-8, Windows-1252, Latin-1.
+    """
+    codec = _text_codec(charset)
+    if codec == "ascii":
+        codec = None
+    attempts: list[str] = []
+    if codec == "iso8859-1":
+        attempts.append("cp1252")
+    if codec:
+        attempts.append(codec)
+    if "utf-8" not in attempts:
+        attempts.append("utf-8")
+    if not codec:
+        attempts.append("cp1252")
+    for attempt in attempts:
+        try:
+            return data.decode(attempt)
+        except (UnicodeError, LookupError):
+            continue
+    if codec:
+        try:
+            return data.decode(codec, "replace")
+        except (UnicodeError, LookupError):
+            pass
+    return data.decode("latin-1")
+
+
+def _raw_to_str(value: object) -> str:
+    """A raw header value (str with surrogate-escaped 8-bit bytes) to clean text."""
+    if value is None:
+        return ""
+    text = str(value)
+    try:
+        data = text.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return decode_bytes(data, None)
+
+
+def _decode_word(charset: str, encoding: str, payload: str) -> str | None:
+    try:
+        if encoding.lower() == "b":
+            payload += "=" * (-len(payload) % 4)
+            data = base64.b64decode(payload.encode("ascii"), validate=False)
+        else:
+            data = quopri.decodestring(payload.replace("_", " ").encode("ascii"), header=False)
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    return decode_bytes(data, charset)
+
+
+def decode_header_value(value: object) -> str:
+    """Unfold a raw header value and decode RFC 2047 encoded words in it.
+
+    Whitespace between two adjacent encoded words is dropped (RFC 2047 §6.2).
+    Malformed encoded words are kept literally.
+    """
+    text = _raw_to_str(value)
+    text = re.sub(r"\r?\n(?=[ \t])", "", text).replace("\r", "").replace("\n", " ")
+    if "=?" not in text:
+        return text
+    text = _EW_GAP.sub(r"\1", text)
+
+    def repl(match: re.Match[str]) -> str:
+        decoded = _decode_word(match.group(1), match.group(2), match.group(3))
+        return match.group(0) if decoded is None else decoded
+
+    return _ENCODED_WORD.sub(repl, text)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _raw_headers(msg: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    try:
+        return [str(v) for k, v in msg.raw_items() if k.lower() == wanted]
+    except Exception:  # noqa: BLE001 - a broken header list must not break parsing
+        return []
+
+
+def _first_header(msg: Message, name: str) -> str | None:
+    values = _raw_headers(msg, name)
+    return values[0] if values else None
+
+
+def normalize_message_id(s: str | None) -> str | None:
+    """``" <Abc@Example.com> (comment)"`` → ``"Abc@Example.com"``; ``None`` when empty.
+
+    Takes the first ``<...>`` token when there is one, else the first
+    whitespace-separated word; case is preserved (see :func:`message_key`).
+    """
+    if not s:
+        return None
+    text = _raw_to_str(s).strip()
+    match = _ANGLE_ID.search(text)
+    if match:
+        candidate = match.group(1)
+    else:
+        words = text.split()
+        candidate = words[0] if words else ""
+    candidate = _WS.sub("", candidate).strip("<>")
+    return candidate or None
+
+
+def _parse_references(value: str | None) -> list[str]:
+    if not value:
+        return []
+    text = _raw_to_str(value)
+    tokens = _ANGLE_ID.findall(text) if "<" in text else text.split()
+    out: list[str] = []
+    for token in tokens:
+        ref = normalize_message_id(token)
+        if ref and ref not in out:
+            out.append(ref)
+    return out
+
+
+def _parse_addresses(values: list[str]) -> list[Address]:
+    if not values:
+        return []
+    try:
+        pairs = getaddresses([_raw_to_str(v).replace("\r", "").replace("\n", " ") for v in values])
+    except Exception:  # noqa: BLE001 - getaddresses has raised on hostile input in the past
+        return []
+    out: list[Address] = []
+    for name, email in pairs:
+        email = (email or "").strip()
+        if "@" not in email:
+            continue
+        display = " ".join(decode_header_value(name).split()) if name else ""
+        out.append(Address(name=display or None, email=email))
+    return out
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(_raw_to_str(value).strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+# --------------------------------------------------------------------------- MIME tree
+
+
+def _iter_parts(msg: Message, prefix: str = "") -> Iterator[tuple[str, Message, bool]]:
+    """Yield ``(section, part, inside_attached_message)`` for every leaf-ish part.
+
+    Multipart containers are not yielded themselves; a message/rfc822 part is
+    yielded (as a leaf) and its content is walked with ``inside=True``.
+    """
+    yield from _walk(msg, prefix, inside=False, top=True)
+
+
+def _children(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    return []
+
+
+def _walk(part: Message, prefix: str, inside: bool, top: bool) -> Iterator[tuple[str, Message, bool]]:
+    if part.is_multipart() and part.get_content_maintype() == "multipart":
+        for index, child in enumerate(_children(part), start=1):
+            section = f"{prefix}.{index}" if prefix else str(index)
+            yield from _walk(child, section, inside, top=False)
+        return
+    if top:
+        # RFC 3501: the body of a non-multipart message is section "1".
+        prefix = f"{prefix}.1" if prefix else "1"
+    yield prefix, part, inside
+    if part.get_content_type() == "message/rfc822":
+        for inner in _children(part):
+            yield from _walk(inner, prefix, inside=True, top=True)
+
+
+def _find_part(msg: Message, section: str) -> Message | None:
+    for path, part, _inside in _iter_parts(msg):
+        if path == section:
+            return part
+    return None
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except Exception:  # noqa: BLE001 - broken Content-Disposition header
+        return None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:  # noqa: BLE001 - broken Content-Type header
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str | None:
+    name: str | None = None
+    try:
+        name = part.get_filename() or part.get_param("name", header="content-type")  # type: ignore[assignment]
+    except Exception:  # noqa: BLE001 - broken parameters
+        name = None
+    if isinstance(name, tuple):  # RFC 2231 triple when the policy did not collapse it
+        try:
+            name = decode_bytes(name[2].encode("latin-1", "replace"), name[0])
+        except (IndexError, AttributeError):
+            name = None
+    if not name:
+        return None
+    name = decode_header_value(str(name)).strip()
+    name = name.replace("/", "_").replace("\\", "_").replace("\x00", "")
+    return name or None
+
+
+def _serialise(inner: Message) -> bytes:
+    try:
+        return inner.as_bytes(policy=_policy.compat32)
+    except Exception:  # noqa: BLE001 - re-serialising a broken message
+        try:
+            return inner.as_string(policy=_policy.compat32).encode("utf-8", "replace")
+        except Exception:  # noqa: BLE001
+            return b""
+
+
+def _payload_bytes(part: Message) -> bytes:
+    if _content_type(part).startswith("message/"):
+        # message/rfc822 (one encapsulated message), message/delivery-status
+        # (several header blocks): the email package keeps them parsed.
+        inner = _children(part)
+        if inner:
+            return b"\n".join(_serialise(m) for m in inner) if len(inner) > 1 else _serialise(inner[0])
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - broken transfer encoding
+        data = None
+    if isinstance(data, bytes):
+        return data
+    payload = part.get_payload()
+    if isinstance(payload, str):
+        return payload.encode("ascii", "surrogateescape")
+    return b""
+
+
+def _part_text(part: Message) -> str:
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001 - broken charset parameter
+        charset = None
+    return decode_bytes(_payload_bytes(part), charset)
+
+
+# --------------------------------------------------------------------------- html → text
+
+_BLOCK_TAGS = frozenset(
+    {
+        "address",
+        "article",
+        "blockquote",
+        "br",
+        "caption",
+        "div",
+        "dd",
+        "dl",
+        "dt",
+        "figure",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tr",
+        "ul",
+    }
+)
+_SKIP_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript", "svg", "math"})
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip = max(0, self.skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML document: tags stripped, entities unescaped,
+    whitespace collapsed within lines, block elements on their own lines."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # noqa: BLE001, S110 - HTMLParser on hostile input: keep what was read
+        pass
+    text = "".join(parser.parts).replace("\xa0", " ")
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    out = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def _snippet(text: str | None) -> str:
+    if not text:
+        return ""
+    collapsed = " ".join(text.split())
+    return collapsed[:SNIPPET_LENGTH].rstrip()
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _parse_tree(raw: bytes) -> Message | None:
+    try:
+        return BytesParser(policy=_policy.default).parsebytes(raw)
+    except Exception:  # noqa: BLE001 - the parser is lenient, but never trust it
+        return None
+
+
+def _empty(raw: bytes) -> ParsedMessage:
+    return ParsedMessage(
+        message_id=None,
+        in_reply_to=None,
+        references=[],
+        subject="",
+        from_=[],
+        to=[],
+        cc=[],
+        bcc=[],
+        reply_to=[],
+        date=None,
+        text=None,
+        html=None,
+        snippet="",
+        attachments=[],
+        size=len(raw),
+    )
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse one raw message; never raises (see the module docstring)."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raw = b""
+    raw = bytes(raw)
+    parsed = _empty(raw)
+    msg = _parse_tree(raw)
+    if msg is None:
+        return parsed
+
+    def safe(fn, default):  # type: ignore[no-untyped-def]
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 - one unreadable field must not lose the others
+            return default
+
+    parsed.message_id = safe(lambda: normalize_message_id(_first_header(msg, "Message-ID")), None)
+    parsed.in_reply_to = safe(lambda: normalize_message_id(_first_header(msg, "In-Reply-To")), None)
+    parsed.references = safe(lambda: _parse_references(_first_header(msg, "References")), [])
+    parsed.subject = safe(lambda: decode_header_value(_first_header(msg, "Subject") or "").strip(), "")
+    for attr, header in (
+        ("from_", "From"),
+        ("to", "To"),
+        ("cc", "Cc"),
+        ("bcc", "Bcc"),
+        ("reply_to", "Reply-To"),
+    ):
+        setattr(parsed, attr, safe(lambda h=header: _parse_addresses(_raw_headers(msg, h)), []))
+    parsed.date = safe(lambda: _parse_date(_first_header(msg, "Date")), None)
+    safe(lambda: _fill_body(msg, parsed), None)
+    return parsed
+
+
+def _fill_body(msg: Message, parsed: ParsedMessage) -> None:
+    parts = list(_iter_parts(msg))
+    text_path: str | None = None
+    html_path: str | None = None
+    text: str | None = None
+    html: str | None = None
+    for path, part, inside in parts:
+        if inside or _disposition(part) == "attachment":
+            continue
+        ctype = _content_type(part)
+        if ctype.startswith("multipart/"):
+            ctype = "text/plain"  # a multipart without usable boundary: read it as text
+        if ctype == "text/plain" and text_path is None:
+            text_path, text = path, _part_text(part)
+        elif ctype == "text/html" and html_path is None:
+            html_path, html = path, _part_text(part)
+
+    attachments: list[AttachmentInfo] = []
+    for path, part, inside in parts:
+        if inside or path in (text_path, html_path):
+            continue
+        ctype = _content_type(part)
+        filename = _filename(part)
+        disposition = _disposition(part)
+        is_attachment = (
+            disposition == "attachment"
+            or filename is not None
+            or ctype not in ("text/plain", "text/html")
+            and not ctype.startswith("multipart/")
+        )
+        if not is_attachment:
+            continue
+        if filename is None and ctype == "message/rfc822":
+            inner = _children(part)
+            subject = decode_header_value(_first_header(inner[0], "Subject") or "") if inner else ""
+            filename = (subject.strip() or "message") + ".eml"
+        attachments.append(
+            AttachmentInfo(id=path, filename=filename, content_type=ctype, size=len(_payload_bytes(part)))
+        )
+    parsed.attachments = attachments
+
+    if html is not None:
+        try:
+            parsed.html = sanitize_html(html)
+        except Exception:  # noqa: BLE001 - never keep raw html, drop it instead
+            parsed.html = None
+    if text is None and html is not None:
+        text = html_to_text(html)
+    parsed.text = text
+    parsed.snippet = _snippet(text)
+
+
+def get_attachment(raw: bytes, attachment_id: str) -> tuple[str | None, str, bytes] | None:
+    """``(filename, content_type, decoded bytes)`` of the part ``attachment_id``
+    (an IMAP section number as produced by :func:`parse_message`), or ``None``
+    when there is no such part. Never raises."""
+    if not attachment_id or not re.fullmatch(r"[1-9]\d*(\.[1-9]\d*)*", attachment_id):
+        return None
+    msg = _parse_tree(bytes(raw))
+    if msg is None:
+        return None
+    try:
+        part = _find_part(msg, attachment_id)
+        if part is None:
+            return None
+        return _filename(part), _content_type(part), _payload_bytes(part)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _raw_body(raw: bytes) -> bytes:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        index = raw.find(sep)
+        if index != -1:
+            return raw[index + len(sep) :]
+    return b""
+
+
+def message_key(parsed: ParsedMessage, raw: bytes) -> str:
+    """The identity used to dedupe copies of one mail across folders.
+
+    * With a Message-ID: the normalised id, lower-cased. RFC 5322 makes the
+      local part case-sensitive, but servers and clients are known to rewrite
+      case, and two distinct mails whose ids differ only by case do not occur in
+      practice.
+    * Without one: ``"sha256:" + hex`` of the canonical JSON of (Date header as
+      written, From addresses lower-cased, decoded Subject, byte length of the
+      body with CRLF normalised to LF). These are the fields the author's client
+      sets once; everything that changes between copies of the same mail is left
+      out: the folder-local UID, flags, and trace/status headers that servers add
+      or rewrite on delivery or copy (Received, Return-Path, Status, X-UID,
+      X-Keywords ...) — which is why the whole raw message cannot be hashed.
+      The body length is included so that two different mails with identical
+      headers (automated mails without Message-ID) do not merge, and line
+      endings are normalised because servers store them differently.
+    """
+    if parsed.message_id:
+        return parsed.message_id.lower()
+    try:
+        msg: Message | None = BytesParser(policy=_policy.default).parsebytes(bytes(raw), headersonly=True)
+    except Exception:  # noqa: BLE001
+        msg = None
+    date_raw = _first_header(msg, "Date") if msg is not None else None
+    date = " ".join(_raw_to_str(date_raw).split()) if date_raw else ""
+    body = _raw_body(raw).replace(b"\r\n", b"\n")
+    canonical = json.dumps(
+        [date, [a.key for a in parsed.from_], parsed.subject, len(body)],
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()

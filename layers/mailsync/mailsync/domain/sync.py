@@ -1,0 +1,592 @@
+"""The sync engine: applies a provider's change batches to the mirror.
+
+Rules (the product's "mirror, don't archive"):
+
+* Only mails received at or after ``sync_start - backfill_days`` are stored; the
+  provider filters by internal date, the engine never widens that window.
+* A mail is identified across folders by its Message-ID (``mime.message_key``),
+  so the message id (``mid``) is a deterministic hash of tenant, account and key.
+  A move between two synced folders therefore keeps the id, thread and links
+  whatever order the two folders are synced in (the nylas/sync-engine#281 bug).
+* A mail lives while it has at least one *location* ``(folder, ref)``. Losing the
+  last one makes it an *orphan*: hidden at once, and purged (item, thread
+  membership, S3 objects) only after one more full pass over every synced folder
+  has had the chance to show it somewhere else. That pass costs O(1) per unchanged
+  folder with CONDSTORE/QRESYNC, so it is cheap.
+* Threads: a new mail joins the thread of its In-Reply-To/References (JWZ, RFC 5256
+  REFERENCES), else of its base subject + participants; else it starts one whose id
+  derives from its root Message-ID. An existing mail never changes thread. The
+  thread item is written before the message that points to it, so ``thread_id``
+  never dangles.
+* Crash safety: every batch is applied by idempotent writes (puts by
+  deterministic key, deletes by key), and the folder cursor is saved only after
+  them. A crash anywhere replays the batch on the next run and converges.
+
+This module is free of AWS and HTTP; storage is the :class:`MirrorStore` port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from mailsync.domain import mime, threading
+from mailsync.domain.models import Address, ParsedMessage
+from mailsync.providers.base import (
+    ChangeBatch,
+    FolderGone,
+    FolderInfo,
+    MailProvider,
+    Remove,
+    Reset,
+    SetFlags,
+    Upsert,
+)
+
+
+def iso(dt: datetime) -> str:
+    """ISO 8601 UTC with a ``Z``, second precision (sorts lexicographically)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def message_id_for(tenant_id: str, account_id: str, key: str) -> str:
+    return "m_" + _h(tenant_id, account_id, key)[:24]
+
+
+def ref_hash(message_id: str) -> str:
+    return _h("mid", message_id.strip().lower())[:32]
+
+
+@dataclass
+class AccountContext:
+    tenant_id: str
+    account_id: str
+    owner: str
+    email: str
+    visibility: str
+    sync_start: datetime
+    backfill_days: int = 0
+    max_inline_body_bytes: int = 60_000
+
+    @property
+    def since(self) -> datetime:
+        return self.sync_start - timedelta(days=self.backfill_days)
+
+
+@dataclass
+class FolderState:
+    name: str
+    role: str | None = None
+    synced: bool = False
+    present: bool = True
+    cursor: dict[str, Any] | None = None
+    gen: int = 0
+    old_gens: list[int] = field(default_factory=list)
+    messages: int = 0
+    initial_done: bool = False
+    progress: dict[str, int] | None = None
+    last_sync_at: str | None = None
+
+
+@dataclass
+class Writes:
+    """Everything one batch changes, committed by the store in a crash-safe order."""
+
+    raw: dict[str, bytes] = field(default_factory=dict)  # S3 key -> MIME
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # S3 key -> {"text","html"}
+    refs: dict[str, str] = field(default_factory=dict)  # ref hash -> thread id
+    threads_put: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads_delete: set[str] = field(default_factory=set)
+    messages_put: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages_delete: set[str] = field(default_factory=set)
+    locations_put: list[tuple[str, int, str, str]] = field(default_factory=list)  # folder, gen, ref, mid
+    locations_delete: list[tuple[str, int, str]] = field(default_factory=list)
+    orphans_add: set[str] = field(default_factory=set)
+    orphans_remove: set[str] = field(default_factory=set)
+    s3_delete: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not any(
+            (
+                self.raw,
+                self.refs,
+                self.threads_put,
+                self.threads_delete,
+                self.messages_put,
+                self.messages_delete,
+                self.locations_put,
+                self.locations_delete,
+                self.orphans_add,
+                self.orphans_remove,
+            )
+        )
+
+
+class MirrorStore(Protocol):
+    """Storage port of the engine (DynamoDB + S3 in ``store.mirror``)."""
+
+    def raw_key(self, mid: str) -> str: ...
+
+    def body_key(self, mid: str) -> str: ...
+
+    def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]: ...
+
+    def list_locations(self, folder: str, gen: int | None = None) -> Iterator[tuple[int, str, str]]: ...
+
+    def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def get_refs(self, hashes: Iterable[str]) -> dict[str, str]: ...
+
+    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def commit(self, writes: Writes) -> None: ...
+
+    def list_orphans(self) -> list[str]: ...
+
+    def get_folders(self) -> dict[str, FolderState]: ...
+
+    def save_folder(self, state: FolderState) -> None: ...
+
+    def delete_folder(self, name: str) -> None: ...
+
+
+@dataclass
+class SyncReport:
+    folders_synced: int = 0
+    new: int = 0
+    updated: int = 0
+    removed: int = 0
+    purged: int = 0
+    complete: bool = True  # False when the time budget ran out; re-run to continue
+    gone_folders: list[str] = field(default_factory=list)
+
+
+def _addr_list(addrs: list[Address]) -> list[dict[str, str | None]]:
+    return [a.as_dict() for a in addrs]
+
+
+def thread_member(doc: dict[str, Any]) -> dict[str, Any]:
+    frm = (doc.get("from") or [{}])[0] if doc.get("from") else {}
+    return {
+        "d": doc["received_at"],
+        "u": bool(doc.get("unread")),
+        "f": (frm.get("email") or "").lower(),
+        "n": frm.get("name"),
+        "s": (doc.get("snippet") or "")[:140],
+        "j": doc.get("subject") or "",
+    }
+
+
+def recompute_thread(thread: dict[str, Any]) -> dict[str, Any]:
+    """Derive every aggregate of a thread from its members (idempotent)."""
+    members: dict[str, dict[str, Any]] = thread.get("members") or {}
+    ordered = sorted(members.values(), key=lambda m: m["d"])
+    thread["message_count"] = len(ordered)
+    thread["unread_count"] = sum(1 for m in ordered if m["u"])
+    thread["last_date"] = ordered[-1]["d"] if ordered else ""
+    thread["snippet"] = ordered[-1]["s"] if ordered else ""
+    if ordered and not thread.get("subject"):
+        thread["subject"] = ordered[0]["j"]
+    seen: dict[str, dict[str, str | None]] = {}
+    for m in ordered:
+        if m["f"] and m["f"] not in seen:
+            seen[m["f"]] = {"name": m.get("n"), "email": m["f"]}
+    thread["participants"] = list(seen.values())
+    return thread
+
+
+class SyncEngine:
+    """Mirrors one account through a provider into a :class:`MirrorStore`."""
+
+    def __init__(
+        self,
+        store: MirrorStore,
+        ctx: AccountContext,
+        *,
+        batch_size: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+        on_progress: Callable[[dict[str, FolderState]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.batch_size = batch_size
+        self.clock = clock
+        self.on_progress = on_progress
+
+    # ------------------------------------------------------------------ folders
+    def reconcile_folders(
+        self, listed: list[FolderInfo], folder_mode: str, selected: list[str]
+    ) -> dict[str, FolderState]:
+        """Bring folder items in line with the provider's list and the settings.
+
+        A folder that is no longer synced (turned off, renamed or deleted at the
+        provider) loses all its locations, which orphans mails found nowhere else.
+        """
+        states = self.store.get_folders()
+        listed_names = {f.name for f in listed}
+        for info in listed:
+            st = states.get(info.name) or FolderState(name=info.name)
+            want = self._wants(info, folder_mode, selected)
+            changed = st.role != info.role or not st.present or st.synced != want
+            st.role, st.present = info.role, True
+            if want and not st.synced:
+                st.synced, st.cursor, st.initial_done, st.progress = True, None, False, None
+            elif not want and st.synced:
+                self.drop_folder(st)
+                st.synced, st.cursor, st.initial_done, st.progress, st.messages = False, None, False, None, 0
+            if changed or info.name not in states:
+                self.store.save_folder(st)
+            states[info.name] = st
+        for name, st in list(states.items()):
+            if name not in listed_names:
+                if st.synced:
+                    self.drop_folder(st)
+                self.store.delete_folder(name)
+                del states[name]
+        return states
+
+    @staticmethod
+    def _wants(info: FolderInfo, folder_mode: str, selected: list[str]) -> bool:
+        if folder_mode == "selected":
+            return info.name in selected
+        return info.role not in ("trash", "junk", "drafts", "all") and info.selectable
+
+    def drop_folder(self, st: FolderState) -> None:
+        """Remove every location of a folder (all generations)."""
+        pending: list[tuple[int, str, str]] = []
+        for loc in self.store.list_locations(st.name, None):
+            pending.append(loc)
+            if len(pending) >= self.batch_size:
+                self._drop_locations(st.name, pending)
+                pending = []
+        if pending:
+            self._drop_locations(st.name, pending)
+
+    def _drop_locations(self, folder: str, locs: list[tuple[int, str, str]]) -> int:
+        w = Writes()
+        msgs = self.store.get_messages({mid for _, _, mid in locs})
+        thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
+        removed = 0
+        for gen, ref, mid in locs:
+            w.locations_delete.append((folder, gen, ref))
+            doc = msgs.get(mid)
+            if doc and doc["locs"].get(folder) == f"{gen}:{ref}":
+                self._remove_loc(doc, folder, w, thread_changes)
+                removed += 1
+        self._apply_thread_changes(thread_changes, w)
+        self.store.commit(w)
+        return removed
+
+    # --------------------------------------------------------------------- run
+    def run(self, provider: MailProvider, states: dict[str, FolderState], deadline: float) -> SyncReport:
+        report = SyncReport()
+        synced = [s for s in states.values() if s.synced]
+        for pass_no in (1, 2):
+            for st in synced:
+                if self.clock() >= deadline:
+                    report.complete = False
+                    return report
+                try:
+                    done = self.sync_folder(provider, st, deadline, report)
+                except FolderGone:
+                    report.gone_folders.append(st.name)
+                    continue
+                report.folders_synced += pass_no == 1
+                if not done:
+                    report.complete = False
+                    return report
+            # A second pass is only needed to rescue mails that looked deleted
+            # but may have moved to a folder synced earlier in this pass.
+            if pass_no == 1 and not self.store.list_orphans():
+                break
+        report.purged = self.purge_orphans()
+        return report
+
+    def sync_folder(self, provider: MailProvider, st: FolderState, deadline: float, report: SyncReport) -> bool:
+        """Apply the folder's batches; True when it is caught up, False on deadline."""
+        for batch in provider.changes(st.name, st.cursor, self.ctx.since, self.batch_size):
+            self.apply_batch(st, batch, report)
+            if self.on_progress:
+                self.on_progress({st.name: st})
+            if self.clock() >= deadline and batch.initial:
+                return False
+        return True
+
+    # ------------------------------------------------------------------- batch
+    def apply_batch(self, st: FolderState, batch: ChangeBatch, report: SyncReport | None = None) -> None:
+        report = report or SyncReport()
+        folder = st.name
+        for c in batch.changes:
+            if isinstance(c, Reset):
+                st.old_gens.append(st.gen)
+                st.gen += 1
+        gen = st.gen
+        upserts = [c for c in batch.changes if isinstance(c, Upsert)]
+        flags = [c for c in batch.changes if isinstance(c, SetFlags)]
+        removes = [c for c in batch.changes if isinstance(c, Remove)]
+
+        known = self.store.get_locations(folder, gen, [c.ref for c in (*upserts, *flags, *removes)])
+        existing_locs = {u.ref for u in upserts if u.ref in known}
+        parsed: dict[str, tuple[Upsert, ParsedMessage, str]] = {}
+        for u in upserts:
+            p = mime.parse_message(u.raw)
+            key = mime.message_key(p, u.raw)
+            mid = message_id_for(self.ctx.tenant_id, self.ctx.account_id, key)
+            parsed[u.ref] = (u, p, key)
+            known.setdefault(u.ref, mid)  # a known ref keeps its mid
+        msgs = self.store.get_messages(set(known.values()))
+
+        w = Writes()
+        thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
+
+        # New mails first (oldest first so parents thread before replies).
+        new = [(parsed[u.ref], known[u.ref]) for u in upserts if known[u.ref] not in msgs]
+        new.sort(key=lambda x: x[0][0].internal_date)
+        seen_new: set[str] = set()
+        threads = self._assign_threads([(mid, p) for (_, p, _), mid in new], w)
+        for (u, p, key), mid in new:
+            if mid in seen_new:  # the same mail twice in one folder (a copy)
+                continue
+            seen_new.add(mid)
+            doc = self._new_doc(mid, key, p, u, threads[mid], w)
+            msgs[mid] = doc
+            w.messages_put[mid] = doc
+            thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
+            report.new += 1
+
+        delta = 0
+        for u in upserts:
+            mid = known[u.ref]
+            doc = msgs[mid]
+            loc = f"{gen}:{u.ref}"
+            if u.ref not in existing_locs:
+                w.locations_put.append((folder, gen, u.ref, mid))
+                delta += 1
+            if doc["locs"].get(folder) != loc or doc.get("orphan") or doc["unread"] != u.unread:
+                if doc["locs"].get(folder) is None and mid not in w.messages_put:
+                    report.updated += 1
+                self._add_loc(doc, folder, loc, w)
+                doc["unread"] = u.unread
+                w.messages_put[mid] = doc
+                thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
+
+        for f in flags:
+            mid = known.get(f.ref)
+            doc = msgs.get(mid) if mid else None
+            if doc is None or doc["unread"] == f.unread:
+                continue
+            doc["unread"] = f.unread
+            w.messages_put[doc["mid"]] = doc
+            thread_changes.setdefault(doc["thread_id"], {})[doc["mid"]] = thread_member(doc)
+            report.updated += 1
+
+        for r in removes:
+            mid = known.get(r.ref)
+            if mid is None:
+                continue  # never mirrored (older than the sync start) or already removed
+            w.locations_delete.append((folder, gen, r.ref))
+            delta -= 1
+            doc = msgs.get(mid)
+            if doc and doc["locs"].get(folder) == f"{gen}:{r.ref}":
+                self._remove_loc(doc, folder, w, thread_changes)
+                report.removed += 1
+
+        self._apply_thread_changes(thread_changes, w)
+        self.store.commit(w)
+
+        # Only now is it safe to move the cursor past these changes.
+        st.cursor = batch.cursor
+        st.messages = max(0, st.messages + delta)
+        st.last_sync_at = iso(utcnow())
+        if batch.progress:
+            st.progress = {"done": batch.progress[0], "total": batch.progress[1]}
+        if not batch.initial:
+            st.initial_done = True
+            st.progress = None
+        self.store.save_folder(st)
+        if not batch.initial and st.old_gens:
+            self._reconcile_old_gens(st)
+
+    def _reconcile_old_gens(self, st: FolderState) -> None:
+        """After a reload (UIDVALIDITY change), drop locations of the old generations.
+
+        Mails seen again in the new generation already point at their new location
+        and keep it; the rest lose this folder.
+        """
+        for g in list(st.old_gens):
+            locs = list(self.store.list_locations(st.name, g))
+            for i in range(0, len(locs), self.batch_size):
+                self._drop_locations(st.name, locs[i : i + self.batch_size])
+            st.old_gens.remove(g)
+            self.store.save_folder(st)
+
+    # -------------------------------------------------------------- messages
+    def _add_loc(self, doc: dict[str, Any], folder: str, loc: str, w: Writes) -> None:
+        doc["locs"][folder] = loc
+        if doc.get("folder") not in doc["locs"]:
+            doc["folder"] = folder
+        if doc.get("orphan"):
+            doc["orphan"] = False
+            w.orphans_remove.add(doc["mid"])
+
+    def _remove_loc(
+        self,
+        doc: dict[str, Any],
+        folder: str,
+        w: Writes,
+        thread_changes: dict[str, dict[str, dict[str, Any] | None]],
+    ) -> None:
+        doc["locs"].pop(folder, None)
+        if doc["locs"]:
+            if doc["folder"] == folder:
+                doc["folder"] = next(reversed(doc["locs"]))
+        else:
+            doc["orphan"] = True
+            w.orphans_add.add(doc["mid"])
+        w.messages_put[doc["mid"]] = doc
+
+    def _new_doc(
+        self, mid: str, key: str, p: ParsedMessage, u: Upsert, thread_id: str, w: Writes
+    ) -> dict[str, Any]:
+        ctx = self.ctx
+        raw_key = self.store.raw_key(mid)
+        w.raw[raw_key] = u.raw
+        text, html, body_key = p.text, p.html, None
+        if len((text or "").encode()) + len((html or "").encode()) > ctx.max_inline_body_bytes:
+            body_key = self.store.body_key(mid)
+            w.bodies[body_key] = {"text": text, "html": html}
+            text = html = None
+        received = iso(u.internal_date)
+        participants = sorted({a.key for a in (*p.from_, *p.to, *p.cc, *p.bcc)})
+        return {
+            "mid": mid,
+            "tenant_id": ctx.tenant_id,
+            "account_id": ctx.account_id,
+            "owner": ctx.owner,
+            "thread_id": thread_id,
+            "folder": u.folder,
+            "locs": {},
+            "message_key": key,
+            "header_message_id": p.message_id,
+            "in_reply_to": p.in_reply_to,
+            "references": list(p.references),
+            "subject": p.subject or "",
+            "from": _addr_list(p.from_),
+            "to": _addr_list(p.to),
+            "cc": _addr_list(p.cc),
+            "bcc": _addr_list(p.bcc),
+            "reply_to": _addr_list(p.reply_to),
+            "date": iso(p.date) if p.date else received,
+            "received_at": received,
+            "snippet": p.snippet or "",
+            "unread": u.unread,
+            "has_attachments": p.has_attachments,
+            "attachments": [
+                {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in p.attachments
+            ],
+            "text": text,
+            "html": html,
+            "body_key": body_key,
+            "raw_key": raw_key,
+            "size": len(u.raw),
+            "visibility": ctx.visibility,
+            "participants": participants,
+            "created_at": iso(utcnow()),
+            "orphan": False,
+        }
+
+    # --------------------------------------------------------------- threads
+    def _assign_threads(self, new: list[tuple[str, ParsedMessage]], w: Writes) -> dict[str, str]:
+        wanted: set[str] = set()
+        plan = []
+        for mid, p in new:
+            cands = [ref_hash(x) for x in threading.thread_candidates(p)]
+            own = ref_hash(p.message_id) if p.message_id else None
+            skey = threading.subject_key(p, self.ctx.email)
+            sref = "s" + skey[:31] if skey else None
+            wanted.update(cands)
+            wanted.update(x for x in (own, sref) if x)
+            plan.append((mid, p, cands, own, sref))
+        known = self.store.get_refs(wanted) if wanted else {}
+        out: dict[str, str] = {}
+        for mid, p, cands, own, sref in plan:
+            thid = next((known[c] for c in cands if c in known), None)
+            if thid is None and own and own in known:
+                thid = known[own]  # a reply arrived first and announced us
+            if thid is None and sref and sref in known:
+                thid = known[sref]
+            if thid is None:
+                root = threading.root_id(p)
+                thid = "t_" + _h(self.ctx.tenant_id, self.ctx.account_id, (root or mid).lower())[:24]
+            out[mid] = thid
+            for ref in (*cands, own, sref):
+                if ref and known.get(ref) != thid and (ref == sref or ref not in known):
+                    known[ref] = thid
+                    w.refs[ref] = thid
+        return out
+
+    def _apply_thread_changes(
+        self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes
+    ) -> None:
+        if not changes:
+            return
+        current = self.store.get_threads(changes.keys())
+        for thid, members in changes.items():
+            th = current.get(thid) or {
+                "thread_id": thid,
+                "tenant_id": self.ctx.tenant_id,
+                "account_id": self.ctx.account_id,
+                "owner": self.ctx.owner,
+                "members": {},
+                "subject": "",
+                "visibility": self.ctx.visibility,
+            }
+            for mid, member in members.items():
+                if member is None:
+                    th["members"].pop(mid, None)
+                else:
+                    th["members"][mid] = member
+            if th["members"]:
+                w.threads_put[thid] = recompute_thread(th)
+            else:
+                w.threads_delete.add(thid)
+
+    # --------------------------------------------------------------- orphans
+    def purge_orphans(self) -> int:
+        """Delete mails that lost their last location and were not seen again."""
+        mids = self.store.list_orphans()
+        purged = 0
+        for i in range(0, len(mids), self.batch_size):
+            chunk = mids[i : i + self.batch_size]
+            msgs = self.store.get_messages(chunk)
+            w = Writes()
+            thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
+            for mid in chunk:
+                w.orphans_remove.add(mid)
+                doc = msgs.get(mid)
+                if doc is None or doc["locs"]:
+                    continue
+                w.messages_delete.add(mid)
+                w.s3_delete.extend(k for k in (doc.get("raw_key"), doc.get("body_key")) if k)
+                thread_changes.setdefault(doc["thread_id"], {})[mid] = None
+                purged += 1
+            self._apply_thread_changes(thread_changes, w)
+            self.store.commit(w)
+        return purged

@@ -1,0 +1,58 @@
+"""Typed domain exceptions; ``api.app`` maps them to HTTP once (``@app.exception_handler``).
+
+Each carries the machine-readable ``code`` of the public contract and its HTTP status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MailsyncError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str = "", *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        if code:
+            self.code = code
+        self.details = details
+
+
+class Unauthorized(MailsyncError):
+    status, code = 401, "unauthorized"
+
+
+class MissingUser(MailsyncError):
+    status, code = 400, "missing_user"
+
+
+class InvalidRequest(MailsyncError):
+    status, code = 422, "invalid_request"
+
+
+class InvalidCursor(MailsyncError):
+    status, code = 400, "invalid_cursor"
+
+
+class NotFound(MailsyncError):
+    status, code = 404, "not_found"
+
+
+class Conflict(MailsyncError):
+    status, code = 409, "conflict"
+
+
+class AccountExists(Conflict):
+    code = "account_exists"
+
+
+class Unprocessable(MailsyncError):
+    """422 with a specific code: auth_failed, connection_failed, host_not_allowed, unknown_folder…"""
+
+    status, code = 422, "unprocessable"
+
+
+class BadGateway(MailsyncError):
+    status, code = 502, "provider_error"

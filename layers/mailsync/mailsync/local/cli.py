@@ -1,0 +1,60 @@
+"""``mailsync`` console script: ``run``, ``demo`` and ``admin create-tenant NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+
+
+def create_tenant(name: str) -> dict[str, str]:
+    """Create a tenant and its API key in DynamoDB (``AWS_ENDPOINT_URL`` honoured)."""
+    from mailsync.domain.sync import iso, utcnow
+    from mailsync.store import models, repo
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    models.bind(
+        os.environ.get("MAILSYNC_TABLE", "mailsync-main"),
+        host=endpoint or None,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1",
+    )
+    tenant_id = "t_" + secrets.token_hex(8)
+    api_key = "msk_" + secrets.token_urlsafe(32)
+    repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
+    return {"tenant_id": tenant_id, "api_key": api_key}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailsync", description="mailsync: email sync backend for CRMs")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="the local runner (moto + HTTP API + scheduler + worker)")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT or 3000)")
+    demo = sub.add_parser("demo", help="the runner plus a throwaway Dovecot with sample mail")
+    demo.add_argument("--port", type=int, default=None)
+    admin = sub.add_parser("admin", help="administration")
+    admin_sub = admin.add_subparsers(dest="admin_cmd", required=True)
+    ct = admin_sub.add_parser("create-tenant", help="create a tenant; prints its id and API key as JSON")
+    ct.add_argument("name")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "run":
+        from mailsync.local.runner import serve
+
+        serve(args.port)
+    elif args.cmd == "demo":
+        from mailsync.local.demo import run_demo
+
+        run_demo(args.port)
+    elif args.cmd == "admin" and args.admin_cmd == "create-tenant":
+        try:
+            print(json.dumps(create_tenant(args.name)))
+        except Exception as e:  # noqa: BLE001 - a CLI reports, it does not dump a trace
+            print(json.dumps({"error": type(e).__name__, "message": str(e)}), file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

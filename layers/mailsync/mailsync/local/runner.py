@@ -1,0 +1,328 @@
+"""The local runner (``mailsync run``): the deployed system on one machine, no AWS account.
+
+* moto's server mode, embedded, stands in for DynamoDB, S3, SQS and KMS; the
+  tables come from ``template.yaml`` so they match the deployment.
+* The *same* Lambda handlers (``functions/*/app.py``) serve HTTP by translating
+  each request into an API Gateway HTTP API (payload 2.0) event.
+* A scheduler thread invokes the scheduler handler every ``MAILSYNC_POLL_SECONDS``
+  (as EventBridge would) and a worker thread long-polls the FIFO queue and hands
+  batches to the worker handler, deleting what succeeded and leaving failures
+  for redelivery (as Lambda's SQS event source mapping does).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+REGION = "eu-central-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LambdaContext:
+    """Enough of the Lambda context object for Powertools."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    timeout_ms: int = 900_000
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:000000000000:function:{self.function_name}"
+        self.function_version = "$LATEST"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + self.timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def load_handler(name: str) -> Callable[[dict[str, Any], Any], Any]:
+    """Import ``functions/<name>/app.py`` under a unique module name."""
+    path = REPO_ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"mailsync_fn_{name}", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.lambda_handler  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------ AWS (moto)
+def start_moto(port: int | None = None) -> tuple[Any, str]:
+    from moto.server import ThreadedMotoServer
+
+    port = port or free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def provision(endpoint: str | None, prefix: str = "mailsync") -> dict[str, str]:
+    """Create tables, bucket, queues and the KMS key; return the MAILSYNC_* environment."""
+    import boto3
+
+    from mailsync.store.schema import create_tables
+
+    kw: dict[str, Any] = {"region_name": REGION, **({"endpoint_url": endpoint} if endpoint else {})}
+    ddb = boto3.client("dynamodb", **kw)
+    names = {"MainTable": f"{prefix}-main", "IdempotencyTable": f"{prefix}-idempotency"}
+    create_tables(ddb, names)
+    kms = boto3.client("kms", **kw)
+    key_id = kms.create_key(Description="mailsync local")["KeyMetadata"]["Arn"]
+    s3 = boto3.client("s3", **kw)
+    bucket = f"{prefix}-mail"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    sqs = boto3.client("sqs", **kw)
+    dlq = sqs.create_queue(QueueName=f"{prefix}-sync-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName=f"{prefix}-sync.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    return {
+        "MAILSYNC_TABLE": names["MainTable"],
+        "MAILSYNC_IDEMPOTENCY_TABLE": names["IdempotencyTable"],
+        "MAILSYNC_BUCKET": bucket,
+        "MAILSYNC_QUEUE_URL": queue,
+        "MAILSYNC_KMS_KEY_ID": key_id,
+    }
+
+
+def configure_process_env(endpoint: str, extra: dict[str, str]) -> None:
+    """Point this process (boto3, pynamodb, settings) at the local endpoint."""
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "mailsync",
+            "POWERTOOLS_SERVICE_NAME": "mailsync",
+            **extra,
+        }
+    )
+    from mailsync.config import get_settings
+    from mailsync.store import aws, models
+
+    get_settings.cache_clear()
+    aws.reset()
+    models.bind(extra["MAILSYNC_TABLE"], host=endpoint, region=REGION)
+
+
+def ensure_tenant(tenant_id: str, name: str, api_key: str) -> None:
+    from mailsync.domain.sync import iso, utcnow
+    from mailsync.store import repo
+
+    if repo.tenant_for_key(api_key) is None:
+        repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
+
+
+# ---------------------------------------------------------------------- HTTP
+def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
+    parts = urlsplit(raw_path)
+    query: dict[str, str] = {}
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        query[k] = f"{query[k]},{v}" if k in query else v
+    try:
+        text, b64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, b64 = base64.b64encode(body).decode(), True
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers.get("Host", "localhost"),
+            "http": {
+                "method": method,
+                "path": parts.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": text if body else None,
+        "isBase64Encoded": b64,
+    }
+
+
+def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path
+            if path == "/" or path.startswith("/docs"):
+                path = "/docs" + path[len("/docs") :] if path.startswith("/docs") else "/docs"
+            event = to_event(self.command, path, dict(self.headers.items()), body, self.client_address[0])
+            result = api(event, LambdaContext("mailsync-api", timeout_ms=29_000))
+            payload = result.get("body") or ""
+            data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+            self.send_response(int(result.get("statusCode", 200)))
+            for k, v in (result.get("headers") or {}).items():
+                self.send_header(k, v)
+            for k, vs in (result.get("multiValueHeaders") or {}).items():
+                for v in vs:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            if os.environ.get("MAILSYNC_ACCESS_LOG") == "1":
+                super().log_message(fmt, *args)
+
+    return Handler
+
+
+# -------------------------------------------------------------- background
+class Background:
+    """The scheduler tick and the queue consumer, as threads."""
+
+    def __init__(self, poll_seconds: int) -> None:
+        self.poll_seconds = poll_seconds
+        self.stop = threading.Event()
+        self.scheduler = load_handler("scheduler")
+        self.worker = load_handler("sync_worker")
+
+    def start(self) -> None:
+        threading.Thread(target=self._schedule_loop, name="scheduler", daemon=True).start()
+        threading.Thread(target=self._worker_loop, name="worker", daemon=True).start()
+
+    def _schedule_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.scheduler({"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("scheduler"))
+            except Exception as e:  # noqa: BLE001 - keep ticking, like EventBridge would
+                print(f"scheduler error: {e!r}", file=sys.stderr)
+            self.stop.wait(self.poll_seconds)
+
+    def _worker_loop(self) -> None:
+        from mailsync.config import get_settings
+        from mailsync.store import aws
+
+        sqs = aws.client("sqs")
+        queue = get_settings().queue_url
+        while not self.stop.is_set():
+            try:
+                got = sqs.receive_message(
+                    QueueUrl=queue, MaxNumberOfMessages=5, WaitTimeSeconds=1, AttributeNames=["All"]
+                ).get("Messages", [])
+                if not got:
+                    continue
+                event = {"Records": [sqs_record(m, queue) for m in got]}
+                result = self.worker(event, LambdaContext("sync-worker")) or {}
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                for m in got:
+                    if m["MessageId"] not in failed:
+                        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            except Exception as e:  # noqa: BLE001 - a consumer must survive a bad batch
+                print(f"worker error: {e!r}", file=sys.stderr)
+                self.stop.wait(1)
+
+
+def sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    name = queue_url.rsplit("/", 1)[-1]
+    return {
+        "messageId": m["MessageId"],
+        "receiptHandle": m["ReceiptHandle"],
+        "body": m["Body"],
+        "attributes": m.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": m.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:000000000000:{name}",
+        "awsRegion": REGION,
+    }
+
+
+def serve(
+    port: int | None = None,
+    *,
+    moto_port: int | None = None,
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Start everything and serve until interrupted."""
+    port = port or int(os.environ.get("PORT", "3000"))
+    os.environ.setdefault("MAILSYNC_ALLOW_PRIVATE_HOSTS", "1")
+    os.environ.setdefault("MAILSYNC_POLL_SECONDS", "30")
+    os.environ.setdefault("MAILSYNC_SYNC_TIME_BUDGET_SECONDS", "60")
+    moto, endpoint = start_moto(moto_port or (int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None))
+    env = provision(endpoint)
+    configure_process_env(endpoint, env)
+    api_key = os.environ.get("MAILSYNC_DEV_API_KEY", "dev-key")
+    ensure_tenant("dev", "Development tenant", api_key)
+
+    api = load_handler("api")
+    from mailsync.api.app import app
+
+    app.enable_swagger(path="/docs", title="mailsync API", version="1.0.0")
+    from mailsync.config import get_settings
+
+    bg = Background(get_settings().poll_seconds)
+    bg.start()
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_http_handler(api))
+    info = {"url": f"http://127.0.0.1:{port}", "api_key": api_key, "tenant_id": "dev", "moto_endpoint": endpoint}
+    print(
+        f"mailsync is running on {info['url']}  (Swagger UI: {info['url']}/docs)\n"
+        f"  dev tenant API key : {api_key}   (send it as 'Authorization: Bearer {api_key}' with 'X-User-Id: <user>')\n"
+        f"  moto endpoint      : {endpoint}   (AWS_ENDPOINT_URL for `mailsync admin`)\n"
+        f"  polling every {get_settings().poll_seconds}s; Ctrl-C stops",
+        flush=True,
+    )
+    if on_ready:
+        on_ready(info)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bg.stop.set()
+        httpd.server_close()
+        moto.stop()

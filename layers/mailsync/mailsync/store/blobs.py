@@ -1,0 +1,79 @@
+"""Raw MIME and oversized bodies in S3 (SSE-KMS), keyed by tenant/account/message.
+
+Key layout: ``t/<tenant>/a/<account>/m/<mid>.eml`` and ``…/<mid>.body.json``, so
+purging an account is one prefix listing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mailsync.config import get_settings
+from mailsync.store import aws
+
+
+def account_prefix(tenant_id: str, account_id: str) -> str:
+    return f"t/{tenant_id}/a/{account_id}/"
+
+
+def raw_key(tenant_id: str, account_id: str, mid: str) -> str:
+    return f"{account_prefix(tenant_id, account_id)}m/{mid}.eml"
+
+
+def body_key(tenant_id: str, account_id: str, mid: str) -> str:
+    return f"{account_prefix(tenant_id, account_id)}m/{mid}.body.json"
+
+
+def _put(key: str, body: bytes, content_type: str) -> None:
+    s = get_settings()
+    aws.client("s3").put_object(
+        Bucket=s.bucket,
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=s.kms_key_id,
+    )
+
+
+def put_raw(key: str, raw: bytes) -> None:
+    _put(key, raw, "message/rfc822")
+
+
+def put_body(key: str, body: dict[str, Any]) -> None:
+    _put(key, json.dumps(body).encode(), "application/json")
+
+
+def get(key: str) -> bytes:
+    return aws.client("s3").get_object(Bucket=get_settings().bucket, Key=key)["Body"].read()
+
+
+def get_body(key: str) -> dict[str, Any]:
+    return json.loads(get(key))
+
+
+def delete_keys(keys: list[str]) -> None:
+    s3 = aws.client("s3")
+    bucket = get_settings().bucket
+    for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        chunk = keys[i : i + 1000]
+        if chunk:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+
+
+def delete_prefix(prefix: str) -> int:
+    s3 = aws.client("s3")
+    bucket = get_settings().bucket
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [o["Key"] for o in page.get("Contents", [])]
+        delete_keys(keys)
+        n += len(keys)
+    return n
+
+
+def presigned_url(key: str, seconds: int = 300) -> str:
+    return aws.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": get_settings().bucket, "Key": key}, ExpiresIn=seconds
+    )

@@ -1,0 +1,71 @@
+"""Key builders of the single-table design. Every key but the API-key lookup carries the tenant."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def tenant(t: str) -> str:
+    return f"T#{t}"
+
+
+def account(t: str, a: str) -> str:
+    return f"T#{t}#A#{a}"
+
+
+def message(t: str, mid: str) -> str:
+    return f"T#{t}#M#{mid}"
+
+
+def thread(t: str, thid: str) -> str:
+    return f"T#{t}#TH#{thid}"
+
+
+def email_lock(t: str, email: str) -> str:
+    return f"T#{t}#EMAIL#{email.strip().lower()}"
+
+
+def api_key(secret_hash: str) -> str:
+    return f"KEY#{secret_hash}"
+
+
+def folder_hash(folder: str) -> str:
+    # Folder names may contain any character, "#" included: hash them inside keys.
+    return hashlib.sha1(folder.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def location_sk(folder: str, gen: int, ref: str) -> str:
+    return f"L#{folder_hash(folder)}#{gen}#{ref}"
+
+
+def location_prefix(folder: str, gen: int | None = None) -> str:
+    return f"L#{folder_hash(folder)}#" + ("" if gen is None else f"{gen}#")
+
+
+# GSI partitions
+def owner_messages(t: str, user: str) -> str:
+    return f"T#{t}#U#{user}#M"
+
+
+def owner_threads(t: str, user: str) -> str:
+    return f"T#{t}#U#{user}#TH"
+
+
+def owner_accounts(t: str, user: str) -> str:
+    return f"T#{t}#U#{user}#A"
+
+
+def account_messages(t: str, a: str) -> str:
+    return f"T#{t}#A#{a}#M"
+
+
+def folder_messages(t: str, a: str, folder: str) -> str:
+    return f"T#{t}#A#{a}#F#{folder}"
+
+
+def thread_messages(t: str, thid: str) -> str:
+    return f"T#{t}#TH#{thid}"
+
+
+def due_shard(n: int) -> str:
+    return f"DUE#{n}"

@@ -1,0 +1,218 @@
+"""DynamoDB + S3 implementation of the sync engine's :class:`MirrorStore` port.
+
+Reads are BatchGetItem / Query (strongly consistent inside the account partition,
+so a replay after a crash sees its own earlier writes); writes are BatchWriteItem
+in the order that keeps the mirror consistent at every instant a crash may hit:
+
+1. S3 objects (raw MIME, big bodies) - a message item never points to a missing object;
+2. thread refs and thread items - a ``thread_id`` never dangles;
+3. message items, then locations and orphan markers;
+4. deletions (messages, threads, then S3 objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mailsync.domain.sync import FolderState, Writes
+from mailsync.store import blobs, keys
+from mailsync.store.models import (
+    FolderItem,
+    LocationItem,
+    MessageItem,
+    OrphanItem,
+    RefItem,
+    ThreadItem,
+)
+
+MESSAGE_FIELDS = (
+    "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
+    "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
+    "date", "received_at", "snippet", "unread", "has_attachments", "attachments", "text", "html",
+    "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan",
+)  # fmt: skip
+THREAD_FIELDS = (
+    "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",
+    "message_count", "unread_count", "participants", "snippet", "visibility",
+)  # fmt: skip
+
+
+def message_doc(item: MessageItem) -> dict[str, Any]:
+    d = {f: getattr(item, f) for f in MESSAGE_FIELDS}
+    d["from"] = item.from_
+    d["locs"] = dict(d["locs"] or {})
+    d["references"] = list(d["references"] or [])
+    d["participants"] = list(d["participants"] or [])
+    return d
+
+
+def message_item(doc: dict[str, Any]) -> MessageItem:
+    t, a, mid = doc["tenant_id"], doc["account_id"], doc["mid"]
+    item = MessageItem(keys.message(t, mid), "M")
+    for f in MESSAGE_FIELDS:
+        setattr(item, f, doc.get(f))
+    item.from_ = doc.get("from") or []
+    if not doc.get("orphan"):  # orphans drop out of every list at once
+        sk = f"{doc['received_at']}#{mid}"
+        item.gsi1pk, item.gsi1sk = keys.owner_messages(t, doc["owner"]), sk
+        item.gsi2pk, item.gsi2sk = keys.account_messages(t, a), sk
+        item.gsi3pk, item.gsi3sk = keys.folder_messages(t, a, doc["folder"]), sk
+        item.gsi4pk, item.gsi4sk = keys.thread_messages(t, doc["thread_id"]), sk
+    return item
+
+
+def thread_doc(item: ThreadItem) -> dict[str, Any]:
+    d = {f: getattr(item, f) for f in THREAD_FIELDS}
+    d["members"] = dict(d["members"] or {})
+    return d
+
+
+def thread_item(doc: dict[str, Any]) -> ThreadItem:
+    t = doc["tenant_id"]
+    item = ThreadItem(keys.thread(t, doc["thread_id"]), "TH")
+    for f in THREAD_FIELDS:
+        setattr(item, f, doc.get(f))
+    item.gsi1pk = keys.owner_threads(t, doc["owner"])
+    item.gsi1sk = f"{doc['last_date']}#{doc['thread_id']}"
+    return item
+
+
+def folder_state(item: FolderItem) -> FolderState:
+    return FolderState(
+        name=item.name,
+        role=item.role,
+        synced=bool(item.synced),
+        present=bool(item.present),
+        cursor=item.cursor,
+        gen=int(item.gen or 0),
+        old_gens=[int(g) for g in (item.old_gens or [])],
+        messages=int(item.messages or 0),
+        initial_done=bool(item.initial_done),
+        progress=item.progress,
+        last_sync_at=item.last_sync_at,
+    )
+
+
+class DynamoMirrorStore:
+    def __init__(self, tenant_id: str, account_id: str) -> None:
+        self.t = tenant_id
+        self.a = account_id
+        self.pk = keys.account(tenant_id, account_id)
+
+    def raw_key(self, mid: str) -> str:
+        return blobs.raw_key(self.t, self.a, mid)
+
+    def body_key(self, mid: str) -> str:
+        return blobs.body_key(self.t, self.a, mid)
+
+    # ------------------------------------------------------------------ reads
+    def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
+        if not refs:
+            return {}
+        want = {keys.location_sk(folder, gen, r): r for r in refs}
+        out = {}
+        for item in LocationItem.batch_get([(self.pk, sk) for sk in want], consistent_read=True):
+            out[want[item.sk]] = item.mid
+        return out
+
+    def list_locations(self, folder: str, gen: int | None = None) -> Iterator[tuple[int, str, str]]:
+        prefix = keys.location_prefix(folder, gen)
+        for item in LocationItem.query(self.pk, LocationItem.sk.startswith(prefix), consistent_read=True):
+            _, _, g, ref = item.sk.split("#", 3)
+            yield int(g), ref, item.mid
+
+    def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ks = [(keys.message(self.t, m), "M") for m in set(mids)]
+        if not ks:
+            return {}
+        return {i.mid: message_doc(i) for i in MessageItem.batch_get(ks, consistent_read=True)}
+
+    def get_refs(self, hashes: Iterable[str]) -> dict[str, str]:
+        want = {f"R#{h}": h for h in set(hashes)}
+        if not want:
+            return {}
+        return {
+            want[i.sk]: i.thread_id
+            for i in RefItem.batch_get([(self.pk, sk) for sk in want], consistent_read=True)
+        }
+
+    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ks = [(keys.thread(self.t, th), "TH") for th in set(thread_ids)]
+        if not ks:
+            return {}
+        return {i.thread_id: thread_doc(i) for i in ThreadItem.batch_get(ks, consistent_read=True)}
+
+    def list_orphans(self) -> list[str]:
+        return [i.mid for i in OrphanItem.query(self.pk, OrphanItem.sk.startswith("O#"), consistent_read=True)]
+
+    def get_folders(self) -> dict[str, FolderState]:
+        return {
+            i.name: folder_state(i)
+            for i in FolderItem.query(self.pk, FolderItem.sk.startswith("F#"), consistent_read=True)
+        }
+
+    # ----------------------------------------------------------------- writes
+    def save_folder(self, st: FolderState) -> None:
+        FolderItem(
+            self.pk,
+            f"F#{st.name}",
+            name=st.name,
+            role=st.role,
+            synced=st.synced,
+            present=st.present,
+            cursor=st.cursor,
+            gen=st.gen,
+            old_gens=list(st.old_gens),
+            messages=st.messages,
+            initial_done=st.initial_done,
+            progress=st.progress,
+            last_sync_at=st.last_sync_at,
+        ).save()
+
+    def delete_folder(self, name: str) -> None:
+        FolderItem(self.pk, f"F#{name}").delete()
+
+    def commit(self, w: Writes) -> None:
+        for key, raw in w.raw.items():
+            blobs.put_raw(key, raw)
+        for key, body in w.bodies.items():
+            blobs.put_body(key, body)
+        if w.refs:
+            with RefItem.batch_write() as b:
+                for h, thid in w.refs.items():
+                    b.save(RefItem(self.pk, f"R#{h}", thread_id=thid))
+        if w.threads_put:
+            with ThreadItem.batch_write() as b:
+                for doc in w.threads_put.values():
+                    b.save(thread_item(doc))
+        if w.messages_put:
+            with MessageItem.batch_write() as b:
+                for mid, doc in w.messages_put.items():
+                    if mid not in w.messages_delete:
+                        b.save(message_item(doc))
+        if w.locations_put or w.locations_delete:
+            with LocationItem.batch_write() as b:
+                for folder, gen, ref, mid in w.locations_put:
+                    b.save(LocationItem(self.pk, keys.location_sk(folder, gen, ref), mid=mid, folder=folder))
+                put = {keys.location_sk(f, g, r) for f, g, r, _ in w.locations_put}
+                for folder, gen, ref in w.locations_delete:
+                    sk = keys.location_sk(folder, gen, ref)
+                    if sk not in put:
+                        b.delete(LocationItem(self.pk, sk))
+        if w.orphans_add or w.orphans_remove:
+            with OrphanItem.batch_write() as b:
+                for mid in w.orphans_add - w.orphans_remove:
+                    b.save(OrphanItem(self.pk, f"O#{mid}", mid=mid))
+                for mid in w.orphans_remove - w.orphans_add:
+                    b.delete(OrphanItem(self.pk, f"O#{mid}"))
+        if w.messages_delete:
+            with MessageItem.batch_write() as b:
+                for mid in w.messages_delete:
+                    b.delete(MessageItem(keys.message(self.t, mid), "M"))
+        if w.threads_delete:
+            with ThreadItem.batch_write() as b:
+                for thid in w.threads_delete - set(w.threads_put):
+                    b.delete(ThreadItem(keys.thread(self.t, thid), "TH"))
+        if w.s3_delete:
+            blobs.delete_keys(w.s3_delete)

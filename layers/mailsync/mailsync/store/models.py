@@ -1,0 +1,273 @@
+"""pynamodb models of the main table (single-table design, see docs/architecture.md).
+
+Invariants:
+
+* Every key carries the tenant (``T#<tenant>``), except the API-key lookup item whose
+  key is the SHA-256 of the secret (it *yields* the tenant).
+* Messages and threads have their own partitions so that ``GET /v1/messages/{id}``
+  and ``GET /v1/threads/{id}`` are single GetItems. Per-account state (folders,
+  cursors, credentials, locations, thread refs, orphans) lives in the account
+  partition ``T#<tenant>#A#<account>`` so that deleting an account is a Query.
+* List reads go through the four generic GSIs; entities overload them with
+  distinct prefixes so one Query never mixes entity types.
+* Nothing here talks to AWS at import time: :func:`bind` points the models at a
+  table/endpoint when a use case first needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+
+class GSI1(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class GSI2(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class GSI3(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "GSI3"
+        projection = AllProjection()
+
+    gsi3pk = UnicodeAttribute(hash_key=True)
+    gsi3sk = UnicodeAttribute(range_key=True)
+
+
+class GSI4(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "GSI4"
+        projection = AllProjection()
+
+    gsi4pk = UnicodeAttribute(hash_key=True)
+    gsi4sk = UnicodeAttribute(range_key=True)
+
+
+class _Base(Model):
+    class Meta:
+        table_name = os.environ.get("MAILSYNC_TABLE", "mailsync-main")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1"
+        host = os.environ.get("AWS_ENDPOINT_URL") or None
+        max_retry_attempts = 5
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class ApiKeyItem(_Base):
+    """``KEY#<sha256(secret)>`` / ``K``: resolves an API key to its tenant."""
+
+    tenant_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class TenantItem(_Base):
+    """``T#<tenant>`` / ``T``."""
+
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class EmailLockItem(_Base):
+    """``T#<tenant>#EMAIL#<email>`` / ``E``: one account per mailbox and tenant."""
+
+    account_id = UnicodeAttribute()
+
+
+class AccountItem(_Base):
+    """``T#<tenant>#A#<account>`` / ``A``.
+
+    GSI1: the owner's accounts (``T#<t>#U#<user>#A``). GSI2 (sparse): due for
+    polling (``DUE#<shard>`` / ``<next_due>#<t>#<a>``); absent while paused or in
+    ``auth_error`` so the scheduler never sees those.
+    """
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    email = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    state = UnicodeAttribute()
+    error = JSONAttribute(null=True)
+    settings = JSONAttribute()
+    servers = JSONAttribute()  # {"imap": {...}, "smtp": {...}} without secrets
+    sync = JSONAttribute()
+    sync_start = UnicodeAttribute()
+    backfill_days = NumberAttribute(default=0)
+    failures = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    by_owner = GSI1()
+    due = GSI2()
+
+
+class CredentialItem(_Base):
+    """``T#<t>#A#<a>`` / ``CRED``: the KMS envelope of the account's secrets."""
+
+    envelope = JSONAttribute()
+
+
+class FolderItem(_Base):
+    """``T#<t>#A#<a>`` / ``F#<name>``: a folder, its sync cursor and generation."""
+
+    name = UnicodeAttribute()
+    role = UnicodeAttribute(null=True)
+    synced = BooleanAttribute(default=False)
+    present = BooleanAttribute(default=True)  # still listed by the provider
+    cursor = JSONAttribute(null=True)
+    gen = NumberAttribute(default=0)  # bumps on Reset (UIDVALIDITY change)
+    old_gens = ListAttribute(of=NumberAttribute, default=list)  # reset, not yet reconciled
+    messages = NumberAttribute(default=0)
+    initial_done = BooleanAttribute(default=False)
+    progress = JSONAttribute(null=True)
+    last_sync_at = UnicodeAttribute(null=True)
+
+
+class LocationItem(_Base):
+    """``T#<t>#A#<a>`` / ``L#<folder hash>#<gen>#<ref>``: provider location → message."""
+
+    mid = UnicodeAttribute()
+    folder = UnicodeAttribute()
+
+
+class RefItem(_Base):
+    """``T#<t>#A#<a>`` / ``R#<hash>``: a Message-ID or subject key → its thread."""
+
+    thread_id = UnicodeAttribute()
+
+
+class OrphanItem(_Base):
+    """``T#<t>#A#<a>`` / ``O#<mid>``: a message that lost its last location this run."""
+
+    mid = UnicodeAttribute()
+
+
+class MessageItem(_Base):
+    """``T#<t>#M#<mid>`` / ``M``.
+
+    GSI1 owner (``T#<t>#U#<owner>#M``), GSI2 account (``T#<t>#A#<a>#M``), GSI3 folder
+    (``T#<t>#A#<a>#F#<folder>``), GSI4 thread (``T#<t>#TH#<thread>``); every sort key
+    is ``<received ISO>#<mid>`` so pages come newest first.
+    """
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    mid = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    thread_id = UnicodeAttribute()
+    folder = UnicodeAttribute()
+    locs = JSONAttribute()  # {folder: "<gen>:<ref>"}
+    message_key = UnicodeAttribute()
+    header_message_id = UnicodeAttribute(null=True)
+    in_reply_to = UnicodeAttribute(null=True)
+    references = ListAttribute(of=UnicodeAttribute, default=list)
+    subject = UnicodeAttribute(default="")
+    from_ = JSONAttribute(attr_name="from")
+    to = JSONAttribute()
+    cc = JSONAttribute()
+    bcc = JSONAttribute()
+    reply_to = JSONAttribute(null=True)
+    date = UnicodeAttribute()
+    received_at = UnicodeAttribute()
+    snippet = UnicodeAttribute(default="")
+    unread = BooleanAttribute(default=True)
+    has_attachments = BooleanAttribute(default=False)
+    attachments = JSONAttribute(default=list)
+    text = UnicodeAttribute(null=True)
+    html = UnicodeAttribute(null=True)
+    body_key = UnicodeAttribute(null=True)  # S3 key of {"text","html"} when too big inline
+    raw_key = UnicodeAttribute()
+    size = NumberAttribute(default=0)
+    visibility = UnicodeAttribute(default="private")
+    participants = ListAttribute(of=UnicodeAttribute, default=list)  # normalised emails
+    created_at = UnicodeAttribute()
+    orphan = BooleanAttribute(default=False)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    gsi3pk = UnicodeAttribute(null=True)
+    gsi3sk = UnicodeAttribute(null=True)
+    gsi4pk = UnicodeAttribute(null=True)
+    gsi4sk = UnicodeAttribute(null=True)
+    by_owner = GSI1()
+    by_account = GSI2()
+    by_folder = GSI3()
+    by_thread = GSI4()
+
+
+class ThreadItem(_Base):
+    """``T#<t>#TH#<thread>`` / ``TH``; GSI1 owner (``T#<t>#U#<owner>#TH`` / ``<last>#<id>``).
+
+    ``members`` maps message id → ``{"d": received, "u": unread, "f": from email,
+    "n": from name, "s": snippet, "j": subject}``; every aggregate is derived from it,
+    so re-applying a change is idempotent.
+    """
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    thread_id = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    members = JSONAttribute(default=dict)
+    subject = UnicodeAttribute(default="")
+    last_date = UnicodeAttribute(default="")
+    message_count = NumberAttribute(default=0)
+    unread_count = NumberAttribute(default=0)
+    participants = JSONAttribute(default=list)
+    snippet = UnicodeAttribute(default="")
+    visibility = UnicodeAttribute(default="private")
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    by_owner = GSI1()
+
+
+ALL_MODELS: tuple[type[_Base], ...] = (
+    ApiKeyItem,
+    TenantItem,
+    EmailLockItem,
+    AccountItem,
+    CredentialItem,
+    FolderItem,
+    LocationItem,
+    RefItem,
+    OrphanItem,
+    MessageItem,
+    ThreadItem,
+)
+
+
+def bind(table_name: str, host: str | None = None, region: str | None = None) -> None:
+    """Point every model at ``table_name`` (and an endpoint such as moto's server)."""
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.host = host
+        if region:
+            model.Meta.region = region
+        model._connection = None  # drop the cached client so the new target is used

@@ -1,0 +1,144 @@
+"""Read use cases: messages and threads, owner-only in this release.
+
+Every read is one GetItem or one Query page (plus at most one more GetItem to
+authorise a filter, and one S3 GET for a body too big for its item), so an API
+call costs at most 3 DynamoDB requests. Pages are newest first; ``cursor`` is the
+encoded LastEvaluatedKey and must belong to the partition being read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailsync.errors import NotFound
+from mailsync.store import blobs, keys, repo
+from mailsync.store.mirror import message_doc, thread_doc
+from mailsync.store.models import MessageItem, ThreadItem
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["mid"],
+        "account_id": doc["account_id"],
+        "thread_id": doc["thread_id"],
+        "folder": doc["folder"],
+        "subject": doc.get("subject") or "",
+        "from": doc.get("from") or [],
+        "to": doc.get("to") or [],
+        "cc": doc.get("cc") or [],
+        "date": doc["date"],
+        "received_at": doc["received_at"],
+        "snippet": doc.get("snippet") or "",
+        "unread": bool(doc.get("unread")),
+        "has_attachments": bool(doc.get("has_attachments")),
+        "visibility": doc.get("visibility") or "private",
+    }
+
+
+def thread_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["thread_id"],
+        "account_id": doc["account_id"],
+        "subject": doc.get("subject") or "",
+        "participants": doc.get("participants") or [],
+        "message_count": int(doc.get("message_count") or 0),
+        "last_date": doc.get("last_date") or "",
+        "unread": int(doc.get("unread_count") or 0) > 0,
+        "unread_count": int(doc.get("unread_count") or 0),
+        "snippet": doc.get("snippet") or "",
+    }
+
+
+def _visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+    try:
+        item = MessageItem.get(keys.message(tenant_id, mid), "M")
+    except DoesNotExist:
+        raise NotFound("message not found") from None
+    doc = message_doc(item)
+    if doc["owner"] != user_id or doc.get("orphan"):
+        raise NotFound("message not found")
+    return doc
+
+
+def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+    doc = _visible_message(tenant_id, user_id, mid)
+    text, html = doc.get("text"), doc.get("html")
+    if doc.get("body_key"):
+        body = blobs.get_body(doc["body_key"])
+        text, html = body.get("text"), body.get("html")
+    return {
+        **summary(doc),
+        "bcc": doc.get("bcc") or [],
+        "reply_to": doc.get("reply_to") or [],
+        "text": text,
+        "html": html,  # sanitized when stored (domain.sanitize)
+        "attachments": doc.get("attachments") or [],
+        "headers": {
+            "message_id": doc.get("header_message_id"),
+            "in_reply_to": doc.get("in_reply_to"),
+            "references": doc.get("references") or [],
+        },
+    }
+
+
+def _thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
+    try:
+        doc = thread_doc(ThreadItem.get(keys.thread(tenant_id, thread_id), "TH"))
+    except DoesNotExist:
+        raise NotFound("thread not found") from None
+    if doc["owner"] != user_id:
+        raise NotFound("thread not found")
+    return doc
+
+
+def list_messages(
+    tenant_id: str,
+    user_id: str,
+    *,
+    account_id: str | None = None,
+    folder: str | None = None,
+    thread_id: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    if thread_id:
+        _thread(tenant_id, user_id, thread_id)
+        index, pk, attr = MessageItem.by_thread, keys.thread_messages(tenant_id, thread_id), "gsi4pk"
+    elif account_id:
+        acc = repo.get_account(tenant_id, account_id)
+        if acc is None or acc["owner"] != user_id:
+            raise NotFound("account not found")
+        if folder:
+            index, pk, attr = MessageItem.by_folder, keys.folder_messages(tenant_id, account_id, folder), "gsi3pk"
+        else:
+            index, pk, attr = MessageItem.by_account, keys.account_messages(tenant_id, account_id), "gsi2pk"
+    else:
+        index, pk, attr = MessageItem.by_owner, keys.owner_messages(tenant_id, user_id), "gsi1pk"
+    lek = repo.decode_cursor(cursor, {attr: pk})
+    it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
+    items = []
+    for m in it:
+        doc = message_doc(m)
+        if folder and thread_id and doc["folder"] != folder:
+            continue
+        items.append(summary(doc))
+    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
+
+
+def list_threads(tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+    pk = keys.owner_threads(tenant_id, user_id)
+    lek = repo.decode_cursor(cursor, {"gsi1pk": pk})
+    it = ThreadItem.by_owner.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
+    items = [thread_view(thread_doc(t)) for t in it]
+    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
+
+
+def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
+    th = _thread(tenant_id, user_id, thread_id)
+    msgs = [
+        summary(message_doc(m))
+        for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id), scan_index_forward=True)
+    ]
+    return {**thread_view(th), "messages": msgs}

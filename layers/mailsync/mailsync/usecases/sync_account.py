@@ -1,0 +1,177 @@
+"""Background use cases: sync one account (worker) and find the due ones (scheduler).
+
+Invariants:
+
+* Syncs of one account are serialised by the SQS FIFO message group (the account).
+* A sync works within a time budget; when it runs out, progress is already
+  stored (cursors move per batch) and a continuation job is enqueued.
+* ``AuthFailed`` puts the account in ``auth_error`` and takes it off the due
+  index: no more polling until the user reconnects or resumes.
+* Other provider errors set ``error`` and back off exponentially; the account stays due.
+* The scheduler reads the sparse due index with a Query per shard, never a Scan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mailsync.config import Settings, get_settings
+from mailsync.domain.sync import AccountContext, FolderState, SyncEngine, iso, parse_iso
+from mailsync.observability import logger, metrics
+from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.providers.factory import make_provider
+from mailsync.store import crypto, keys, repo
+from mailsync.store.mirror import DynamoMirrorStore
+from mailsync.store.models import AccountItem
+from mailsync.usecases.accounts import (
+    ProviderFactory,
+    backoff_seconds,
+    credential_context,
+    next_due_after,
+    now_dt,
+    purge_account,
+)
+from mailsync.usecases.jobs import enqueue_sync
+
+
+def _progress(acc: dict[str, Any], states: dict[str, FolderState]) -> None:
+    synced = [s for s in states.values() if s.synced]
+    acc["sync"]["folders_total"] = len(synced)
+    acc["sync"]["folders_done"] = sum(1 for s in synced if s.initial_done)
+    acc["sync"]["messages"] = sum(s.messages for s in synced)
+
+
+def sync_account(
+    tenant_id: str,
+    account_id: str,
+    *,
+    provider_factory: ProviderFactory = make_provider,
+    settings: Settings | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Run one sync of an account. Returns a small report (also logged)."""
+    s = settings or get_settings()
+    acc = repo.get_account(tenant_id, account_id)
+    if acc is None:
+        return {"status": "gone"}
+    if acc["state"] == "deleting":
+        purge_account(tenant_id, account_id, acc["email"])
+        return {"status": "gone"}
+    if acc["state"] in ("paused", "auth_error"):
+        return {"status": "skipped", "state": acc["state"]}
+
+    envelope = repo.get_credentials_envelope(tenant_id, account_id)
+    secrets = crypto.decrypt(envelope or {}, context=credential_context(tenant_id, account_id))
+    settings_ = acc["settings"]
+    ctx = AccountContext(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        owner=acc["owner"],
+        email=acc["email"],
+        visibility=settings_.get("visibility", "private"),
+        sync_start=parse_iso(acc["sync_start"]),
+        backfill_days=acc["backfill_days"],
+        max_inline_body_bytes=s.max_inline_body_bytes,
+    )
+    store = DynamoMirrorStore(tenant_id, account_id)
+    deadline = clock() + s.sync_time_budget_seconds
+    all_states: dict[str, FolderState] = {}
+    last_save = [clock()]
+
+    def on_progress(changed: dict[str, FolderState]) -> None:
+        all_states.update(changed)
+        if clock() - last_save[0] >= 2.0:  # throttle progress writes
+            _progress(acc, all_states)
+            repo.update_sync_fields(acc, s.due_shards, fields=("sync",))
+            last_save[0] = clock()
+
+    engine = SyncEngine(store, ctx, on_progress=on_progress)
+    try:
+        with provider_factory(acc, secrets) as provider:
+            listed = provider.list_folders()
+            all_states.update(engine.reconcile_folders(listed, settings_["folder_mode"], settings_["folders"]))
+            _progress(acc, all_states)
+            report = engine.run(provider, all_states, deadline)
+    except AuthFailed as e:
+        acc.update(state="auth_error", error={"code": "auth_failed", "message": str(e)}, next_due=None)
+        _save(acc, s)
+        logger.warning("sync auth failed", extra={"tenant_id": tenant_id, "account_id": account_id})
+        return {"status": "auth_error"}
+    except (ConnectionFailed, ProviderError) as e:
+        acc["failures"] = acc.get("failures", 0) + 1
+        acc.update(
+            state="error",
+            error={"code": getattr(e, "code", "provider_error"), "message": str(e)},
+            next_due=next_due_after(backoff_seconds(acc["failures"], s.poll_seconds)),
+        )
+        _save(acc, s)
+        logger.warning(
+            "sync failed, backing off",
+            extra={"tenant_id": tenant_id, "account_id": account_id, "code": acc["error"]["code"]},
+        )
+        return {"status": "error", "code": acc["error"]["code"]}
+
+    _progress(acc, all_states)
+    initial_done = acc["sync"]["folders_done"] == acc["sync"]["folders_total"]
+    acc.update(
+        state="active" if initial_done and report.complete else "initial_sync",
+        error=None,
+        failures=0,
+        next_due=next_due_after(s.poll_seconds),
+    )
+    acc["sync"]["last_success_at"] = iso(now_dt())
+    if not _save(acc, s):
+        current = repo.get_account(tenant_id, account_id)
+        if current is None or current["state"] == "deleting":
+            purge_account(tenant_id, account_id, acc["email"])  # deleted while we synced
+            return {"status": "gone"}
+        return {"status": "skipped", "state": current["state"]}  # paused meanwhile
+    if not report.complete:
+        enqueue_sync(tenant_id, account_id, "continue")
+    metrics.add_metric(name="MessagesNew", unit="Count", value=report.new)
+    result = {
+        "status": "ok" if report.complete else "partial",
+        "new": report.new,
+        "updated": report.updated,
+        "removed": report.removed,
+        "purged": report.purged,
+        "gone_folders": report.gone_folders,
+    }
+    logger.info("sync done", extra={"tenant_id": tenant_id, "account_id": account_id, **result})
+    return result
+
+
+SYNC_FIELDS = ("state", "error", "failures", "sync")
+
+
+def _save(acc: dict[str, Any], s: Settings) -> bool:
+    return repo.update_sync_fields(acc, s.due_shards, fields=SYNC_FIELDS)
+
+
+def due_accounts(now: str | None = None, settings: Settings | None = None) -> list[tuple[str, str, str]]:
+    """(tenant, account, due) of every account due by ``now``: a Query per shard."""
+    s = settings or get_settings()
+    now = now or iso(now_dt())
+    out = []
+    for shard in range(s.due_shards):
+        for item in AccountItem.due.query(keys.due_shard(shard), AccountItem.gsi2sk <= f"{now}#~"):
+            due, tenant_id, account_id = item.gsi2sk.split("#", 2)
+            out.append((tenant_id, account_id, due))
+    return out
+
+
+def schedule(settings: Settings | None = None) -> int:
+    """Enqueue one job per due account and push its due time forward."""
+    s = settings or get_settings()
+    n = 0
+    for tenant_id, account_id, due in due_accounts(settings=s):
+        # The dedup id makes a retried scheduler run enqueue the same job once.
+        enqueue_sync(tenant_id, account_id, "schedule", dedup_id=f"{tenant_id}:{account_id}:{due}")
+        acc = repo.get_account(tenant_id, account_id)
+        if acc and acc.get("next_due") == due:
+            acc["next_due"] = next_due_after(s.poll_seconds)
+            _save(acc, s)
+        n += 1
+    return n

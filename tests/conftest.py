@@ -1,0 +1,64 @@
+"""Shared fixtures: moto-backed AWS (tables from template.yaml), tenants, and Dovecot.
+
+``aws`` runs moto in-process (``mock_aws``); e2e tests use the real local runner
+(moto's server mode) instead, see tests/e2e/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.fixtures import dovecot, dovecot_nocondstore, imap_user, imap_user_nocondstore  # noqa: F401
+
+REGION = "eu-central-1"
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_DEV", "0")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Fresh moto AWS with the deployed table schemas, bucket, FIFO queue and KMS key."""
+    from moto import mock_aws
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        env = _provision_in_process()
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        from mailsync.config import get_settings
+        from mailsync.store import aws as aws_mod
+        from mailsync.store import models
+
+        get_settings.cache_clear()
+        aws_mod.reset()
+        models.bind(env["MAILSYNC_TABLE"], host=None, region=REGION)
+        yield env
+        get_settings.cache_clear()
+        aws_mod.reset()
+
+
+def _provision_in_process() -> dict[str, str]:
+    from mailsync.local import runner
+
+    return runner.provision(endpoint=None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tenant(aws: dict[str, str]) -> dict[str, str]:
+    from mailsync.store import repo
+
+    repo.create_tenant("t1", "Tenant One", "key-t1", "2026-01-01T00:00:00Z")
+    repo.create_tenant("t2", "Tenant Two", "key-t2", "2026-01-01T00:00:00Z")
+    return {"tenant_id": "t1", "api_key": "key-t1", "other_tenant": "t2", "other_key": "key-t2"}

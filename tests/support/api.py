@@ -1,0 +1,59 @@
+"""Call the API function's handler with API Gateway HTTP API events (in-process)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from mailsync.local.runner import LambdaContext, load_handler, to_event
+
+
+@dataclass
+class Resp:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class ApiClient:
+    def __init__(self, api_key: str | None, user: str | None) -> None:
+        self.api_key = api_key
+        self.user = user
+        self.handler = load_handler("api")
+
+    def as_user(self, user: str | None, api_key: str | None = None) -> ApiClient:
+        c = ApiClient.__new__(ApiClient)
+        c.api_key, c.user, c.handler = api_key or self.api_key, user, self.handler
+        return c
+
+    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> Resp:
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if self.api_key is not None:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        if self.user is not None:
+            h["X-User-Id"] = self.user
+        if params:
+            path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        raw = json.dumps(body).encode() if body is not None else b""
+        out = self.handler(to_event(method, path, h, raw, "127.0.0.1"), LambdaContext("api"))
+        text = out.get("body") or ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Resp(int(out["statusCode"]), parsed, out.get("headers") or {})
+
+    def get(self, path: str, **params: Any) -> Resp:
+        return self.call("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Resp:
+        return self.call("POST", path, body, **kw)
+
+    def patch(self, path: str, body: Any) -> Resp:
+        return self.call("PATCH", path, body)
+
+    def delete(self, path: str) -> Resp:
+        return self.call("DELETE", path)

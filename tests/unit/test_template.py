@@ -1,0 +1,243 @@
+"""The SAM template: lints clean, wires the functions, queue and tables as the code expects."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+try:
+    from mailsync.store import schema
+except ModuleNotFoundError:  # package not installed: use the layer source tree
+    sys.path.insert(0, str(ROOT / "layers" / "mailsync"))
+    from mailsync.store import schema
+
+pytestmark = pytest.mark.unit
+
+FUNCTIONS = {
+    "ApiFunction": "api",
+    "SchedulerFunction": "scheduler",
+    "SyncWorkerFunction": "sync_worker",
+}
+EXPECTED_ENV = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "MAILSYNC_TABLE",
+    "MAILSYNC_IDEMPOTENCY_TABLE",
+    "MAILSYNC_BUCKET",
+    "MAILSYNC_QUEUE_URL",
+    "MAILSYNC_KMS_KEY_ID",
+    "MAILSYNC_POLL_SECONDS",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return schema.load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def _cfn_lint_command() -> list[str]:
+    venv_bin = Path(sys.executable).parent / "cfn-lint"
+    if venv_bin.exists():
+        return [str(venv_bin)]
+    found = shutil.which("cfn-lint")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())"]
+
+
+def test_cfn_lint_passes_without_errors_or_warnings() -> None:
+    result = subprocess.run(
+        [*_cfn_lint_command(), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, f"cfn-lint exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_template_is_sam(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_short_tags_are_parsed_to_long_form(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["MAILSYNC_TABLE"] == {"Ref": "MainTable"}
+    assert env["MAILSYNC_KMS_KEY_ID"] == {"Fn::GetAtt": ["MailKey", "Arn"]}
+
+
+def test_exactly_the_expected_functions(resources: dict[str, Any]) -> None:
+    declared = {k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    assert declared == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize(("logical_id", "folder"), sorted(FUNCTIONS.items()))
+def test_function_code_location_and_handler(resources: dict[str, Any], logical_id: str, folder: str) -> None:
+    props = resources[logical_id]["Properties"]
+    assert props["CodeUri"] == f"functions/{folder}/"
+    assert props["Handler"] == "app.lambda_handler"
+    assert (ROOT / "functions" / folder / "requirements.txt").is_file()
+
+
+@pytest.mark.parametrize(("logical_id", "folder"), sorted(FUNCTIONS.items()))
+def test_handler_file_defines_the_declared_function(
+    resources: dict[str, Any], logical_id: str, folder: str
+) -> None:
+    props = resources[logical_id]["Properties"]
+    module, func = props["Handler"].rsplit(".", 1)
+    path = ROOT / props["CodeUri"] / f"{module.replace('.', '/')}.py"
+    assert path.is_file(), f"{logical_id}: handler file {path.relative_to(ROOT)} is missing"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    names |= {
+        t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
+    assert func in names, f"{path.relative_to(ROOT)} does not define {func}"
+
+
+def test_private_hosts_switch_is_never_deployed() -> None:
+    assert "MAILSYNC_ALLOW_PRIVATE_HOSTS" not in TEMPLATE.read_text(encoding="utf-8")
+
+
+def test_global_environment(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert set(env) == EXPECTED_ENV
+    assert env["POWERTOOLS_SERVICE_NAME"] == "mailsync"
+    assert env["MAILSYNC_QUEUE_URL"] == {"Ref": "SyncQueue"}
+    assert env["MAILSYNC_POLL_SECONDS"] == {"Ref": "PollSeconds"}
+    assert template["Parameters"]["PollSeconds"]["Default"] == 300
+
+
+def test_mailsync_variables_are_settings_fields(template: dict[str, Any]) -> None:
+    from mailsync.config import Settings
+
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in env:
+        if name.startswith("MAILSYNC_"):
+            assert name.removeprefix("MAILSYNC_").lower() in Settings.model_fields, name
+
+
+def test_queue_is_fifo_with_fifo_dead_letter_queue(resources: dict[str, Any]) -> None:
+    queue = resources["SyncQueue"]["Properties"]
+    dlq = resources["SyncDeadLetterQueue"]["Properties"]
+    assert queue["FifoQueue"] is True and dlq["FifoQueue"] is True
+    assert queue["QueueName"]["Fn::Sub"].endswith(".fifo")
+    assert dlq["QueueName"]["Fn::Sub"].endswith(".fifo")
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SyncDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
+
+
+def test_worker_reports_partial_batch_failures(resources: dict[str, Any]) -> None:
+    worker = resources["SyncWorkerFunction"]["Properties"]
+    events = [e for e in worker["Events"].values() if e["Type"] == "SQS"]
+    assert len(events) == 1
+    event = events[0]["Properties"]
+    assert event["Queue"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= event["BatchSize"] <= 10
+    assert worker["Timeout"] <= 900
+    visibility = resources["SyncQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * worker["Timeout"]
+
+
+def test_api_route_and_scheduler_rate(resources: dict[str, Any]) -> None:
+    (api_event,) = resources["ApiFunction"]["Properties"]["Events"].values()
+    assert api_event["Type"] == "HttpApi"
+    assert api_event["Properties"]["Path"] == "/v1/{proxy+}"
+    assert api_event["Properties"]["Method"] == "ANY"
+    assert api_event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    (schedule,) = resources["SchedulerFunction"]["Properties"]["Events"].values()
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
+
+
+def test_layer_is_built_from_the_package(resources: dict[str, Any]) -> None:
+    layer = resources["MailsyncLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/mailsync/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    reqs = (ROOT / "layers" / "mailsync" / "requirements.txt").read_text(encoding="utf-8").lower()
+    names = {
+        line.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+        for line in reqs.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert "boto3" not in names and "botocore" not in names
+    assert {"aws-lambda-powertools", "pydantic", "pydantic-settings", "pynamodb", "pyyaml"} <= names
+
+
+def test_storage_is_encrypted_with_the_mail_key(resources: dict[str, Any]) -> None:
+    key_arn = {"Fn::GetAtt": ["MailKey", "Arn"]}
+    for table in ("MainTable", "IdempotencyTable"):
+        sse = resources[table]["Properties"]["SSESpecification"]
+        assert sse["SSEEnabled"] is True and sse["KMSMasterKeyId"] == key_arn
+    (rule,) = resources["MailBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+    assert rule["BucketKeyEnabled"] is True
+
+
+def test_table_definitions_are_create_table_kwargs() -> None:
+    defs = schema.table_definitions(TEMPLATE)
+    assert set(defs) == {"MainTable", "IdempotencyTable"}
+    main = defs["MainTable"]
+    assert main["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert [g["IndexName"] for g in main["GlobalSecondaryIndexes"]] == ["GSI1", "GSI2", "GSI3", "GSI4"]
+    for n, gsi in enumerate(main["GlobalSecondaryIndexes"], start=1):
+        assert gsi["KeySchema"] == [
+            {"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},
+            {"AttributeName": f"gsi{n}sk", "KeyType": "RANGE"},
+        ]
+        assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert main["BillingMode"] == "PAY_PER_REQUEST"
+    for kwargs in defs.values():
+        assert not {"SSESpecification", "TimeToLiveSpecification", "PointInTimeRecoverySpecification"} & set(
+            kwargs
+        )
+    assert defs["IdempotencyTable"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert schema.ttl_attributes(TEMPLATE) == {"MainTable": "ttl", "IdempotencyTable": "expiration"}
+
+
+def test_default_template_path_and_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(schema.TEMPLATE_ENV, raising=False)
+    assert schema.default_template_path() == TEMPLATE
+    other = tmp_path / "other.yaml"
+    monkeypatch.setenv(schema.TEMPLATE_ENV, str(other))
+    assert schema.default_template_path() == other
+
+
+def test_intrinsics_in_table_keys_are_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "template.yaml"
+    bad.write_text(
+        "Resources:\n"
+        "  T:\n"
+        "    Type: AWS::DynamoDB::Table\n"
+        "    Properties:\n"
+        "      AttributeDefinitions:\n"
+        "        - AttributeName: !Ref KeyName\n"
+        "          AttributeType: S\n"
+        "      KeySchema:\n"
+        "        - AttributeName: !Ref KeyName\n"
+        "          KeyType: HASH\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="intrinsic Ref"):
+        schema.table_definitions(bad)
