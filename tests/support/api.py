@@ -28,8 +28,14 @@ class ApiClient:
         c.api_key, c.user, c.handler = api_key or self.api_key, user, self.handler
         return c
 
-    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-             headers: dict[str, str] | None = None) -> Resp:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Resp:
         h = {"Content-Type": "application/json", **(headers or {})}
         if self.api_key is not None:
             h["Authorization"] = f"Bearer {self.api_key}"

@@ -94,7 +94,7 @@ class Dovecot:
     @property
     def passwd_path(self) -> Path:
         assert self.root is not None, "Dovecot is not started"
-        return self.root / "passwd"
+        return self.root / "passwd.d"
 
     def start(self, timeout: float = 15.0) -> Dovecot:
         if not os.path.exists(self.binary):
@@ -113,8 +113,8 @@ class Dovecot:
         mail_dir = self.root / "mail"
         mail_dir.mkdir()
         os.chown(mail_dir, mail_pw.pw_uid, mail_gid)
-        self.passwd_path.write_text("")
-        os.chmod(self.passwd_path, 0o644)
+        self.passwd_path.mkdir(mode=0o755)
+        os.chmod(self.passwd_path, 0o755)
         self.log_path.touch()
 
         self.port = free_port()
@@ -140,11 +140,12 @@ mail_gid = {mail_gid}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 imap_logout_format = in=%i out=%o
 {capability}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.passwd_path}/%u
 }}
 userdb {{
   driver = static
@@ -173,6 +174,13 @@ namespace inbox {{
   mailbox Archive {{
     special_use = \\Archive
     auto = subscribe
+  }}
+}}
+# No auth penalty (tests log in with bad passwords on purpose): auth cannot reach
+# this socket, so it disables the penalty.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 service imap-login {{
@@ -254,15 +262,34 @@ service imap-login {{
     # -- users and logs ----------------------------------------------------------
 
     def add_user(self, user: str, password: str) -> None:
-        """Add (or change) a user; Dovecot rereads the passwd-file on its next lookup."""
-        if ":" in user or ":" in password or "\n" in user + password:
-            raise ValueError("user and password must not contain ':' or newlines")
+        """Add (or change) a user, usable at once.
+
+        Each user has a one-line passwd-file (``passwd.d/<user>``, found through ``%u``
+        in the passdb path): Dovecot stats a passwd-file at most once per second, so a
+        shared file could hide a user added right after another login. A changed
+        password of an existing user is therefore waited for (at most ~1 s).
+        """
+        if not user or any(ch in user for ch in ":/\n\0") or user.startswith("."):
+            raise ValueError(f"unsupported user name {user!r}")
+        if any(ch in password for ch in ":\n\0"):
+            raise ValueError("password must not contain ':' or newlines")
+        changed = user in self._users and self._users[user] != password
         self._users[user] = password
-        text = "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self._users.items())
-        tmp = self.passwd_path.with_suffix(".tmp")
-        tmp.write_text(text)
+        path = self.passwd_path / user
+        tmp = self.passwd_path / f".{user}.tmp"
+        tmp.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
         os.chmod(tmp, 0o644)
-        os.replace(tmp, self.passwd_path)
+        os.replace(tmp, path)
+        if changed:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    self.client(user).logout()
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
         user = f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     queue_url: str = Field("", description="SQS FIFO queue of sync jobs")
     kms_key_id: str = Field("alias/mailsync", description="KMS key for credentials and S3 SSE-KMS")
     allow_private_hosts: bool = Field(False, description="Allow IMAP/SMTP hosts on private networks")
-    poll_seconds: int = Field(300, ge=5, description="How often an IMAP account is polled")
+    poll_seconds: int = Field(300, ge=1, description="How often an IMAP account is polled")
     due_shards: int = Field(4, ge=1, le=64, description="Shards of the due-accounts index")
     sync_time_budget_seconds: int = Field(600, ge=5, description="Work per worker invocation")
     imap_timeout_seconds: float = Field(30.0, gt=0)

@@ -324,7 +324,7 @@ class SyncEngine:
             self.apply_batch(st, batch, report)
             if self.on_progress:
                 self.on_progress({st.name: st})
-            if self.clock() >= deadline and batch.initial:
+            if self.clock() >= deadline and not batch.done:
                 return False
         return True
 
@@ -416,11 +416,11 @@ class SyncEngine:
         st.last_sync_at = iso(utcnow())
         if batch.progress:
             st.progress = {"done": batch.progress[0], "total": batch.progress[1]}
-        if not batch.initial:
+        if batch.done:
             st.initial_done = True
             st.progress = None
         self.store.save_folder(st)
-        if not batch.initial and st.old_gens:
+        if batch.done and st.old_gens:
             self._reconcile_old_gens(st)
 
     def _reconcile_old_gens(self, st: FolderState) -> None:

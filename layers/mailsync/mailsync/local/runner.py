@@ -73,7 +73,11 @@ def load_handler(name: str) -> Callable[[dict[str, Any], Any], Any]:
 
 # ------------------------------------------------------------------ AWS (moto)
 def start_moto(port: int | None = None) -> tuple[Any, str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
 
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -293,6 +297,9 @@ def serve(
     os.environ.setdefault("MAILSYNC_ALLOW_PRIVATE_HOSTS", "1")
     os.environ.setdefault("MAILSYNC_POLL_SECONDS", "30")
     os.environ.setdefault("MAILSYNC_SYNC_TIME_BUDGET_SECONDS", "60")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     moto, endpoint = start_moto(moto_port or (int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None))
     env = provision(endpoint)
     configure_process_env(endpoint, env)

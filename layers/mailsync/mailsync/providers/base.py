@@ -111,8 +111,11 @@ class ChangeBatch:
     changes: list[Change] = field(default_factory=list)
     # Opaque, JSON-serialisable; valid once this batch's changes are stored.
     cursor: dict[str, Any] = field(default_factory=dict)
-    # True while an initial load / resync of the folder is still in progress.
+    # True for the batches of an initial load (or of a reload after a Reset).
     initial: bool = False
+    # False while the initial load has more batches to come; True once the folder
+    # is caught up after this batch (the engine then reconciles a pending Reset).
+    done: bool = True
     # Progress of an initial load: (done, total) messages, when known.
     progress: tuple[int, int] | None = None
 

@@ -22,6 +22,9 @@ Invariants
   batch is stored: resuming from any intermediate cursor replays at most one
   batch and never skips a change. ``SetFlags``/``Remove`` may name locations the
   engine never stored (mails older than ``since``); the engine ignores those.
+* ``ChangeBatch.done`` is False on every batch of a ``changes()`` call but the last
+  (more batches follow: initial load, reload after ``Reset`` or a long delta), True
+  on the last one, after which the folder is caught up.
 * ``unread`` is ``\\Seen`` not in FLAGS; ``internal_date`` is timezone-aware UTC.
 * No command line exceeds about 4 KB: UID sets are compressed to ranges and
   chunked (:func:`compress_uids`).
@@ -736,6 +739,7 @@ class ImapProvider:
                 folder=folder,
                 changes=changes,
                 cursor=make_cursor(None if last else chunk[-1]),
+                done=last,
                 initial=True,
                 progress=(done, total),
             )
@@ -795,9 +799,10 @@ class ImapProvider:
         yield from self._emit_meta(folder, meta, cursor, make_cursor(old_next, box.modseq), final, bool(new))
         for chunk, last_uid, is_last in self._body_chunks(new, batch_size):
             changes = self._upserts(folder, chunk, since)
-            yield ChangeBatch(folder, changes, final if is_last else make_cursor(last_uid + 1, box.modseq))
+            cur = final if is_last else make_cursor(last_uid + 1, box.modseq)
+            yield ChangeBatch(folder, changes, cur, done=is_last)
         if not meta and not new:
-            yield ChangeBatch(folder, [], final)
+            yield ChangeBatch(folder, [], final, done=True)
 
     # delta without CONDSTORE -------------------------------------------------------------------
 
@@ -828,8 +833,8 @@ class ImapProvider:
         # Bounded flag refresh of the newest known UIDs.
         refresh = sorted(known - removed)[-FLAG_REFRESH_LIMIT:]
         flags: dict[int, tuple[bytes, ...]] = {}
-        for chunk in compress_uids(refresh):
-            for uid, item in self._uid_fetch(chunk, "(UID FLAGS)").items():
+        for uid_set in compress_uids(refresh):
+            for uid, item in self._uid_fetch(uid_set, "(UID FLAGS)").items():
                 if b"FLAGS" in item:
                     flags[uid] = tuple(item[b"FLAGS"])
         if refresh:
@@ -874,7 +879,7 @@ class ImapProvider:
         )
         if not new:
             if not meta:
-                yield ChangeBatch(folder, [], make_cursor(box.uidnext))
+                yield ChangeBatch(folder, [], make_cursor(box.uidnext), done=True)
             return
         for chunk, last_uid, is_last in self._body_chunks(new, batch_size):
             changes = self._upserts(folder, chunk, since)
@@ -883,7 +888,8 @@ class ImapProvider:
                 known.add(int(ch.ref))
                 if ch.unread:
                     unread.add(int(ch.ref))
-            yield ChangeBatch(folder, changes, make_cursor(box.uidnext if is_last else last_uid + 1))
+            cur = make_cursor(box.uidnext if is_last else last_uid + 1)
+            yield ChangeBatch(folder, changes, cur, done=is_last)
 
     # helpers for deltas ------------------------------------------------------------------------
 
@@ -930,7 +936,7 @@ class ImapProvider:
                 cur = after_meta
             else:
                 cur = final
-            yield ChangeBatch(folder, chunk, dict(cur))
+            yield ChangeBatch(folder, chunk, dict(cur), done=i == len(chunks) - 1 and not more)
 
     # -- write-through (mail client) ---------------------------------------------------------
 

@@ -6,8 +6,9 @@ in the order that keeps the mirror consistent at every instant a crash may hit:
 
 1. S3 objects (raw MIME, big bodies) - a message item never points to a missing object;
 2. thread refs and thread items - a ``thread_id`` never dangles;
-3. message items, then locations and orphan markers;
-4. deletions (messages, threads, then S3 objects).
+3. orphan markers, then message items, then locations;
+4. deletions: S3 objects, messages, threads, and orphan markers last, so an
+   interrupted purge is found and finished by the next run.
 """
 
 from __future__ import annotations
@@ -186,6 +187,12 @@ class DynamoMirrorStore:
             with ThreadItem.batch_write() as b:
                 for doc in w.threads_put.values():
                     b.save(thread_item(doc))
+        if w.orphans_add - w.orphans_remove:
+            # Before the message is marked orphan, so a crash can never hide a mail
+            # that nothing would purge later.
+            with OrphanItem.batch_write() as b:
+                for mid in w.orphans_add - w.orphans_remove:
+                    b.save(OrphanItem(self.pk, f"O#{mid}", mid=mid))
         if w.messages_put:
             with MessageItem.batch_write() as b:
                 for mid, doc in w.messages_put.items():
@@ -200,19 +207,19 @@ class DynamoMirrorStore:
                     sk = keys.location_sk(folder, gen, ref)
                     if sk not in put:
                         b.delete(LocationItem(self.pk, sk))
-        if w.orphans_add or w.orphans_remove:
-            with OrphanItem.batch_write() as b:
-                for mid in w.orphans_add - w.orphans_remove:
-                    b.save(OrphanItem(self.pk, f"O#{mid}", mid=mid))
-                for mid in w.orphans_remove - w.orphans_add:
-                    b.delete(OrphanItem(self.pk, f"O#{mid}"))
+        # Deletions last, objects first: a crash leaves a message without its objects
+        # (purged again on the next run), never objects without a message.
+        if w.s3_delete:
+            blobs.delete_keys(w.s3_delete)
         if w.messages_delete:
             with MessageItem.batch_write() as b:
                 for mid in w.messages_delete:
                     b.delete(MessageItem(keys.message(self.t, mid), "M"))
-        if w.threads_delete:
+        if w.threads_delete - set(w.threads_put):
             with ThreadItem.batch_write() as b:
                 for thid in w.threads_delete - set(w.threads_put):
                     b.delete(ThreadItem(keys.thread(self.t, thid), "TH"))
-        if w.s3_delete:
-            blobs.delete_keys(w.s3_delete)
+        if w.orphans_remove - w.orphans_add:
+            with OrphanItem.batch_write() as b:
+                for mid in w.orphans_remove - w.orphans_add:
+                    b.delete(OrphanItem(self.pk, f"O#{mid}"))

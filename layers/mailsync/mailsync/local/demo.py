@@ -1,0 +1,105 @@
+"""``mailsync demo``: the local runner plus a throwaway Dovecot with sample mail.
+
+It starts Dovecot on a free loopback port (Debian ``dovecot-imapd``; ``make demo``
+installs it), seeds a mailbox with a few threads, connects it through the public
+API as user ``demo``, and keeps delivering a new mail every ``MAILSYNC_DEMO_EVERY``
+seconds (default 20) so that mail visibly flows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from mailsync.local.dovecot import Dovecot, make_mail
+
+SAMPLES = [
+    ("Ihre Kfz-Versicherung: Angebot", "Petra Schmidt <petra.schmidt@example.org>", None),
+    ("Re: Ihre Kfz-Versicherung: Angebot", "Petra Schmidt <petra.schmidt@example.org>", 0),
+    ("Unterlagen Berufsunfähigkeit", "Makler Müller <mueller@makler.example>", None),
+    ("Termin nächste Woche", "Jonas Weber <jonas@example.net>", None),
+]
+
+
+def _seed(dc: Dovecot, user: str) -> None:
+    ids: list[str] = []
+    for i, (subject, sender, parent) in enumerate(SAMPLES):
+        mid = f"demo-{i}-{int(time.time())}@example.org"
+        ids.append(mid)
+        raw = make_mail(
+            subject,
+            from_=sender,
+            to="Demo Broker <demo@demo.test>",
+            message_id=mid,
+            in_reply_to=ids[parent] if parent is not None else None,
+            references=[ids[parent]] if parent is not None else None,
+            body=f"Guten Tag,\n\ndies ist Beispielmail {i + 1} der Demo.\n\nViele Grüße\n",
+            html=f"<p>Guten Tag,</p><p>dies ist <b>Beispielmail {i + 1}</b> der Demo.</p>",
+            attachment=("angebot.pdf", "application/pdf", b"%PDF-1.4 demo\n") if i == 0 else None,
+        )
+        dc.append(user, "INBOX", raw)
+
+
+def _api(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
+    req = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {key}", "X-User-Id": "demo", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our own loopback runner
+        return json.loads(r.read() or b"null")
+
+
+def run_demo(port: int | None = None) -> None:
+    from mailsync.local.runner import serve
+
+    dc = Dovecot().start()
+    user, password = "demo", "demo-password"
+    dc.add_user(user, password)
+    _seed(dc, user)
+    every = int(os.environ.get("MAILSYNC_DEMO_EVERY", "20"))
+    os.environ.setdefault("MAILSYNC_POLL_SECONDS", "10")
+
+    def on_ready(info: dict[str, Any]) -> None:
+        def connect_and_deliver() -> None:
+            acc = _api(
+                info["url"],
+                info["api_key"],
+                "POST",
+                "/v1/accounts",
+                {
+                    "email": "demo@demo.test",
+                    "imap": {"host": dc.host, "port": dc.port, "security": "none", "username": user, "password": password},
+                    "smtp": {"host": dc.host, "port": 25, "security": "none", "username": user, "password": password},
+                },
+            )
+            print(
+                f"demo mailbox connected as account {acc['id']} (user 'demo').\n"
+                f"  try: curl -H 'Authorization: Bearer {info['api_key']}' -H 'X-User-Id: demo' "
+                f"{info['url']}/v1/threads",
+                flush=True,
+            )
+            n = 0
+            while True:
+                time.sleep(every)
+                n += 1
+                now = datetime.now(UTC).strftime("%H:%M:%S")
+                dc.append(
+                    user,
+                    "INBOX",
+                    make_mail(f"Neue Anfrage #{n} ({now})", from_="Kunde <kunde@example.com>", to="demo@demo.test"),
+                )
+                print(f"demo: delivered mail #{n}", flush=True)
+
+        threading.Thread(target=connect_and_deliver, name="demo-mail", daemon=True).start()
+
+    try:
+        serve(port, on_ready=on_ready)
+    finally:
+        dc.stop()

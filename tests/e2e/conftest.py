@@ -1,0 +1,82 @@
+"""e2e: drive the real local runner (``mailsync run``) over HTTP, as a tenant would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.dovecot import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Service:
+    def __init__(self, url: str, api_key: str, moto: str) -> None:
+        self.url, self.api_key, self.moto = url, api_key, moto
+
+    def session(self, user: str | None = "alice", api_key: str | None = None) -> requests.Session:
+        s = requests.Session()
+        if api_key or self.api_key:
+            s.headers["Authorization"] = f"Bearer {api_key or self.api_key}"
+        if user:
+            s.headers["X-User-Id"] = user
+        return s
+
+    def wait_for(self, probe: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    port, moto_port = free_port(), free_port()
+    exe = shutil.which("mailsync", path=str(Path(sys.executable).parent)) or "mailsync"
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MAILSYNC_MOTO_PORT": str(moto_port),
+        "MAILSYNC_POLL_SECONDS": "2",
+        "MAILSYNC_DEV_API_KEY": "e2e-key",
+        "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    log = tmp_path_factory.mktemp("runner") / "runner.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "/v1/openapi.json", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mailsync run did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.3)
+    try:
+        yield Service(url, "e2e-key", f"http://127.0.0.1:{moto_port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if os.environ.get("MAILSYNC_E2E_SHOW_LOG"):
+            print(log.read_text()[-8000:])

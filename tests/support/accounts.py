@@ -1,0 +1,56 @@
+"""Connect a Dovecot user as an account through the real use case, and inspect the mirror."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailsync.store import keys
+from mailsync.store.models import MessageItem, ThreadItem
+from mailsync.usecases import accounts
+from mailsync.usecases.sync_account import sync_account
+
+
+def connect(
+    dovecot: Any, imap_user: tuple[str, str], tenant_id: str = "t1", owner: str = "alice", **extra: Any
+) -> dict[str, Any]:
+    user, pw = imap_user
+    server = {
+        "host": dovecot.host,
+        "port": dovecot.port,
+        "security": "none",
+        "username": user,
+        "password": pw,
+    }
+    body = {"email": f"{user}@example.test", "imap": server, "smtp": dict(server), **extra}
+    return accounts.create_account(tenant_id, owner, body)
+
+
+def sync(acc: dict[str, Any], tenant_id: str = "t1") -> dict[str, Any]:
+    return sync_account(tenant_id, acc["id"])
+
+
+def mirror(acc: dict[str, Any], tenant_id: str = "t1") -> list[dict[str, Any]]:
+    """Visible messages of an account (as the API lists them), oldest first."""
+    items = MessageItem.by_account.query(keys.account_messages(tenant_id, acc["id"]))
+    return sorted(
+        (
+            {
+                "id": m.mid,
+                "subject": m.subject,
+                "folder": m.folder,
+                "unread": m.unread,
+                "thread_id": m.thread_id,
+                "message_id": m.header_message_id,
+                "raw_key": m.raw_key,
+            }
+            for m in items
+        ),
+        key=lambda m: (m["subject"], m["folder"]),
+    )
+
+
+def thread(tenant_id: str, thread_id: str) -> ThreadItem | None:
+    try:
+        return ThreadItem.get(keys.thread(tenant_id, thread_id), "TH")
+    except ThreadItem.DoesNotExist:
+        return None
