@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     poll_seconds: int = Field(300, ge=1, description="How often an IMAP account is polled")
     due_shards: int = Field(4, ge=1, le=64, description="Shards of the due-accounts index")
     sync_time_budget_seconds: int = Field(600, ge=5, description="Work per worker invocation")
+    sync_batch_size: int = Field(100, ge=1, le=500, description="Mails fetched and stored per batch")
     imap_timeout_seconds: float = Field(30.0, gt=0)
     max_inline_body_bytes: int = Field(60_000, ge=1_000, description="Bodies larger go to S3")
 
