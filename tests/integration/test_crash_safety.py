@@ -16,8 +16,16 @@ from tests.support.dovecot import make_mail
 
 pytestmark = pytest.mark.integration
 
-WRITES = {"PutItem", "BatchWriteItem", "DeleteItem", "UpdateItem", "TransactWriteItems", "PutObject",
-          "DeleteObjects", "DeleteObject"}
+WRITES = {
+    "PutItem",
+    "BatchWriteItem",
+    "DeleteItem",
+    "UpdateItem",
+    "TransactWriteItems",
+    "PutObject",
+    "DeleteObjects",
+    "DeleteObject",
+}
 
 
 class Crash(Exception):
@@ -59,7 +67,9 @@ def snapshot(acc):
     objects = {o["Key"] for o in s3.get("Contents", [])}
     assert objects == {m["raw_key"] for m in msgs}, "S3 holds exactly the mirrored mails"
     assert len({m["id"] for m in msgs}) == len(msgs)
-    hidden = [i for i in MessageItem.batch_get([(keys.message("t1", m["id"]), "M") for m in msgs]) if i.orphan]
+    hidden = [
+        i for i in MessageItem.batch_get([(keys.message("t1", m["id"]), "M") for m in msgs]) if i.orphan
+    ]
     assert hidden == []
     return rows, by_thread
 
@@ -67,7 +77,9 @@ def snapshot(acc):
 def mutate(dovecot, user):
     """A realistic delta: new mails and replies, a move, a delete, a flag change."""
     uids = dovecot.uids(user, "INBOX")
-    dovecot.append(user, "INBOX", make_mail("Re: A", message_id="a2@x", in_reply_to="a1@x", references="a1@x"))
+    dovecot.append(
+        user, "INBOX", make_mail("Re: A", message_id="a2@x", in_reply_to="a1@x", references="a1@x")
+    )
     dovecot.append(user, "INBOX", make_mail("D", message_id="d1@x"))
     dovecot.move(user, "INBOX", [uids[0]], "Archive")
     dovecot.delete(user, "INBOX", [uids[1]])
@@ -94,8 +106,13 @@ def test_crash_at_every_write_converges(tenant, dovecot, monkeypatch):
     mutate(dovecot, ref_user[0])
     sync(ref)
     expected = snapshot(ref)
-    assert expected[0] == [("A", "Archive", True), ("C", "INBOX", False), ("D", "INBOX", True),
-                           ("Re: A", "INBOX", True), ("Re: C", "Archive", True)]
+    assert expected[0] == [
+        ("A", "Archive", True),
+        ("C", "INBOX", False),
+        ("D", "INBOX", True),
+        ("Re: A", "INBOX", True),
+        ("Re: C", "Archive", True),
+    ]
 
     # How many writes does the delta sync make? Crash at each of them in turn.
     probe_user = dovecot.new_user("probe")

@@ -9,6 +9,7 @@ import email
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from mailsync.providers.base import (
     AuthFailed,
     ChangeBatch,
@@ -20,7 +21,6 @@ from mailsync.providers.base import (
     Upsert,
 )
 from mailsync.providers.imap import ImapProvider, imap_login_check
-
 from tests.support.dovecot import Dovecot, free_port, make_mail
 from tests.support.fixtures import (  # noqa: F401
     dovecot,

@@ -21,8 +21,9 @@ def drain() -> list[dict]:
     sqs = boto3.client("sqs")
     out = []
     while True:
-        got = sqs.receive_message(QueueUrl=get_settings().queue_url, MaxNumberOfMessages=10,
-                                  AttributeNames=["All"]).get("Messages", [])
+        got = sqs.receive_message(
+            QueueUrl=get_settings().queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
         if not got:
             return out
         for m in got:
@@ -61,7 +62,9 @@ def test_worker_handler_syncs_and_reports_partial_failures(tenant, dovecot, imap
     assert [json.loads(m["Body"])["account_id"] for m in jobs] == [acc["id"]]
     worker = load_handler("sync_worker")
     bad = dict(jobs[0], MessageId="bad-1", Body="not json")
-    event = {"Records": [sqs_record(jobs[0], get_settings().queue_url), sqs_record(bad, get_settings().queue_url)]}
+    event = {
+        "Records": [sqs_record(jobs[0], get_settings().queue_url), sqs_record(bad, get_settings().queue_url)]
+    }
     result = worker(event, LambdaContext("worker"))
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
     assert [m["subject"] for m in mirror(acc)] == ["via worker"]

@@ -54,8 +54,16 @@ def test_move_between_synced_folders_keeps_identity(tenant, dovecot, imap_user, 
     dovecot.create_folder(user, "Zeta")
     acc = connect(dovecot, imap_user)
     dovecot.append(user, "INBOX", make_mail("Vertrag", message_id="contract@example.com"))
-    dovecot.append(user, "INBOX", make_mail("Re: Vertrag", message_id="reply@example.com",
-                                            in_reply_to="contract@example.com", references="contract@example.com"))
+    dovecot.append(
+        user,
+        "INBOX",
+        make_mail(
+            "Re: Vertrag",
+            message_id="reply@example.com",
+            in_reply_to="contract@example.com",
+            references="contract@example.com",
+        ),
+    )
     sync(acc)
     before = {m["subject"]: m for m in mirror(acc)}
     assert before["Vertrag"]["thread_id"] == before["Re: Vertrag"]["thread_id"]
@@ -162,7 +170,9 @@ def test_replies_thread_by_references_and_subject(tenant, dovecot, imap_user):
     user, _ = imap_user
     acc = connect(dovecot, imap_user)
     # The reply arrives before its parent (another folder, or out of order).
-    dovecot.append(user, "INBOX", make_mail("Re: Schaden", message_id="r@x", in_reply_to="p@x", references="p@x"))
+    dovecot.append(
+        user, "INBOX", make_mail("Re: Schaden", message_id="r@x", in_reply_to="p@x", references="p@x")
+    )
     dovecot.append(user, "Sent", make_mail("Schaden", message_id="p@x"))
     dovecot.append(user, "INBOX", make_mail("Unrelated", message_id="u@x"))
     sync(acc)
@@ -197,8 +207,11 @@ def test_delete_account_purges_everything(tenant, dovecot, imap_user):
     assert s3_keys(f"t/t1/a/{acc['id']}/") == set()
     ddb = boto3.client("dynamodb")
     table = get_settings().table
-    left = ddb.query(TableName=table, KeyConditionExpression="pk = :p",
-                     ExpressionAttributeValues={":p": {"S": f"T#t1#A#{acc['id']}"}})["Items"]
+    left = ddb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": f"T#t1#A#{acc['id']}"}},
+    )["Items"]
     assert left == []  # folders, cursors, locations, refs, credentials
     # And the mailbox can be connected again.
     connect(dovecot, imap_user)

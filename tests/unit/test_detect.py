@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from mailsync.domain import detect as detect_module
 from mailsync.domain.detect import build_mx_query, detect, dns_mx_lookup, parse_mx_response
 

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+
 from mailsync.domain.hostguard import HostNotAllowed, HostUnresolvable, check_host
 
 pytestmark = pytest.mark.unit

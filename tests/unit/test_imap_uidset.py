@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from mailsync.providers.imap import (
     MAX_UID_SET_LEN,
     _parse_copyuid,

@@ -13,6 +13,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
 import pytest
+
 from mailsync.domain.mime import (
     get_attachment,
     html_to_text,

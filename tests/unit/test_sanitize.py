@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+
 from mailsync.domain.sanitize import LINK_REL, sanitize_html
 
 pytestmark = pytest.mark.unit

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.threading import base_subject, root_id, subject_key, thread_candidates
 

@@ -159,7 +159,9 @@ def get_account(account_id: str) -> schemas.Account:
     return schemas.Account.model_validate(accounts.get_account(t, u, account_id))
 
 
-@app.get("/v1/accounts/<account_id>/folders", tags=["accounts"], summary="Folders and whether they are synced")
+@app.get(
+    "/v1/accounts/<account_id>/folders", tags=["accounts"], summary="Folders and whether they are synced"
+)
 def list_folders(account_id: str) -> schemas.FolderList:
     t, u = ctx()
     return schemas.FolderList.model_validate({"items": accounts.list_folders(t, u, account_id)})
@@ -177,7 +179,9 @@ def update_settings(account_id: str, body: schemas.SettingsIn) -> schemas.Accoun
 def sync_now(account_id: str) -> Response[schemas.SyncQueued]:
     t, u = ctx()
     return Response(
-        status_code=202, content_type=content_types.APPLICATION_JSON, body=accounts.request_sync(t, u, account_id)
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=accounts.request_sync(t, u, account_id),
     )
 
 

@@ -35,7 +35,9 @@ class CreateAccountIn(_In):
     password: str | None = Field(None, max_length=1024, description="With a known provider's email")
     imap: ServerIn | None = None
     smtp: ServerIn | None = None
-    backfill_days: int = Field(0, ge=0, le=30, description="Also load mails of this many days before the start")
+    backfill_days: int = Field(
+        0, ge=0, le=30, description="Also load mails of this many days before the start"
+    )
     settings: SettingsIn | None = None
 
 

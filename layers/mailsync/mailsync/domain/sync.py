@@ -318,7 +318,9 @@ class SyncEngine:
         report.purged = self.purge_orphans()
         return report
 
-    def sync_folder(self, provider: MailProvider, st: FolderState, deadline: float, report: SyncReport) -> bool:
+    def sync_folder(
+        self, provider: MailProvider, st: FolderState, deadline: float, report: SyncReport
+    ) -> bool:
         """Apply the folder's batches; True when it is caught up, False on deadline."""
         for batch in provider.changes(st.name, st.cursor, self.ctx.since, self.batch_size):
             self.apply_batch(st, batch, report)
@@ -341,7 +343,8 @@ class SyncEngine:
         flags = [c for c in batch.changes if isinstance(c, SetFlags)]
         removes = [c for c in batch.changes if isinstance(c, Remove)]
 
-        known = self.store.get_locations(folder, gen, [c.ref for c in (*upserts, *flags, *removes)])
+        refs = [u.ref for u in upserts] + [f.ref for f in flags] + [r.ref for r in removes]
+        known = self.store.get_locations(folder, gen, refs)
         existing_locs = {u.ref for u in upserts if u.ref in known}
         parsed: dict[str, tuple[Upsert, ParsedMessage, str]] = {}
         for u in upserts:
@@ -387,24 +390,23 @@ class SyncEngine:
                 thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
 
         for f in flags:
-            mid = known.get(f.ref)
-            doc = msgs.get(mid) if mid else None
-            if doc is None or doc["unread"] == f.unread:
-                continue
-            doc["unread"] = f.unread
-            w.messages_put[doc["mid"]] = doc
-            thread_changes.setdefault(doc["thread_id"], {})[doc["mid"]] = thread_member(doc)
+            fdoc = msgs.get(known.get(f.ref, ""))
+            if fdoc is None or fdoc["unread"] == f.unread:
+                continue  # never mirrored (older than the sync start), or no change
+            fdoc["unread"] = f.unread
+            w.messages_put[fdoc["mid"]] = fdoc
+            thread_changes.setdefault(fdoc["thread_id"], {})[fdoc["mid"]] = thread_member(fdoc)
             report.updated += 1
 
         for r in removes:
-            mid = known.get(r.ref)
-            if mid is None:
+            rmid = known.get(r.ref)
+            if rmid is None:
                 continue  # never mirrored (older than the sync start) or already removed
             w.locations_delete.append((folder, gen, r.ref))
             delta -= 1
-            doc = msgs.get(mid)
-            if doc and doc["locs"].get(folder) == f"{gen}:{r.ref}":
-                self._remove_loc(doc, folder, w, thread_changes)
+            rdoc = msgs.get(rmid)
+            if rdoc and rdoc["locs"].get(folder) == f"{gen}:{r.ref}":
+                self._remove_loc(rdoc, folder, w, thread_changes)
                 report.removed += 1
 
         self._apply_thread_changes(thread_changes, w)
@@ -542,9 +544,7 @@ class SyncEngine:
                     w.refs[ref] = thid
         return out
 
-    def _apply_thread_changes(
-        self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes
-    ) -> None:
+    def _apply_thread_changes(self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes) -> None:
         if not changes:
             return
         current = self.store.get_threads(changes.keys())

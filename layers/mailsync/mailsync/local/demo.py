@@ -46,7 +46,7 @@ def _seed(dc: Dovecot, user: str) -> None:
 
 
 def _api(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 - loopback URL of our own runner
         base + path,
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
@@ -75,8 +75,20 @@ def run_demo(port: int | None = None) -> None:
                 "/v1/accounts",
                 {
                     "email": "demo@demo.test",
-                    "imap": {"host": dc.host, "port": dc.port, "security": "none", "username": user, "password": password},
-                    "smtp": {"host": dc.host, "port": 25, "security": "none", "username": user, "password": password},
+                    "imap": {
+                        "host": dc.host,
+                        "port": dc.port,
+                        "security": "none",
+                        "username": user,
+                        "password": password,
+                    },
+                    "smtp": {
+                        "host": dc.host,
+                        "port": 25,
+                        "security": "none",
+                        "username": user,
+                        "password": password,
+                    },
                 },
             )
             print(
@@ -93,7 +105,9 @@ def run_demo(port: int | None = None) -> None:
                 dc.append(
                     user,
                     "INBOX",
-                    make_mail(f"Neue Anfrage #{n} ({now})", from_="Kunde <kunde@example.com>", to="demo@demo.test"),
+                    make_mail(
+                        f"Neue Anfrage #{n} ({now})", from_="Kunde <kunde@example.com>", to="demo@demo.test"
+                    ),
                 )
                 print(f"demo: delivered mail #{n}", flush=True)
 

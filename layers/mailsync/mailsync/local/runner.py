@@ -152,7 +152,9 @@ def ensure_tenant(tenant_id: str, name: str, api_key: str) -> None:
 
 
 # ---------------------------------------------------------------------- HTTP
-def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
+def to_event(
+    method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
     parts = urlsplit(raw_path)
     query: dict[str, str] = {}
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
@@ -242,7 +244,9 @@ class Background:
     def _schedule_loop(self) -> None:
         while not self.stop.is_set():
             try:
-                self.scheduler({"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("scheduler"))
+                self.scheduler(
+                    {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("scheduler")
+                )
             except Exception as e:  # noqa: BLE001 - keep ticking, like EventBridge would
                 print(f"scheduler error: {e!r}", file=sys.stderr)
             self.stop.wait(self.poll_seconds)
@@ -300,7 +304,9 @@ def serve(
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    moto, endpoint = start_moto(moto_port or (int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None))
+    moto, endpoint = start_moto(
+        moto_port or (int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None)
+    )
     env = provision(endpoint)
     configure_process_env(endpoint, env)
     api_key = os.environ.get("MAILSYNC_DEV_API_KEY", "dev-key")
@@ -315,7 +321,12 @@ def serve(
     bg = Background(get_settings().poll_seconds)
     bg.start()
     httpd = ThreadingHTTPServer(("127.0.0.1", port), make_http_handler(api))
-    info = {"url": f"http://127.0.0.1:{port}", "api_key": api_key, "tenant_id": "dev", "moto_endpoint": endpoint}
+    info = {
+        "url": f"http://127.0.0.1:{port}",
+        "api_key": api_key,
+        "tenant_id": "dev",
+        "moto_endpoint": endpoint,
+    }
     print(
         f"mailsync is running on {info['url']}  (Swagger UI: {info['url']}/docs)\n"
         f"  dev tenant API key : {api_key}   (send it as 'Authorization: Bearer {api_key}' with 'X-User-Id: <user>')\n"

@@ -18,7 +18,9 @@ def make_provider(account: dict[str, Any], secrets: dict[str, Any]) -> MailProvi
             port=int(imap["port"]),
             security=imap["security"],
             username=imap["username"],
-            password=secrets["imap_password"].reveal() if hasattr(secrets["imap_password"], "reveal") else secrets["imap_password"],
+            password=secrets["imap_password"].reveal()
+            if hasattr(secrets["imap_password"], "reveal")
+            else secrets["imap_password"],
             timeout=get_settings().imap_timeout_seconds,
         )
     raise ValueError(f"unsupported provider {account['provider']!r}")

@@ -53,5 +53,7 @@ def decrypt(envelope: dict[str, Any], *, context: dict[str, str]) -> dict[str, S
         "Plaintext"
     ]
     aad = json.dumps(context, sort_keys=True).encode()
-    data = AESGCM(plain_key).decrypt(base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ct"]), aad)
+    data = AESGCM(plain_key).decrypt(
+        base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ct"]), aad
+    )
     return {k: Secret(v) for k, v in json.loads(data).items()}

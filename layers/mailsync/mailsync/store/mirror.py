@@ -87,7 +87,7 @@ def folder_state(item: FolderItem) -> FolderState:
         present=bool(item.present),
         cursor=item.cursor,
         gen=int(item.gen or 0),
-        old_gens=[int(g) for g in (item.old_gens or [])],
+        old_gens=[int(g) for g in (item.old_gens or [])],  # type: ignore[call-overload]
         messages=int(item.messages or 0),
         initial_done=bool(item.initial_done),
         progress=item.progress,
@@ -145,7 +145,9 @@ class DynamoMirrorStore:
         return {i.thread_id: thread_doc(i) for i in ThreadItem.batch_get(ks, consistent_read=True)}
 
     def list_orphans(self) -> list[str]:
-        return [i.mid for i in OrphanItem.query(self.pk, OrphanItem.sk.startswith("O#"), consistent_read=True)]
+        return [
+            i.mid for i in OrphanItem.query(self.pk, OrphanItem.sk.startswith("O#"), consistent_read=True)
+        ]
 
     def get_folders(self) -> dict[str, FolderState]:
         return {

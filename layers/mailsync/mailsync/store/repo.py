@@ -91,12 +91,17 @@ def insert_account(doc: dict[str, Any], envelope: dict[str, Any], due_shards: in
     t, a = doc["tenant_id"], doc["account_id"]
     lock = EmailLockItem(keys.email_lock(t, doc["email"]), "E", account_id=a)
     try:
-        with TransactWrite(connection=Connection(region=AccountItem.Meta.region, host=AccountItem.Meta.host)) as tx:
+        with TransactWrite(
+            connection=Connection(region=AccountItem.Meta.region, host=AccountItem.Meta.host)
+        ) as tx:
             tx.save(lock, condition=EmailLockItem.pk.does_not_exist())
             tx.save(account_item(doc, due_shards))
             tx.save(CredentialItem(keys.account(t, a), "CRED", envelope=envelope))
     except TransactWriteError as e:
-        if "ConditionalCheckFailed" in str(e) or getattr(e, "cause_response_code", "") == "TransactionCanceledException":
+        if (
+            "ConditionalCheckFailed" in str(e)
+            or getattr(e, "cause_response_code", "") == "TransactionCanceledException"
+        ):
             raise AccountExists(f"{doc['email']} is already connected in this tenant") from e
         raise
 

@@ -102,7 +102,9 @@ def resolve_servers(body: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str
         if not email:
             email = imap["username"] if "@" in imap["username"] else ""
         if not email or "@" not in email:
-            raise InvalidRequest("email is required (or an IMAP username that is an address)", code="invalid_address")
+            raise InvalidRequest(
+                "email is required (or an IMAP username that is an address)", code="invalid_address"
+            )
         if not smtp:
             raise InvalidRequest("smtp settings are required with explicit imap settings")
         return email, imap, smtp, {"source": {"imap": "request", "smtp": "request"}}
@@ -193,7 +195,9 @@ def create_account(
     unknown = [f for f in selected if f not in names]
     if mode == "selected" and unknown:
         raise Unprocessable(f"unknown folders: {', '.join(unknown)}", code="unknown_folder")
-    envelope = crypto.encrypt(secret_values, key_id=s.kms_key_id, context=credential_context(tenant_id, account_id))
+    envelope = crypto.encrypt(
+        secret_values, key_id=s.kms_key_id, context=credential_context(tenant_id, account_id)
+    )
     repo.insert_account(doc, envelope, s.due_shards)
     pk = keys.account(tenant_id, account_id)
     with FolderItem.batch_write() as b:
@@ -304,7 +308,12 @@ def purge_account(tenant_id: str, account_id: str, email: str) -> None:
     AccountItem(pk, "A").delete()
     logger.info(
         "account purged",
-        extra={"tenant_id": tenant_id, "account_id": account_id, "messages": len(mids), "threads": len(thread_ids)},
+        extra={
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "messages": len(mids),
+            "threads": len(thread_ids),
+        },
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pynamodb.indexes import GlobalSecondaryIndex
+
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.errors import NotFound
@@ -103,6 +105,7 @@ def list_messages(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    index: GlobalSecondaryIndex[MessageItem]
     if thread_id:
         _thread(tenant_id, user_id, thread_id)
         index, pk, attr = MessageItem.by_thread, keys.thread_messages(tenant_id, thread_id), "gsi4pk"
@@ -111,7 +114,11 @@ def list_messages(
         if acc is None or acc["owner"] != user_id:
             raise NotFound("account not found")
         if folder:
-            index, pk, attr = MessageItem.by_folder, keys.folder_messages(tenant_id, account_id, folder), "gsi3pk"
+            index, pk, attr = (
+                MessageItem.by_folder,
+                keys.folder_messages(tenant_id, account_id, folder),
+                "gsi3pk",
+            )
         else:
             index, pk, attr = MessageItem.by_account, keys.account_messages(tenant_id, account_id), "gsi2pk"
     else:
@@ -127,10 +134,14 @@ def list_messages(
     return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
 
 
-def list_threads(tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+def list_threads(
+    tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
     pk = keys.owner_threads(tenant_id, user_id)
     lek = repo.decode_cursor(cursor, {"gsi1pk": pk})
-    it = ThreadItem.by_owner.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
+    it = ThreadItem.by_owner.query(
+        pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
+    )
     items = [thread_view(thread_doc(t)) for t in it]
     return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
 
@@ -139,6 +150,8 @@ def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
     th = _thread(tenant_id, user_id, thread_id)
     msgs = [
         summary(message_doc(m))
-        for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id), scan_index_forward=True)
+        for m in MessageItem.by_thread.query(
+            keys.thread_messages(tenant_id, thread_id), scan_index_forward=True
+        )
     ]
     return {**thread_view(th), "messages": msgs}

@@ -91,7 +91,9 @@ def sync_account(
     try:
         with provider_factory(acc, secrets) as provider:
             listed = provider.list_folders()
-            all_states.update(engine.reconcile_folders(listed, settings_["folder_mode"], settings_["folders"]))
+            all_states.update(
+                engine.reconcile_folders(listed, settings_["folder_mode"], settings_["folders"])
+            )
             _progress(acc, all_states)
             report = engine.run(provider, all_states, deadline)
     except AuthFailed as e:
