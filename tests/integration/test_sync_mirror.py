@@ -215,3 +215,100 @@ def test_delete_account_purges_everything(tenant, dovecot, imap_user):
     assert left == []  # folders, cursors, locations, refs, credentials
     # And the mailbox can be connected again.
     connect(dovecot, imap_user)
+
+
+def test_folder_deleted_at_the_provider_removes_its_mails(tenant, dovecot, imap_user):
+    user, _ = imap_user
+    dovecot.create_folder(user, "Alt")
+    acc = connect(dovecot, imap_user)
+    dovecot.append(user, "Alt", make_mail("in Alt"))
+    dovecot.append(user, "INBOX", make_mail("in INBOX"))
+    sync(acc)
+    alt = [m for m in mirror(acc) if m["subject"] == "in Alt"][0]
+    dovecot.delete_folder(user, "Alt")
+    assert sync(acc)["status"] == "ok"
+    assert [m["subject"] for m in mirror(acc)] == ["in INBOX"]
+    assert alt["raw_key"] not in s3_keys()
+
+
+def test_big_bodies_go_to_s3_and_are_served_whole(tenant, dovecot, imap_user):
+    from mailsync.usecases import reading
+
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    body = "Zeile mit Inhalt\n" * 8000  # ~136 KB, more than an item should hold inline
+    dovecot.append(user, "INBOX", make_mail("big", body=body))
+    sync(acc)
+    (m,) = mirror(acc)
+    detail = reading.get_message("t1", "alice", m["id"])
+    assert detail["text"].count("Zeile mit Inhalt") == 8000
+    assert any(k.endswith(".body.json") for k in s3_keys(f"t/t1/a/{acc['id']}/"))
+
+
+def test_servers_without_condstore_are_mirrored_too(tenant, dovecot_nocondstore, imap_user_nocondstore):
+    dc, (user, _) = dovecot_nocondstore, imap_user_nocondstore
+    acc = connect(dc, imap_user_nocondstore)
+    dc.append(user, "INBOX", make_mail("one"))
+    dc.append(user, "INBOX", make_mail("two"))
+    sync(acc)
+    assert [m["subject"] for m in mirror(acc)] == ["one", "two"]
+    uids = dc.uids(user, "INBOX")
+    dc.set_seen(user, "INBOX", [uids[0]], True)
+    dc.delete(user, "INBOX", [uids[1]])
+    dc.append(user, "INBOX", make_mail("three"))
+    sync(acc)
+    assert [(m["subject"], m["unread"]) for m in mirror(acc)] == [("one", False), ("three", True)]
+
+
+def test_time_budget_stops_between_batches_and_continues(tenant, dovecot, imap_user, monkeypatch):
+    import json
+
+    from mailsync.usecases.sync_account import sync_account
+
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    dovecot.append_many(user, "INBOX", [make_mail(f"m{i:02d}") for i in range(25)])
+    monkeypatch.setenv("MAILSYNC_SYNC_BATCH_SIZE", "10")
+    get_settings.cache_clear()
+    sqs = boto3.client("sqs")
+    queue = get_settings().queue_url
+    for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])  # the connect job
+    # The budget runs out as soon as the first batch of 10 is stored.
+    result = sync_account("t1", acc["id"], clock=lambda: 0 if len(mirror(acc)) < 10 else 10**6)
+    assert result["status"] == "partial"
+    partial = len(mirror(acc))
+    assert 0 < partial < 25
+    view = accounts.get_account("t1", "alice", acc["id"])
+    assert view["state"] == "initial_sync" and view["sync"]["folders_done"] < view["sync"]["folders_total"]
+    jobs = [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=get_settings().queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+    ]
+    assert {"tenant_id": "t1", "account_id": acc["id"], "reason": "continue"} in jobs
+    while sync_account("t1", acc["id"])["status"] != "ok":
+        pass
+    assert len(mirror(acc)) == 25
+    assert accounts.get_account("t1", "alice", acc["id"])["state"] == "active"
+
+
+def test_unreachable_server_backs_off_and_keeps_the_mirror(tenant, dovecot, imap_user):
+    from mailsync.usecases.sync_account import due_accounts
+
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    dovecot.append(user, "INBOX", make_mail("kept"))
+    sync(acc)
+    from mailsync.store import repo
+
+    doc = repo.get_account("t1", acc["id"])
+    doc["servers"]["imap"]["port"] = 1  # nothing listens there
+    repo.save_account(doc, get_settings().due_shards)
+    assert sync(acc)["status"] == "error"
+    view = accounts.get_account("t1", "alice", acc["id"])
+    assert view["state"] == "error" and view["error"]["code"] == "connection_failed"
+    assert [m["subject"] for m in mirror(acc)] == ["kept"]  # nothing synced is lost
+    due = {a: d for _, a, d in due_accounts(now="2999-01-01T00:00:00Z")}
+    assert due[acc["id"]] > datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # backed off, still polled

@@ -36,6 +36,10 @@ class InvalidCursor(MailsyncError):
     status, code = 400, "invalid_cursor"
 
 
+class UnsupportedMediaType(MailsyncError):
+    status, code = 415, "unsupported_media_type"
+
+
 class NotFound(MailsyncError):
     status, code = 404, "not_found"
 

@@ -19,12 +19,15 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailsync.api import schemas
 from mailsync.domain import detect as detect_mod
-from mailsync.errors import MailsyncError, MissingUser, Unauthorized
+from mailsync.errors import InvalidRequest, MailsyncError, MissingUser, Unauthorized, UnsupportedMediaType
 from mailsync.observability import logger
 from mailsync.store import repo
 from mailsync.usecases import accounts, reading
@@ -33,6 +36,8 @@ app = APIGatewayHttpResolver(enable_validation=True)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
+# Ids become parts of DynamoDB keys (at most 2048 bytes): an overlong id is bad input, not a 500.
+Id = Annotated[str, Path(min_length=1, max_length=128)]
 PUBLIC_PATHS = {"/v1/openapi.json"}
 
 
@@ -64,6 +69,20 @@ def authenticate(resolver: APIGatewayHttpResolver) -> None:
     resolver.append_context(tenant_id=tenant_id, user_id=user)
 
 
+def check_body(resolver: APIGatewayHttpResolver) -> None:
+    """The API speaks JSON only: refuse other media types and bodies that are not UTF-8."""
+    event = resolver.current_event
+    if not event.body:
+        return
+    content_type = (event.headers.get("content-type") or "").strip().lower()
+    if content_type and not content_type.startswith("application/json"):
+        raise UnsupportedMediaType("request bodies must be application/json")
+    try:
+        event.decoded_body  # noqa: B018 - decodes (base64 + UTF-8) or raises
+    except ValueError as e:  # UnicodeDecodeError, binascii.Error
+        raise InvalidRequest("the request body is not valid UTF-8 JSON") from e
+
+
 def _auth_before_validation() -> None:
     # Powertools runs request validation before global middlewares; wrap the validation
     # middleware so that an unauthenticated caller gets 401, never a schema error.
@@ -71,6 +90,7 @@ def _auth_before_validation() -> None:
 
     def auth_then_validate(resolver: APIGatewayHttpResolver, next_middleware: Any) -> Any:
         authenticate(resolver)
+        check_body(resolver)
         return validate(resolver, next_middleware) if validate else next_middleware(resolver)
 
     app._request_validation_middleware = auth_then_validate  # type: ignore[attr-defined]
@@ -98,6 +118,11 @@ def handle_validation_error(e: RequestValidationError) -> Response:
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(x for x in first["loc"] if x not in ("body", "query", "path"))
     return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], errors)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+    return _error(415, "unsupported_media_type", "request bodies must be application/json")
 
 
 @app.not_found
@@ -154,7 +179,7 @@ def list_accounts() -> schemas.AccountList:
 
 
 @app.get("/v1/accounts/<account_id>", tags=["accounts"], summary="One account with its sync progress")
-def get_account(account_id: str) -> schemas.Account:
+def get_account(account_id: Id) -> schemas.Account:
     t, u = ctx()
     return schemas.Account.model_validate(accounts.get_account(t, u, account_id))
 
@@ -162,13 +187,13 @@ def get_account(account_id: str) -> schemas.Account:
 @app.get(
     "/v1/accounts/<account_id>/folders", tags=["accounts"], summary="Folders and whether they are synced"
 )
-def list_folders(account_id: str) -> schemas.FolderList:
+def list_folders(account_id: Id) -> schemas.FolderList:
     t, u = ctx()
     return schemas.FolderList.model_validate({"items": accounts.list_folders(t, u, account_id)})
 
 
 @app.patch("/v1/accounts/<account_id>/settings", tags=["accounts"], summary="Change folders, visibility, …")
-def update_settings(account_id: str, body: schemas.SettingsIn) -> schemas.Account:
+def update_settings(account_id: Id, body: schemas.SettingsIn) -> schemas.Account:
     t, u = ctx()
     return schemas.Account.model_validate(
         accounts.update_settings(t, u, account_id, body.model_dump(exclude_unset=True))
@@ -176,7 +201,7 @@ def update_settings(account_id: str, body: schemas.SettingsIn) -> schemas.Accoun
 
 
 @app.post("/v1/accounts/<account_id>/sync", tags=["accounts"], summary="Sync now")
-def sync_now(account_id: str) -> Response[schemas.SyncQueued]:
+def sync_now(account_id: Id) -> Response[schemas.SyncQueued]:
     t, u = ctx()
     return Response(
         status_code=202,
@@ -186,19 +211,19 @@ def sync_now(account_id: str) -> Response[schemas.SyncQueued]:
 
 
 @app.post("/v1/accounts/<account_id>/pause", tags=["accounts"], summary="Stop syncing")
-def pause(account_id: str) -> schemas.Account:
+def pause(account_id: Id) -> schemas.Account:
     t, u = ctx()
     return schemas.Account.model_validate(accounts.pause(t, u, account_id))
 
 
 @app.post("/v1/accounts/<account_id>/resume", tags=["accounts"], summary="Sync again")
-def resume(account_id: str) -> schemas.Account:
+def resume(account_id: Id) -> schemas.Account:
     t, u = ctx()
     return schemas.Account.model_validate(accounts.resume(t, u, account_id))
 
 
 @app.delete("/v1/accounts/<account_id>", tags=["accounts"], summary="Disconnect and purge everything")
-def delete_account(account_id: str):  # noqa: ANN201 - 204, no body
+def delete_account(account_id: Id):  # noqa: ANN201 - 204, no body
     t, u = ctx()
     accounts.delete_account(t, u, account_id)
     return Response(status_code=204, body=None)
@@ -222,7 +247,7 @@ def list_messages(
 
 
 @app.get("/v1/messages/<message_id>", tags=["mail"], summary="One message with its body")
-def get_message(message_id: str) -> schemas.MessageDetail:
+def get_message(message_id: Id) -> schemas.MessageDetail:
     t, u = ctx()
     return schemas.MessageDetail.model_validate(reading.get_message(t, u, message_id))
 
@@ -234,6 +259,6 @@ def list_threads(limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList
 
 
 @app.get("/v1/threads/<thread_id>", tags=["mail"], summary="A thread and its messages, oldest first")
-def get_thread(thread_id: str) -> schemas.ThreadDetail:
+def get_thread(thread_id: Id) -> schemas.ThreadDetail:
     t, u = ctx()
     return schemas.ThreadDetail.model_validate(reading.get_thread(t, u, thread_id))

@@ -19,7 +19,7 @@ class ServerIn(_In):
     port: int = Field(ge=1, le=65535)
     security: Literal["ssl", "starttls", "none"]
     username: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024, repr=False)  # repr: never in a (debug) log
 
 
 class SettingsIn(_In):
@@ -32,7 +32,7 @@ class SettingsIn(_In):
 
 class CreateAccountIn(_In):
     email: str | None = Field(None, max_length=320, description="The mailbox address")
-    password: str | None = Field(None, max_length=1024, description="With a known provider's email")
+    password: str | None = Field(None, max_length=1024, description="With a known provider's email", repr=False)
     imap: ServerIn | None = None
     smtp: ServerIn | None = None
     backfill_days: int = Field(

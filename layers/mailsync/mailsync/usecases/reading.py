@@ -14,7 +14,7 @@ from pynamodb.indexes import GlobalSecondaryIndex
 
 from pynamodb.exceptions import DoesNotExist
 
-from mailsync.errors import NotFound
+from mailsync.errors import InvalidCursor, NotFound
 from mailsync.store import blobs, keys, repo
 from mailsync.store.mirror import message_doc, thread_doc
 from mailsync.store.models import MessageItem, ThreadItem
@@ -51,6 +51,26 @@ def thread_view(doc: dict[str, Any]) -> dict[str, Any]:
         "unread_count": int(doc.get("unread_count") or 0),
         "snippet": doc.get("snippet") or "",
     }
+
+
+def _cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
+    """Decode a page cursor of the index partition ``attr = pk``.
+
+    Beyond the partition check of :func:`repo.decode_cursor`, the key must have exactly
+    the table and index key attributes as short strings of this tenant: a tampered
+    cursor is a 400, never a DynamoDB validation error (a 500).
+    """
+    lek = repo.decode_cursor(cursor, {attr: pk})
+    if lek is None:
+        return None
+    expected = {"pk", "sk", attr, attr[:-2] + "sk"}
+    ok = set(lek) == expected and all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and 0 < len(v["S"].encode()) <= 1024
+        for v in lek.values()
+    )
+    if not ok or not lek["pk"]["S"].startswith(keys.tenant(tenant_id) + "#"):
+        raise InvalidCursor("cursor is not valid")
+    return lek
 
 
 def _visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
@@ -123,7 +143,7 @@ def list_messages(
             index, pk, attr = MessageItem.by_account, keys.account_messages(tenant_id, account_id), "gsi2pk"
     else:
         index, pk, attr = MessageItem.by_owner, keys.owner_messages(tenant_id, user_id), "gsi1pk"
-    lek = repo.decode_cursor(cursor, {attr: pk})
+    lek = _cursor(tenant_id, cursor, attr, pk)
     it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
     items = []
     for m in it:
@@ -138,7 +158,7 @@ def list_threads(
     tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     pk = keys.owner_threads(tenant_id, user_id)
-    lek = repo.decode_cursor(cursor, {"gsi1pk": pk})
+    lek = _cursor(tenant_id, cursor, "gsi1pk", pk)
     it = ThreadItem.by_owner.query(
         pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
     )

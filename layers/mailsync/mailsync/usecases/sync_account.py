@@ -87,7 +87,7 @@ def sync_account(
             repo.update_sync_fields(acc, s.due_shards, fields=("sync",))
             last_save[0] = clock()
 
-    engine = SyncEngine(store, ctx, batch_size=s.sync_batch_size, on_progress=on_progress)
+    engine = SyncEngine(store, ctx, batch_size=s.sync_batch_size, clock=clock, on_progress=on_progress)
     try:
         with provider_factory(acc, secrets) as provider:
             listed = provider.list_folders()
