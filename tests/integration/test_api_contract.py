@@ -462,7 +462,7 @@ def test_message_pages_are_newest_first_without_overlap(api, acc, dovecot, imap_
 
     for params in ({}, {"account_id": acc["id"]}, {"account_id": acc["id"], "folder": "INBOX"}):
         got = pages(api, "/v1/messages", 3, **params)
-        assert [len(p["items"]) for p in got] in ([3, 3, 1], [3, 3, 1, 0]), params
+        assert [len(p["items"]) for p in got] == [3, 3, 1], params
         assert got[-1]["next_cursor"] is None
         items = [m for p in got for m in p["items"]]
         assert [m["subject"] for m in items] == [f"mail {i}" for i in reversed(range(7))]
@@ -525,7 +525,7 @@ def test_tampered_cursor_is_refused_not_a_500(api, acc, dovecot, imap_user):
         {**lek, "pk": {"S": "T#t2#M#x"}},
         {gsi: lek[gsi]},
         {**lek, "extra": {"S": "x"}},
-        {**lek, "pk": {"S": "x" * 5000}},
+        {**lek, "pk": {"S": "T#t1#M#" + "x" * 1100}},
     ]
     for t in tampered:
         assert_error(api.get("/v1/messages", limit=1, cursor=enc(t)), 400, "invalid_cursor")
@@ -923,6 +923,9 @@ def test_malformed_requests_are_4xx_never_5xx(api, acc, monkeypatch):
     ):
         c = ApiClient(None, "alice") if "Authorization" in headers else api.as_user(None)
         problems.append(_problem(c.call("GET", "/v1/accounts", headers=headers), headers.keys()))
+    r = raw_call(api, "POST", "/v1/accounts", b"hello", {"Content-Type": "text/plain"})
+    assert_error(r, 415, "unsupported_media_type")
+    assert_error(api.get("/v1/accounts/" + "x" * 3000), 422, "invalid_request")
     bad = [p for p in problems if p]
     assert not bad, "\n".join(bad)
     # Unicode that is valid input works.

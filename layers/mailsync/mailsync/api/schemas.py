@@ -32,7 +32,9 @@ class SettingsIn(_In):
 
 class CreateAccountIn(_In):
     email: str | None = Field(None, max_length=320, description="The mailbox address")
-    password: str | None = Field(None, max_length=1024, description="With a known provider's email", repr=False)
+    password: str | None = Field(
+        None, max_length=1024, description="With a known provider's email", repr=False
+    )
     imap: ServerIn | None = None
     smtp: ServerIn | None = None
     backfill_days: int = Field(

@@ -75,6 +75,7 @@ def run_demo(port: int | None = None) -> None:
                 "/v1/accounts",
                 {
                     "email": "demo@demo.test",
+                    "backfill_days": 1,  # the sample mail was delivered just before connecting
                     "imap": {
                         "host": dc.host,
                         "port": dc.port,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.indexes import GlobalSecondaryIndex
-
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.errors import InvalidCursor, NotFound
 from mailsync.store import blobs, keys, repo
@@ -65,7 +64,10 @@ def _cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str,
         return None
     expected = {"pk", "sk", attr, attr[:-2] + "sk"}
     ok = set(lek) == expected and all(
-        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and 0 < len(v["S"].encode()) <= 1024
+        isinstance(v, dict)
+        and set(v) == {"S"}
+        and isinstance(v["S"], str)
+        and 0 < len(v["S"].encode()) <= 1024
         for v in lek.values()
     )
     if not ok or not lek["pk"]["S"].startswith(keys.tenant(tenant_id) + "#"):
