@@ -11,7 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.fixtures import dovecot, dovecot_nocondstore, imap_user, imap_user_nocondstore  # noqa: F401
+from tests.support.fixtures import (  # noqa: F401
+    dovecot,
+    dovecot_nocondstore,
+    imap_user,
+    imap_user_nocondstore,
+    smtp_server,
+)
 
 REGION = "eu-central-1"
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

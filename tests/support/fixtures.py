@@ -8,6 +8,7 @@ Import them into a test module (or ``tests/conftest.py``)::
 * ``dovecot_nocondstore``: a second one without CONDSTORE/QRESYNC, per session.
 * ``imap_user``: ``(user, password)`` of a fresh user on ``dovecot``.
 * ``imap_user_nocondstore``: the same on ``dovecot_nocondstore``.
+* ``smtp_server``: an SMTP server delivering into ``dovecot`` (tests/support/smtp.py), per session.
 
 A missing Dovecot fails the tests loudly (``make test`` installs it); it never skips.
 """
@@ -15,10 +16,14 @@ A missing Dovecot fails the tests loudly (``make test`` installs it); it never s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.dovecot import Dovecot
+
+if TYPE_CHECKING:
+    from tests.support.smtp import SmtpServer
 
 
 def _start(condstore: bool) -> Dovecot:
@@ -54,3 +59,18 @@ def imap_user(dovecot: Dovecot) -> tuple[str, str]:
 @pytest.fixture
 def imap_user_nocondstore(dovecot_nocondstore: Dovecot) -> tuple[str, str]:
     return dovecot_nocondstore.new_user()
+
+
+@pytest.fixture(scope="session")
+def smtp_server(dovecot: Dovecot) -> Iterator[SmtpServer]:
+    """An SMTP server (tests/support/smtp.py) delivering into ``dovecot``'s INBOXes.
+
+    Authenticate as a Dovecot user; ``<user>@example.test`` reaches that user.
+    """
+    from tests.support.smtp import SmtpServer  # aiosmtpd is only needed by these tests
+
+    server = SmtpServer(dovecot).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -262,3 +262,9 @@ def list_threads(limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList
 def get_thread(thread_id: Id) -> schemas.ThreadDetail:
     t, u = ctx()
     return schemas.ThreadDetail.model_validate(reading.get_thread(t, u, thread_id))
+
+
+# The mail client's routes (write-through) live in their own module.
+from mailsync.api.client_routes import router as client_router  # noqa: E402
+
+app.include_router(client_router)

@@ -194,3 +194,17 @@ class Detection(BaseModel):
 class Error(BaseModel):
     code: str
     message: str
+
+
+class MessagePatchIn(_In):
+    unread: bool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
+    folder: str | None = Field(None, min_length=1, max_length=1024, description="Move into this folder")
+
+
+class MessageChanged(MessageSummary):
+    mirrored: bool = Field(description="False when the mail left the mirror (moved to an unsynced folder)")
+
+
+class MessageChangedList(BaseModel):
+    items: list[MessageChanged]
+    next_cursor: str | None = None

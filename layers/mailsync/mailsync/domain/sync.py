@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from mailsync.domain import mime, threading
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.providers.base import (
+    Change,
     ChangeBatch,
     FolderGone,
     FolderInfo,
@@ -424,6 +425,23 @@ class SyncEngine:
         self.store.save_folder(st)
         if batch.done and st.old_gens:
             self._reconcile_old_gens(st)
+
+    def apply_local(self, states: dict[str, FolderState], changes: list[Change]) -> None:
+        """Apply changes we made ourselves at the provider (mail client write-through).
+
+        The folder cursors stay where they are: the next sync sees the same changes
+        again and finds them already applied (idempotent), so nothing is duplicated.
+        Orphans this creates (a mail moved to an unsynced folder) are purged at once.
+        """
+        by_folder: dict[str, list[Change]] = {}
+        for c in changes:
+            by_folder.setdefault(c.folder, []).append(c)
+        for folder, folder_changes in by_folder.items():
+            st = states.get(folder)
+            if st is None or not st.synced or st.cursor is None:
+                continue  # not mirrored (yet): its initial load will see the result
+            self.apply_batch(st, ChangeBatch(folder, folder_changes, cursor=st.cursor, done=st.initial_done))
+        self.purge_orphans()
 
     def _reconcile_old_gens(self, st: FolderState) -> None:
         """After a reload (UIDVALIDITY change), drop locations of the old generations.

@@ -25,7 +25,7 @@ Errors are typed (:class:`AuthFailed`, :class:`ConnectionFailed`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -140,4 +140,22 @@ class MailProvider(Protocol):
         at or after ``since``. An unchanged folder yields nothing (or one empty batch)
         at O(1) protocol cost. Raises :class:`FolderGone` when the folder vanished.
         """
+        ...
+
+
+class MailClient(Protocol):
+    """Write-through operations of the built-in mail client (refs as in :class:`Upsert`)."""
+
+    def set_seen(self, folder: str, refs: list[str], seen: bool) -> None: ...
+
+    def move(self, folder: str, refs: list[str], dest: str) -> dict[Any, Any]:
+        """Move; returns ``{old_ref: new_ref}`` when the provider reports the new refs."""
+        ...
+
+    def delete(self, folder: str, refs: list[str]) -> None:
+        """Remove permanently (used for mails already in Trash)."""
+        ...
+
+    def append(self, folder: str, raw: bytes, flags: Iterable[str] = (), date: datetime | None = None) -> Any:
+        """Store ``raw`` in ``folder``; returns its new ref when the provider reports it."""
         ...

@@ -988,6 +988,23 @@ class ImapProvider:
                 mapping.update(_parse_copyuid(texts))
         return mapping
 
+    def delete(self, folder: str, uids: Iterable[int | str]) -> None:
+        """Permanently remove ``uids`` from ``folder``: ``\\Deleted`` + ``UID EXPUNGE``.
+
+        ``UID EXPUNGE`` (UIDPLUS, RFC 4315) touches exactly these UIDs; without it a
+        plain EXPUNGE could remove other mails the user flagged, so we refuse.
+        """
+        uid_list = sorted({int(u) for u in uids})
+        if not uid_list:
+            return
+        with self._errors():
+            if b"UIDPLUS" not in self._caps:
+                raise ProviderError("the server lacks UIDPLUS; cannot expunge single messages safely")
+            self._open_rw(folder)
+            for chunk in compress_uids(uid_list):
+                self._conn._command_and_check("store", chunk, "+FLAGS.SILENT", "(\\Deleted)", uid=True)
+                self._conn._command_and_check("expunge", chunk, uid=True)
+
     def append(
         self,
         folder: str,

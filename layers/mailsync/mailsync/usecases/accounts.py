@@ -23,7 +23,7 @@ from typing import Any
 from mailsync.config import Settings, get_settings
 from mailsync.domain import detect as detect_mod
 from mailsync.domain import hostguard
-from mailsync.domain.sync import iso
+from mailsync.domain.sync import AccountContext, iso, parse_iso
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers.base import AuthFailed, ConnectionFailed, MailProvider, ProviderError
@@ -56,6 +56,24 @@ def now_dt() -> datetime:
 
 def credential_context(tenant_id: str, account_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "account_id": account_id}
+
+
+def load_secrets(acc: dict[str, Any]) -> dict[str, crypto.Secret]:
+    envelope = repo.get_credentials_envelope(acc["tenant_id"], acc["account_id"])
+    return crypto.decrypt(envelope or {}, context=credential_context(acc["tenant_id"], acc["account_id"]))
+
+
+def account_context(acc: dict[str, Any], s: Settings) -> AccountContext:
+    return AccountContext(
+        tenant_id=acc["tenant_id"],
+        account_id=acc["account_id"],
+        owner=acc["owner"],
+        email=acc["email"],
+        visibility=(acc.get("settings") or {}).get("visibility", "private"),
+        sync_start=parse_iso(acc["sync_start"]),
+        backfill_days=acc["backfill_days"],
+        max_inline_body_bytes=s.max_inline_body_bytes,
+    )
 
 
 def public_view(acc: dict[str, Any]) -> dict[str, Any]:

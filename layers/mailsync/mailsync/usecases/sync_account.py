@@ -18,17 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 from mailsync.config import Settings, get_settings
-from mailsync.domain.sync import AccountContext, FolderState, SyncEngine, iso, parse_iso
+from mailsync.domain.sync import FolderState, SyncEngine, iso
 from mailsync.observability import logger, metrics
 from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.providers.factory import make_provider
-from mailsync.store import crypto, keys, repo
+from mailsync.store import keys, repo
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.store.models import AccountItem
 from mailsync.usecases.accounts import (
     ProviderFactory,
+    account_context,
     backoff_seconds,
-    credential_context,
+    load_secrets,
     next_due_after,
     now_dt,
     purge_account,
@@ -62,19 +63,9 @@ def sync_account(
     if acc["state"] in ("paused", "auth_error"):
         return {"status": "skipped", "state": acc["state"]}
 
-    envelope = repo.get_credentials_envelope(tenant_id, account_id)
-    secrets = crypto.decrypt(envelope or {}, context=credential_context(tenant_id, account_id))
+    secrets = load_secrets(acc)
     settings_ = acc["settings"]
-    ctx = AccountContext(
-        tenant_id=tenant_id,
-        account_id=account_id,
-        owner=acc["owner"],
-        email=acc["email"],
-        visibility=settings_.get("visibility", "private"),
-        sync_start=parse_iso(acc["sync_start"]),
-        backfill_days=acc["backfill_days"],
-        max_inline_body_bytes=s.max_inline_body_bytes,
-    )
+    ctx = account_context(acc, s)
     store = DynamoMirrorStore(tenant_id, account_id)
     deadline = clock() + s.sync_time_budget_seconds
     all_states: dict[str, FolderState] = {}

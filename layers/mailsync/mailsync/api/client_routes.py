@@ -1,0 +1,47 @@
+"""Routes of the built-in mail client: read state, move, delete (written through)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from mailsync.api import schemas
+from mailsync.errors import InvalidRequest
+from mailsync.usecases import client
+
+router = APIGatewayHttpRouter()
+
+
+def _ctx() -> tuple[str, str]:
+    resolver = router.api_resolver
+    assert resolver is not None
+    return resolver.context["tenant_id"], resolver.context["user_id"]
+
+
+def _require_change(body: schemas.MessagePatchIn) -> None:
+    if body.unread is None and body.folder is None:
+        raise InvalidRequest("nothing to change: give unread and/or folder")
+
+
+@router.patch("/v1/messages/<message_id>", tags=["mail client"], summary="Mark read/unread and/or move")
+def patch_message(message_id: str, body: schemas.MessagePatchIn) -> schemas.MessageChanged:
+    _require_change(body)
+    t, u = _ctx()
+    return schemas.MessageChanged.model_validate(
+        client.update_message(t, u, message_id, unread=body.unread, folder=body.folder)
+    )
+
+
+@router.delete("/v1/messages/<message_id>", tags=["mail client"], summary="Move to Trash (purge if already there)")
+def delete_message(message_id: str):  # noqa: ANN201 - 204, no body
+    t, u = _ctx()
+    client.delete_message(t, u, message_id)
+    return Response(status_code=204, body=None)
+
+
+@router.patch("/v1/threads/<thread_id>", tags=["mail client"], summary="Apply read state / move to a whole thread")
+def patch_thread(thread_id: str, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
+    _require_change(body)
+    t, u = _ctx()
+    items = client.update_thread(t, u, thread_id, unread=body.unread, folder=body.folder)
+    return schemas.MessageChangedList.model_validate({"items": items})

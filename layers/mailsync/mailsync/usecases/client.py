@@ -1,0 +1,207 @@
+"""The built-in mail client: read state, move and delete, written through to the mailbox.
+
+Invariants:
+
+* The provider is changed first; the mirror only after the provider accepted.
+  A refusal answers 502 ``provider_error`` and leaves the local state unchanged.
+* The mirror is then updated with the same changes a sync would see
+  (``SyncEngine.apply_local``), without moving any folder cursor, so the next
+  sync confirms them idempotently: no duplicate, and a moved mail keeps its id,
+  thread and links (its identity is its Message-ID).
+* Moving into a folder that is not synced removes the mail from the mirror, as
+  the mirror rules say; deleting moves it to Trash (found by SPECIAL-USE role,
+  then by common names), or purges it when it is already there.
+
+IMAP: STORE ``\\Seen`` (RFC 3501), UID MOVE (RFC 6851) or COPY + UID EXPUNGE
+(RFC 4315).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailsync.config import get_settings
+from mailsync.domain.sync import FolderState, SyncEngine, parse_iso
+from mailsync.errors import BadGateway, NotFound, Unprocessable
+from mailsync.observability import logger
+from mailsync.providers.base import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
+from mailsync.providers.factory import make_provider
+from mailsync.store import blobs, keys, repo
+from mailsync.store.mirror import DynamoMirrorStore, message_doc
+from mailsync.store.models import MessageItem
+from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
+from mailsync.usecases.reading import summary
+
+TRASH_NAMES = ("trash", "deleted items", "deleted messages", "papierkorb", "gelöschte elemente", "bin", "deleted")
+
+
+def _own_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+    try:
+        doc = message_doc(MessageItem.get(keys.message(tenant_id, mid), "M"))
+    except DoesNotExist:
+        raise NotFound("message not found") from None
+    if doc["owner"] != user_id or doc.get("orphan"):
+        raise NotFound("message not found")
+    return doc
+
+
+def _ref(loc: str) -> str:
+    return loc.split(":", 1)[1]
+
+
+class _Session:
+    """One account's provider session plus the engine that applies local changes."""
+
+    def __init__(self, tenant_id: str, account_id: str, provider_factory: ProviderFactory) -> None:
+        acc = repo.get_account(tenant_id, account_id)
+        if acc is None or acc["state"] == "deleting":
+            raise NotFound("account not found")
+        self.acc = acc
+        self.store = DynamoMirrorStore(tenant_id, account_id)
+        self.states: dict[str, FolderState] = self.store.get_folders()
+        self.engine = SyncEngine(self.store, account_context(acc, get_settings()))
+        self.provider_factory = provider_factory
+
+    def folder(self, name: str) -> FolderState:
+        st = self.states.get(name)
+        if st is None:
+            raise Unprocessable(f"unknown folder: {name}", code="unknown_folder")
+        return st
+
+    def trash(self) -> str | None:
+        by_role = [n for n, st in self.states.items() if st.role == "trash"]
+        if by_role:
+            return by_role[0]
+        for name in self.states:
+            if name.rsplit("/", 1)[-1].rsplit(".", 1)[-1].lower() in TRASH_NAMES:
+                return name
+        return None
+
+    def write_through(self, ops: Iterable[tuple[str, Any]]) -> list[Any]:
+        """Run provider operations in one session; 502 when the provider refuses."""
+        results = []
+        try:
+            with self.provider_factory(self.acc, load_secrets(self.acc)) as provider:
+                client: MailClient = provider  # type: ignore[assignment]
+                for name, args in ops:
+                    results.append(getattr(client, name)(*args))
+        except ProviderError as e:
+            logger.warning("provider refused a client operation", extra={"code": getattr(e, "code", "")})
+            raise BadGateway(f"the mail server refused: {e}", code="provider_error") from e
+        return results
+
+
+def _move_changes(s: _Session, doc: dict[str, Any], src: str, dest: str, mapping: dict[Any, Any]) -> list[Change]:
+    """The mirror changes of moving ``doc`` from ``src`` to ``dest`` (dest first: never orphaned)."""
+    changes: list[Change] = []
+    new_refs = [str(v) for v in mapping.values()]
+    if s.states[dest].synced and new_refs:
+        raw = blobs.get(doc["raw_key"])
+        changes.append(Upsert(dest, new_refs[0], raw, bool(doc["unread"]), parse_iso(doc["received_at"])))
+    changes.append(Remove(src, _ref(doc["locs"][src])))
+    return changes
+
+
+def update_message(
+    tenant_id: str,
+    user_id: str,
+    mid: str,
+    *,
+    unread: bool | None = None,
+    folder: str | None = None,
+    provider_factory: ProviderFactory = make_provider,
+) -> dict[str, Any]:
+    doc = _own_message(tenant_id, user_id, mid)
+    return _update_docs(tenant_id, doc["account_id"], [doc], unread, folder, provider_factory)[0]
+
+
+def update_thread(
+    tenant_id: str,
+    user_id: str,
+    thread_id: str,
+    *,
+    unread: bool | None = None,
+    folder: str | None = None,
+    provider_factory: ProviderFactory = make_provider,
+) -> list[dict[str, Any]]:
+    docs = [
+        message_doc(m)
+        for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id))
+        if m.owner == user_id
+    ]
+    if not docs:
+        raise NotFound("thread not found")
+    return _update_docs(tenant_id, docs[0]["account_id"], docs, unread, folder, provider_factory)
+
+
+def _update_docs(
+    tenant_id: str,
+    account_id: str,
+    docs: list[dict[str, Any]],
+    unread: bool | None,
+    folder: str | None,
+    provider_factory: ProviderFactory,
+) -> list[dict[str, Any]]:
+    s = _Session(tenant_id, account_id, provider_factory)
+    if folder is not None:
+        s.folder(folder)
+    ops: list[tuple[str, Any]] = []
+    if unread is not None:
+        for f, refs in _by_folder(d for d in docs if bool(d["unread"]) != unread).items():
+            ops.append(("set_seen", (f, refs, not unread)))
+    move_plan: list[tuple[dict[str, Any], str]] = []
+    for d in docs:
+        if folder is not None and d["folder"] != folder:
+            move_plan.append((d, d["folder"]))
+            ops.append(("move", (d["folder"], [_ref(d["locs"][d["folder"]])], folder)))
+    results = s.write_through(ops)
+
+    changes: list[Change] = []
+    if unread is not None:
+        for d in docs:
+            for f, loc in d["locs"].items():
+                changes.append(SetFlags(f, _ref(loc), unread))
+            d["unread"] = unread
+    move_results = results[len(results) - len(move_plan) :] if move_plan else []
+    removed: set[str] = set()
+    for (d, src), mapping in zip(move_plan, move_results, strict=True):
+        assert folder is not None
+        changes.extend(_move_changes(s, d, src, folder, mapping or {}))
+        if not s.states[folder].synced:
+            removed.add(d["mid"])
+        d["folder"] = folder
+    s.engine.apply_local(s.states, changes)
+    out = []
+    for d in docs:
+        view = summary(d)
+        view["mirrored"] = d["mid"] not in removed
+        out.append(view)
+    return out
+
+
+def _by_folder(docs: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for d in docs:
+        for f, loc in d["locs"].items():
+            out.setdefault(f, []).append(_ref(loc))
+    return out
+
+
+def delete_message(
+    tenant_id: str, user_id: str, mid: str, *, provider_factory: ProviderFactory = make_provider
+) -> None:
+    doc = _own_message(tenant_id, user_id, mid)
+    s = _Session(tenant_id, doc["account_id"], provider_factory)
+    trash = s.trash()
+    if trash is None or trash in doc["locs"] and len(doc["locs"]) == 1:
+        # Already in Trash (or there is none): purge at the provider.
+        ops = [("delete", (f, [_ref(loc)])) for f, loc in doc["locs"].items()]
+        s.write_through(ops)
+        s.engine.apply_local(s.states, [Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
+        return
+    src = doc["folder"] if doc["folder"] != trash else next(f for f in doc["locs"] if f != trash)
+    (mapping,) = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash))])
+    s.engine.apply_local(s.states, _move_changes(s, doc, src, trash, mapping or {}))

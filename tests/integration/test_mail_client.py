@@ -1,0 +1,127 @@
+"""The mail client writes through to the real mailbox (Dovecot) and the mirror follows
+without duplicates: read state, moves (synced and unsynced targets), delete, threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailsync.errors import NotFound
+from mailsync.usecases import client, reading
+from tests.support.accounts import connect, mirror, sync, thread
+from tests.support.api import ApiClient
+from tests.support.dovecot import make_mail
+
+pytestmark = pytest.mark.integration
+
+
+def flags(dovecot, user, folder):
+    with dovecot.client(user) as c:
+        c.select_folder(folder, readonly=True)
+        uids = c.search()
+        return {uid: set(d[b"FLAGS"]) for uid, d in c.fetch(uids, ["FLAGS"]).items()} if uids else {}
+
+
+@pytest.fixture
+def mailbox(tenant, dovecot, imap_user):
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    dovecot.append(user, "INBOX", make_mail("Antrag", message_id="antrag@x"))
+    dovecot.append(user, "INBOX", make_mail("Re: Antrag", message_id="antrag2@x", in_reply_to="antrag@x",
+                                            references="antrag@x"))
+    sync(acc)
+    return acc, user, {m["subject"]: m for m in mirror(acc)}
+
+
+def test_mark_read_writes_through_and_sync_confirms(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    api = ApiClient("key-t1", "alice")
+    r = api.patch(f"/v1/messages/{msgs['Antrag']['id']}", {"unread": False})
+    assert r.status == 200 and r.body["unread"] is False
+    assert b"\\Seen" in flags(dovecot, user, "INBOX")[1]
+    sync(acc)
+    assert {m["subject"]: m["unread"] for m in mirror(acc)} == {"Antrag": False, "Re: Antrag": True}
+    assert thread("t1", msgs["Antrag"]["thread_id"]).unread_count == 1
+    r = api.patch(f"/v1/messages/{msgs['Antrag']['id']}", {"unread": True})
+    assert r.body["unread"] is True and b"\\Seen" not in flags(dovecot, user, "INBOX")[1]
+
+
+def test_move_to_synced_folder_keeps_id_thread_and_no_duplicate(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    api = ApiClient("key-t1", "alice")
+    r = api.patch(f"/v1/messages/{msgs['Antrag']['id']}", {"folder": "Archive"})
+    assert r.status == 200 and r.body["folder"] == "Archive" and r.body["mirrored"] is True
+    assert len(dovecot.uids(user, "Archive")) == 1 and len(dovecot.uids(user, "INBOX")) == 1
+    detail = api.get(f"/v1/messages/{msgs['Antrag']['id']}").body
+    assert detail["folder"] == "Archive" and detail["thread_id"] == msgs["Antrag"]["thread_id"]
+    sync(acc)
+    after = mirror(acc)
+    assert len(after) == 2
+    assert {m["id"]: m["folder"] for m in after}[msgs["Antrag"]["id"]] == "Archive"
+
+
+def test_move_to_unsynced_folder_removes_from_mirror(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    r = ApiClient("key-t1", "alice").patch(f"/v1/messages/{msgs['Antrag']['id']}", {"folder": "Junk"})
+    assert r.status == 200 and r.body["mirrored"] is False
+    assert [m["subject"] for m in mirror(acc)] == ["Re: Antrag"]
+    assert len(dovecot.uids(user, "Junk")) == 1
+    sync(acc)
+    assert [m["subject"] for m in mirror(acc)] == ["Re: Antrag"]
+
+
+def test_delete_moves_to_trash_then_purges(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    api = ApiClient("key-t1", "alice")
+    assert api.delete(f"/v1/messages/{msgs['Antrag']['id']}").status == 204
+    assert len(dovecot.uids(user, "Trash")) == 1 and len(dovecot.uids(user, "INBOX")) == 1
+    assert api.get(f"/v1/messages/{msgs['Antrag']['id']}").status == 404
+    sync(acc)
+    assert [m["subject"] for m in mirror(acc)] == ["Re: Antrag"]
+
+    # With Trash synced, a second delete of a mail in Trash purges it at the provider.
+    ApiClient("key-t1", "alice").patch(f"/v1/accounts/{acc['id']}/settings",
+                                       {"folder_mode": "selected", "folders": ["INBOX", "Trash"]})
+    sync(acc)
+    in_trash = [m for m in mirror(acc) if m["folder"] == "Trash"]
+    assert [m["subject"] for m in in_trash] == ["Antrag"]
+    assert api.delete(f"/v1/messages/{in_trash[0]['id']}").status == 204
+    assert dovecot.uids(user, "Trash") == []
+    sync(acc)
+    assert [m["subject"] for m in mirror(acc)] == ["Re: Antrag"]
+
+
+def test_thread_patch_applies_to_every_message(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    api = ApiClient("key-t1", "alice")
+    r = api.call("PATCH", f"/v1/threads/{msgs['Antrag']['thread_id']}", {"unread": False, "folder": "Archive"})
+    assert r.status == 200, r.body
+    assert {(m["folder"], m["unread"]) for m in r.body["items"]} == {("Archive", False)}
+    assert dovecot.uids(user, "INBOX") == [] and len(dovecot.uids(user, "Archive")) == 2
+    assert all(b"\\Seen" in f for f in flags(dovecot, user, "Archive").values())
+    sync(acc)
+    assert {(m["subject"], m["folder"], m["unread"]) for m in mirror(acc)} == {
+        ("Antrag", "Archive", False), ("Re: Antrag", "Archive", False)}
+    th = reading.get_thread("t1", "alice", msgs["Antrag"]["thread_id"])
+    assert th["message_count"] == 2 and th["unread"] is False
+
+
+def test_errors(mailbox, dovecot):
+    acc, user, msgs = mailbox
+    mid = msgs["Antrag"]["id"]
+    assert ApiClient("key-t1", "bob").patch(f"/v1/messages/{mid}", {"unread": False}).status == 404
+    assert ApiClient("key-t2", "alice").patch(f"/v1/messages/{mid}", {"unread": False}).status == 404
+    assert ApiClient("key-t2", "alice").delete(f"/v1/messages/{mid}").status == 404
+    r = ApiClient("key-t1", "alice").patch(f"/v1/messages/{mid}", {"folder": "Nope"})
+    assert r.status == 422 and r.body["code"] == "unknown_folder"
+    r = ApiClient("key-t1", "alice").patch(f"/v1/messages/{mid}", {})
+    assert r.status == 422
+
+    # The provider refuses (the folder vanished behind our back): 502, local state unchanged.
+    dovecot.create_folder(user, "Kunden")
+    sync(acc)
+    dovecot.delete_folder(user, "Kunden")
+    r = ApiClient("key-t1", "alice").patch(f"/v1/messages/{mid}", {"folder": "Kunden", "unread": False})
+    assert r.status == 502 and r.body["code"] == "provider_error" and r.body["message"]
+    assert {m["subject"]: (m["folder"], m["unread"]) for m in mirror(acc)}["Antrag"] == ("INBOX", True)
+    with pytest.raises(NotFound):
+        client.update_message("t1", "alice", "m_does_not_exist", unread=True)
