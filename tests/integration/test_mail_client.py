@@ -125,3 +125,43 @@ def test_errors(mailbox, dovecot):
     assert {m["subject"]: (m["folder"], m["unread"]) for m in mirror(acc)}["Antrag"] == ("INBOX", True)
     with pytest.raises(NotFound):
         client.update_message("t1", "alice", "m_does_not_exist", unread=True)
+
+
+def test_attachments_download_for_received_mail(tenant, dovecot, imap_user):
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
+    dovecot.append(user, "INBOX", make_mail("mit Anhang", attachment=("Police Nr. 1.pdf", "application/pdf", pdf)))
+    sync(acc)
+    (m,) = mirror(acc)
+    api = ApiClient("key-t1", "alice")
+    detail = api.get(f"/v1/messages/{m['id']}").body
+    (att,) = detail["attachments"]
+    assert att["filename"] == "Police Nr. 1.pdf" and att["size"] == len(pdf)
+    status, headers, body = api.raw("GET", f"/v1/messages/{m['id']}/attachments/{att['id']}")
+    assert status == 200 and headers["Content-Type"] == "application/pdf"
+    assert body == pdf
+    assert "Police" in headers["Content-Disposition"]
+    assert api.get(f"/v1/messages/{m['id']}/attachments/99").status == 404
+    assert ApiClient("key-t1", "bob").get(f"/v1/messages/{m['id']}/attachments/{att['id']}").status == 404
+
+
+def test_large_attachment_redirects_to_a_short_lived_url(tenant, dovecot, imap_user):
+    import boto3
+
+    from mailsync.config import get_settings
+
+    user, _ = imap_user
+    acc = connect(dovecot, imap_user)
+    big = bytes(range(256)) * (6 * 1024 * 4)  # 6 MiB
+    dovecot.append(user, "INBOX", make_mail("gross", attachment=("scan.tif", "image/tiff", big)))
+    sync(acc)
+    (m,) = mirror(acc)
+    att = ApiClient("key-t1", "alice").get(f"/v1/messages/{m['id']}").body["attachments"][0]
+    status, headers, _ = ApiClient("key-t1", "alice").raw("GET", f"/v1/messages/{m['id']}/attachments/{att['id']}")
+    assert status == 302 and "X-Amz-Expires=300" in headers["Location"], headers
+    from urllib.parse import unquote, urlsplit
+
+    key = unquote(urlsplit(headers["Location"]).path).lstrip("/")
+    obj = boto3.client("s3").get_object(Bucket=get_settings().bucket, Key=key)
+    assert obj["Body"].read() == big and obj["ContentType"] == "image/tiff"

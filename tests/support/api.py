@@ -52,6 +52,16 @@ class ApiClient:
             parsed = text
         return Resp(int(out["statusCode"]), parsed, out.get("headers") or {})
 
+    def raw(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and decoded body bytes (for binary responses)."""
+        import base64
+
+        h = {"Authorization": f"Bearer {self.api_key}", "X-User-Id": self.user or ""}
+        out = self.handler(to_event(method, path, h, b"", "127.0.0.1"), LambdaContext("api"))
+        body = out.get("body") or ""
+        data = base64.b64decode(body) if out.get("isBase64Encoded") else body.encode()
+        return int(out["statusCode"]), out.get("headers") or {}, data
+
     def get(self, path: str, **params: Any) -> Resp:
         return self.call("GET", path, params=params)
 

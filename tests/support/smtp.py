@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -70,6 +71,14 @@ class _Handler:
         return "250 2.0.0 OK delivered"
 
 
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        # AUTH without TLS is what these tests want (loopback only).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+            return super().factory()
+
+
 class SmtpServer:
     """``SmtpServer(dovecot).start()``; ``host``/``port`` once started; ``stop()``.
 
@@ -85,7 +94,7 @@ class SmtpServer:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.auth_attempts: list[tuple[str, bool]] = []  # (login, success)
         self.lock = threading.Lock()
-        self._controller: Controller | None = None
+        self._controller: _Controller | None = None
 
     # -- mapping to Dovecot users --------------------------------------------------
 
@@ -123,7 +132,7 @@ class SmtpServer:
 
     def start(self) -> SmtpServer:
         self.port = free_port()
-        self._controller = Controller(
+        self._controller = _Controller(
             _Handler(self),
             hostname=self.host,
             port=self.port,

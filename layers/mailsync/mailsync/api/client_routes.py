@@ -45,3 +45,24 @@ def patch_thread(thread_id: str, body: schemas.MessagePatchIn) -> schemas.Messag
     t, u = _ctx()
     items = client.update_thread(t, u, thread_id, unread=body.unread, folder=body.folder)
     return schemas.MessageChangedList.model_validate({"items": items})
+
+
+@router.get(
+    "/v1/messages/<message_id>/attachments/<attachment_id>",
+    tags=["mail client"],
+    summary="Download an attachment (302 to a short-lived URL when large)",
+)
+def get_attachment(message_id: str, attachment_id: str):  # noqa: ANN201 - binary body
+    from email.utils import encode_rfc2231
+
+    t, u = _ctx()
+    found = client.get_attachment(t, u, message_id, attachment_id)
+    if "redirect" in found:
+        return Response(status_code=302, headers={"Location": found["redirect"]}, body=None)
+    name = found["filename"] or "attachment"
+    return Response(
+        status_code=200,
+        content_type=found["content_type"],
+        body=found["data"],
+        headers={"Content-Disposition": f"attachment; filename*={encode_rfc2231(name, 'utf-8')}"},
+    )

@@ -208,7 +208,9 @@ def send(
     except smtplib.SMTPResponseException as e:
         # An unexpected reply (e.g. to STARTTLS, EHLO or DATA itself).
         raise SmtpRejected(
-            e.smtp_code, _text(e.smtp_error), {r: _rejected(e.smtp_code, _text(e.smtp_error)) for r in recipients}
+            e.smtp_code,
+            _text(e.smtp_error),
+            {r: _rejected(e.smtp_code, _text(e.smtp_error)) for r in recipients},
         ) from None
     except smtplib.SMTPException as e:
         raise ProviderError(f"{host}:{port}: SMTP error: {e}") from None

@@ -25,7 +25,7 @@ def body_key(tenant_id: str, account_id: str, mid: str) -> str:
     return f"{account_prefix(tenant_id, account_id)}m/{mid}.body.json"
 
 
-def _put(key: str, body: bytes, content_type: str) -> None:
+def _put(key: str, body: bytes, content_type: str, **extra: str) -> None:
     s = get_settings()
     aws.client("s3").put_object(
         Bucket=s.bucket,
@@ -34,6 +34,7 @@ def _put(key: str, body: bytes, content_type: str) -> None:
         ContentType=content_type,
         ServerSideEncryption="aws:kms",
         SSEKMSKeyId=s.kms_key_id,
+        **extra,
     )
 
 
@@ -43,6 +44,13 @@ def put_raw(key: str, raw: bytes) -> None:
 
 def put_body(key: str, body: dict[str, Any]) -> None:
     _put(key, json.dumps(body).encode(), "application/json")
+
+
+def put_attachment(key: str, data: bytes, content_type: str, filename: str | None) -> None:
+    from email.utils import encode_rfc2231
+
+    disposition = f"attachment; filename*={encode_rfc2231(filename or 'attachment', 'utf-8')}"
+    _put(key, data, content_type, ContentDisposition=disposition)
 
 
 def get(key: str) -> bytes:

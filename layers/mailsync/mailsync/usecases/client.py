@@ -205,3 +205,24 @@ def delete_message(
     src = doc["folder"] if doc["folder"] != trash else next(f for f in doc["locs"] if f != trash)
     (mapping,) = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash))])
     s.engine.apply_local(s.states, _move_changes(s, doc, src, trash, mapping or {}))
+
+
+ATTACHMENT_INLINE_LIMIT = 5 * 1024 * 1024  # larger ones answer with a presigned S3 redirect
+
+
+def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:
+    """Bytes of one attachment (received or sent mail), or a short-lived S3 URL when large."""
+    from mailsync.domain import mime
+
+    doc = _own_message(tenant_id, user_id, mid)
+    if attachment_id not in {a["id"] for a in doc.get("attachments") or []}:
+        raise NotFound("attachment not found")
+    found = mime.get_attachment(blobs.get(doc["raw_key"]), attachment_id)
+    if found is None:
+        raise NotFound("attachment not found")
+    filename, content_type, data = found
+    if len(data) > ATTACHMENT_INLINE_LIMIT:
+        key = f"{doc['raw_key'].rsplit('.', 1)[0]}.att/{attachment_id}"
+        blobs.put_attachment(key, data, content_type, filename)
+        return {"redirect": blobs.presigned_url(key, seconds=300)}
+    return {"filename": filename, "content_type": content_type, "data": data}
