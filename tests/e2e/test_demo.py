@@ -58,6 +58,27 @@ def test_demo_shows_mail_flowing(tmp_path):
         ]
         kfz = [t for t in threads if t["subject"] == "Ihre Kfz-Versicherung: Angebot"][0]
         assert kfz["message_count"] == 2  # the reply joined its thread
+
+        # A newcomer sends a mail to the demo mailbox and watches it arrive.
+        base = f"http://127.0.0.1:{port}"
+        (acc,) = requests.get(f"{base}/v1/accounts", headers=headers, timeout=5).json()["items"]
+        r = requests.post(
+            f"{base}/v1/accounts/{acc['id']}/send",
+            headers=headers,
+            timeout=30,
+            json={"to": ["demo@example.test"], "subject": "Hallo Demo", "text": "Test"},
+        )
+        assert r.status_code == 202, r.text
+        # Sent to itself: one message (one Message-ID), filed in Sent and arriving in INBOX.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            folders = requests.get(f"{base}/v1/messages/{r.json()['id']}", headers=headers, timeout=5).json()[
+                "folders"
+            ]
+            if "INBOX" in folders:
+                break
+            time.sleep(0.5)
+        assert folders == ["INBOX", "Sent"]
     finally:
         proc.terminate()
         try:

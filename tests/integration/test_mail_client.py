@@ -26,8 +26,11 @@ def mailbox(tenant, dovecot, imap_user):
     user, _ = imap_user
     acc = connect(dovecot, imap_user)
     dovecot.append(user, "INBOX", make_mail("Antrag", message_id="antrag@x"))
-    dovecot.append(user, "INBOX", make_mail("Re: Antrag", message_id="antrag2@x", in_reply_to="antrag@x",
-                                            references="antrag@x"))
+    dovecot.append(
+        user,
+        "INBOX",
+        make_mail("Re: Antrag", message_id="antrag2@x", in_reply_to="antrag@x", references="antrag@x"),
+    )
     sync(acc)
     return acc, user, {m["subject"]: m for m in mirror(acc)}
 
@@ -79,8 +82,9 @@ def test_delete_moves_to_trash_then_purges(mailbox, dovecot):
     assert [m["subject"] for m in mirror(acc)] == ["Re: Antrag"]
 
     # With Trash synced, a second delete of a mail in Trash purges it at the provider.
-    ApiClient("key-t1", "alice").patch(f"/v1/accounts/{acc['id']}/settings",
-                                       {"folder_mode": "selected", "folders": ["INBOX", "Trash"]})
+    ApiClient("key-t1", "alice").patch(
+        f"/v1/accounts/{acc['id']}/settings", {"folder_mode": "selected", "folders": ["INBOX", "Trash"]}
+    )
     sync(acc)
     in_trash = [m for m in mirror(acc) if m["folder"] == "Trash"]
     assert [m["subject"] for m in in_trash] == ["Antrag"]
@@ -93,14 +97,18 @@ def test_delete_moves_to_trash_then_purges(mailbox, dovecot):
 def test_thread_patch_applies_to_every_message(mailbox, dovecot):
     acc, user, msgs = mailbox
     api = ApiClient("key-t1", "alice")
-    r = api.call("PATCH", f"/v1/threads/{msgs['Antrag']['thread_id']}", {"unread": False, "folder": "Archive"})
+    r = api.call(
+        "PATCH", f"/v1/threads/{msgs['Antrag']['thread_id']}", {"unread": False, "folder": "Archive"}
+    )
     assert r.status == 200, r.body
     assert {(m["folder"], m["unread"]) for m in r.body["items"]} == {("Archive", False)}
     assert dovecot.uids(user, "INBOX") == [] and len(dovecot.uids(user, "Archive")) == 2
     assert all(b"\\Seen" in f for f in flags(dovecot, user, "Archive").values())
     sync(acc)
     assert {(m["subject"], m["folder"], m["unread"]) for m in mirror(acc)} == {
-        ("Antrag", "Archive", False), ("Re: Antrag", "Archive", False)}
+        ("Antrag", "Archive", False),
+        ("Re: Antrag", "Archive", False),
+    }
     th = reading.get_thread("t1", "alice", msgs["Antrag"]["thread_id"])
     assert th["message_count"] == 2 and th["unread"] is False
 
@@ -131,7 +139,9 @@ def test_attachments_download_for_received_mail(tenant, dovecot, imap_user):
     user, _ = imap_user
     acc = connect(dovecot, imap_user)
     pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40
-    dovecot.append(user, "INBOX", make_mail("mit Anhang", attachment=("Police Nr. 1.pdf", "application/pdf", pdf)))
+    dovecot.append(
+        user, "INBOX", make_mail("mit Anhang", attachment=("Police Nr. 1.pdf", "application/pdf", pdf))
+    )
     sync(acc)
     (m,) = mirror(acc)
     api = ApiClient("key-t1", "alice")
@@ -158,7 +168,9 @@ def test_large_attachment_redirects_to_a_short_lived_url(tenant, dovecot, imap_u
     sync(acc)
     (m,) = mirror(acc)
     att = ApiClient("key-t1", "alice").get(f"/v1/messages/{m['id']}").body["attachments"][0]
-    status, headers, _ = ApiClient("key-t1", "alice").raw("GET", f"/v1/messages/{m['id']}/attachments/{att['id']}")
+    status, headers, _ = ApiClient("key-t1", "alice").raw(
+        "GET", f"/v1/messages/{m['id']}/attachments/{att['id']}"
+    )
     assert status == 302 and "X-Amz-Expires=300" in headers["Location"], headers
     from urllib.parse import unquote, urlsplit
 

@@ -32,14 +32,18 @@ def patch_message(message_id: str, body: schemas.MessagePatchIn) -> schemas.Mess
     )
 
 
-@router.delete("/v1/messages/<message_id>", tags=["mail client"], summary="Move to Trash (purge if already there)")
+@router.delete(
+    "/v1/messages/<message_id>", tags=["mail client"], summary="Move to Trash (purge if already there)"
+)
 def delete_message(message_id: str):  # noqa: ANN201 - 204, no body
     t, u = _ctx()
     client.delete_message(t, u, message_id)
     return Response(status_code=204, body=None)
 
 
-@router.patch("/v1/threads/<thread_id>", tags=["mail client"], summary="Apply read state / move to a whole thread")
+@router.patch(
+    "/v1/threads/<thread_id>", tags=["mail client"], summary="Apply read state / move to a whole thread"
+)
 def patch_thread(thread_id: str, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
     _require_change(body)
     t, u = _ctx()
@@ -66,3 +70,24 @@ def get_attachment(message_id: str, attachment_id: str):  # noqa: ANN201 - binar
         body=found["data"],
         headers={"Content-Disposition": f"attachment; filename*={encode_rfc2231(name, 'utf-8')}"},
     )
+
+
+@router.post(
+    "/v1/accounts/<account_id>/send",
+    tags=["mail client"],
+    summary="Send a mail (signature appended, filed in Sent); Idempotency-Key makes retries safe",
+    responses={202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}}},
+)
+def send_mail(account_id: str, body: schemas.SendIn):  # noqa: ANN201 - 202 with SentMessage
+    from mailsync.usecases.send import send_idempotent
+
+    t, u = _ctx()
+    resolver = router.api_resolver
+    assert resolver is not None
+    key = (resolver.current_event.headers.get("idempotency-key") or "").strip() or None
+    if key is not None and len(key) > 200:
+        raise InvalidRequest("Idempotency-Key must be at most 200 characters")
+    request = body.model_dump(mode="json")
+    result = send_idempotent(t, u, account_id, request, key)
+    out = schemas.SentMessage.model_validate(result).model_dump(mode="json", by_alias=True)
+    return Response(status_code=202, content_type="application/json", body=out)

@@ -129,7 +129,10 @@ class MessageSummary(BaseModel):
     id: str
     account_id: str
     thread_id: str
-    folder: str
+    folder: str = Field(description="The folder the mail is shown in")
+    folders: list[str] = Field(
+        default_factory=list, description="Every synced folder holding a copy (one message per Message-ID)"
+    )
     subject: str
     from_: list[Address] = Field(alias="from")
     to: list[Address]
@@ -208,3 +211,55 @@ class MessageChanged(MessageSummary):
 class MessageChangedList(BaseModel):
     items: list[MessageChanged]
     next_cursor: str | None = None
+
+
+class AddressIn(_In):
+    name: str | None = Field(None, max_length=320)
+    email: str = Field(max_length=320)
+
+
+class AttachmentIn(_In):
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field("application/octet-stream", max_length=255)
+    content_base64: str
+
+
+class SendIn(_In):
+    to: list[str | AddressIn] = Field(default_factory=list, max_length=500)
+    cc: list[str | AddressIn] = Field(default_factory=list, max_length=500)
+    bcc: list[str | AddressIn] = Field(default_factory=list, max_length=500)
+    subject: str = Field("", max_length=2000)
+    text: str | None = None
+    html: str | None = None
+    reply_to: str | None = Field(None, max_length=64, description="Id of the message this answers")
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
+
+
+class RecipientResult(BaseModel):
+    email: str
+    status: Literal["accepted", "rejected"]
+    code: int | None = None
+    reply: str | None = None
+
+
+class SentMessage(BaseModel):
+    id: str
+    account_id: str
+    thread_id: str | None
+    folder: str | None
+    folders: list[str] = Field(default_factory=list)
+    subject: str
+    from_: list[Address] = Field(alias="from")
+    to: list[Address]
+    cc: list[Address]
+    date: str
+    received_at: str
+    snippet: str
+    unread: bool
+    has_attachments: bool
+    visibility: Literal["public", "private"]
+    message_id: str
+    mirrored: bool
+    recipients: list[RecipientResult]
+
+    model_config = ConfigDict(populate_by_name=True)

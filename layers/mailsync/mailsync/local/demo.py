@@ -1,8 +1,9 @@
 """``mailsync demo``: the local runner plus a throwaway Dovecot with sample mail.
 
 It starts Dovecot on a free loopback port (Debian ``dovecot-imapd``; ``make demo``
-installs it), seeds a mailbox with a few threads, connects it through the public
-API as user ``demo``, and keeps delivering a new mail every ``MAILSYNC_DEMO_EVERY``
+installs it), seeds a mailbox with a few threads, starts an SMTP server that delivers into it
+(so a newcomer can send a mail to ``demo@example.test`` through the API and watch
+it arrive), connects it through the public API as user ``demo``, and keeps delivering a new mail every ``MAILSYNC_DEMO_EVERY``
 seconds (default 20) so that mail visibly flows.
 """
 
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.local.dovecot import Dovecot, make_mail
+from mailsync.local.smtp_server import SmtpServer
 
 SAMPLES = [
     ("Ihre Kfz-Versicherung: Angebot", "Petra Schmidt <petra.schmidt@example.org>", None),
@@ -34,7 +36,7 @@ def _seed(dc: Dovecot, user: str) -> None:
         raw = make_mail(
             subject,
             from_=sender,
-            to="Demo Broker <demo@demo.test>",
+            to="Demo Broker <demo@example.test>",
             message_id=mid,
             in_reply_to=ids[parent] if parent is not None else None,
             references=[ids[parent]] if parent is not None else None,
@@ -62,6 +64,7 @@ def run_demo(port: int | None = None) -> None:
     dc = Dovecot().start()
     user, password = "demo", "demo-password"
     dc.add_user(user, password)
+    smtp = SmtpServer(dc).start()  # delivers mail for <user>@example.test into the demo Dovecot
     _seed(dc, user)
     every = int(os.environ.get("MAILSYNC_DEMO_EVERY", "20"))
     os.environ.setdefault("MAILSYNC_POLL_SECONDS", "10")
@@ -74,7 +77,7 @@ def run_demo(port: int | None = None) -> None:
                 "POST",
                 "/v1/accounts",
                 {
-                    "email": "demo@demo.test",
+                    "email": "demo@example.test",
                     "backfill_days": 1,  # the sample mail was delivered just before connecting
                     "imap": {
                         "host": dc.host,
@@ -84,8 +87,8 @@ def run_demo(port: int | None = None) -> None:
                         "password": password,
                     },
                     "smtp": {
-                        "host": dc.host,
-                        "port": 25,
+                        "host": smtp.host,
+                        "port": smtp.port,
                         "security": "none",
                         "username": user,
                         "password": password,
@@ -95,7 +98,11 @@ def run_demo(port: int | None = None) -> None:
             print(
                 f"demo mailbox connected as account {acc['id']} (user 'demo').\n"
                 f"  try: curl -H 'Authorization: Bearer {info['api_key']}' -H 'X-User-Id: demo' "
-                f"{info['url']}/v1/threads",
+                f"{info['url']}/v1/threads\n"
+                f"  send yourself a mail: curl -X POST -H 'Authorization: Bearer {info['api_key']}' "
+                f"-H 'X-User-Id: demo' -H 'Content-Type: application/json' "
+                f"{info['url']}/v1/accounts/{acc['id']}/send "
+                """-d '{"to": ["demo@example.test"], "subject": "Hallo", "text": "Test"}'""",
                 flush=True,
             )
             n = 0
@@ -107,7 +114,9 @@ def run_demo(port: int | None = None) -> None:
                     user,
                     "INBOX",
                     make_mail(
-                        f"Neue Anfrage #{n} ({now})", from_="Kunde <kunde@example.com>", to="demo@demo.test"
+                        f"Neue Anfrage #{n} ({now})",
+                        from_="Kunde <kunde@example.com>",
+                        to="demo@example.test",
                     ),
                 )
                 print(f"demo: delivered mail #{n}", flush=True)
@@ -117,4 +126,5 @@ def run_demo(port: int | None = None) -> None:
     try:
         serve(port, on_ready=on_ready)
     finally:
+        smtp.stop()
         dc.stop()

@@ -115,6 +115,7 @@ class AccountItem(_Base):
     error = JSONAttribute(null=True)
     settings = JSONAttribute()
     servers = JSONAttribute()  # {"imap": {...}, "smtp": {...}} without secrets
+    saves_sent = BooleanAttribute(default=False)  # the provider files sent mail itself
     sync = JSONAttribute()
     sync_start = UnicodeAttribute()
     backfill_days = NumberAttribute(default=0)

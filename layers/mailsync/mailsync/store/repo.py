@@ -24,7 +24,7 @@ from mailsync.store.models import (
 
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
-    "sync", "sync_start", "backfill_days", "failures", "created_at",
+    "sync", "sync_start", "backfill_days", "failures", "created_at", "saves_sent",
 )  # fmt: skip
 
 

@@ -196,6 +196,7 @@ def create_account(
         "failures": 0,
         "created_at": iso(now),
         "next_due": iso(now),
+        "saves_sent": bool(_found.get("saves_sent", False)),
     }
     secret_values = {"imap_password": imap["password"], "smtp_password": smtp["password"]}
     try:

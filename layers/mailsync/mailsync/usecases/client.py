@@ -35,7 +35,15 @@ from mailsync.store.models import MessageItem
 from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
 from mailsync.usecases.reading import summary
 
-TRASH_NAMES = ("trash", "deleted items", "deleted messages", "papierkorb", "gelöschte elemente", "bin", "deleted")
+TRASH_NAMES = (
+    "trash",
+    "deleted items",
+    "deleted messages",
+    "papierkorb",
+    "gelöschte elemente",
+    "bin",
+    "deleted",
+)
 
 
 def _own_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
@@ -94,7 +102,9 @@ class _Session:
         return results
 
 
-def _move_changes(s: _Session, doc: dict[str, Any], src: str, dest: str, mapping: dict[Any, Any]) -> list[Change]:
+def _move_changes(
+    s: _Session, doc: dict[str, Any], src: str, dest: str, mapping: dict[Any, Any]
+) -> list[Change]:
     """The mirror changes of moving ``doc`` from ``src`` to ``dest`` (dest first: never orphaned)."""
     changes: list[Change] = []
     new_refs = [str(v) for v in mapping.values()]

@@ -25,6 +25,7 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
         "account_id": doc["account_id"],
         "thread_id": doc["thread_id"],
         "folder": doc["folder"],
+        "folders": sorted(doc.get("locs") or {}),
         "subject": doc.get("subject") or "",
         "from": doc.get("from") or [],
         "to": doc.get("to") or [],
