@@ -93,7 +93,7 @@ def _auth_before_validation() -> None:
         check_body(resolver)
         return validate(resolver, next_middleware) if validate else next_middleware(resolver)
 
-    app._request_validation_middleware = auth_then_validate  # type: ignore[attr-defined]
+    app._request_validation_middleware = auth_then_validate  # type: ignore[assignment]
 
 
 _auth_before_validation()
@@ -115,9 +115,10 @@ def handle_validation_error(e: RequestValidationError) -> Response:
         {"loc": [str(x) for x in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in e.errors()
     ]
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    where = ".".join(x for x in first["loc"] if x not in ("body", "query", "path"))
-    return _error(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"], errors)
+    loc = [str(x) for x in errors[0]["loc"]] if errors else []
+    msg = str(errors[0]["msg"]) if errors else "invalid request"
+    where = ".".join(x for x in loc if x not in ("body", "query", "path"))
+    return _error(422, "invalid_request", f"{where}: {msg}" if where else msg, errors)
 
 
 @app.exception_handler(RequestUnsupportedContentType)
@@ -166,7 +167,7 @@ def detect_provider(email: Annotated[str, Query(min_length=3, max_length=320)]) 
     summary="Connect an IMAP/SMTP account (logs in first)",
     responses={201: {"description": "Created", "content": {"application/json": {"model": schemas.Account}}}},
 )
-def create_account(body: schemas.CreateAccountIn) -> Response[schemas.Account]:
+def create_account(body: schemas.CreateAccountIn) -> Response[dict[str, Any]]:
     t, u = ctx()
     acc = accounts.create_account(t, u, body.model_dump(exclude_none=True))
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=acc)
@@ -200,8 +201,13 @@ def update_settings(account_id: Id, body: schemas.SettingsIn) -> schemas.Account
     )
 
 
-@app.post("/v1/accounts/<account_id>/sync", tags=["accounts"], summary="Sync now")
-def sync_now(account_id: Id) -> Response[schemas.SyncQueued]:
+@app.post(
+    "/v1/accounts/<account_id>/sync",
+    tags=["accounts"],
+    summary="Sync now",
+    responses={202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}}},
+)
+def sync_now(account_id: Id) -> Response[dict[str, Any]]:
     t, u = ctx()
     return Response(
         status_code=202,

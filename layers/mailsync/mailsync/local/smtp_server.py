@@ -64,7 +64,7 @@ class _Handler:
             for user in users:
                 assert user is not None
                 await loop.run_in_executor(None, self.server.dovecot.append, user, "INBOX", data)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any delivery failure is a 451 to the client
             return f"451 4.3.0 delivery failed: {type(e).__name__}"
         with self.server.lock:
             self.server.received.append((envelope.mail_from or "", list(envelope.rcpt_tos), data))
