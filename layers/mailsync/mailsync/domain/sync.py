@@ -178,6 +178,19 @@ class SyncReport:
     gone_folders: list[str] = field(default_factory=list)
 
 
+def shown_folder(locs: dict[str, str], current: str | None, fallback: str) -> str:
+    """The folder a mail with copies in several folders is shown in.
+
+    INBOX wins (where users look for mail), then the folder it is already shown in,
+    then the newest location. Depending only on the copies (plus the current choice)
+    keeps it stable whatever order the folders are synced in.
+    """
+    for name in locs:
+        if name.upper() == "INBOX":
+            return name
+    return current if current in locs else fallback
+
+
 def _addr_list(addrs: list[Address]) -> list[dict[str, str | None]]:
     return [a.as_dict() for a in addrs]
 
@@ -459,8 +472,7 @@ class SyncEngine:
     # -------------------------------------------------------------- messages
     def _add_loc(self, doc: dict[str, Any], folder: str, loc: str, w: Writes) -> None:
         doc["locs"][folder] = loc
-        if doc.get("folder") not in doc["locs"]:
-            doc["folder"] = folder
+        doc["folder"] = shown_folder(doc["locs"], doc.get("folder"), folder)
         if doc.get("orphan"):
             doc["orphan"] = False
             w.orphans_remove.add(doc["mid"])
@@ -474,8 +486,7 @@ class SyncEngine:
     ) -> None:
         doc["locs"].pop(folder, None)
         if doc["locs"]:
-            if doc["folder"] == folder:
-                doc["folder"] = next(reversed(doc["locs"]))
+            doc["folder"] = shown_folder(doc["locs"], doc.get("folder"), next(reversed(doc["locs"])))
         else:
             doc["orphan"] = True
             w.orphans_add.add(doc["mid"])

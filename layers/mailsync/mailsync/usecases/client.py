@@ -103,15 +103,15 @@ class _Session:
 
 
 def _move_changes(
-    s: _Session, doc: dict[str, Any], src: str, dest: str, mapping: dict[Any, Any]
+    s: _Session, doc: dict[str, Any], sources: list[str], dest: str, mappings: list[dict[Any, Any]]
 ) -> list[Change]:
-    """The mirror changes of moving ``doc`` from ``src`` to ``dest`` (dest first: never orphaned)."""
+    """The mirror changes of moving every copy of ``doc`` into ``dest`` (dest first: never orphaned)."""
     changes: list[Change] = []
-    new_refs = [str(v) for v in mapping.values()]
+    new_refs = [str(v) for m in mappings for v in (m or {}).values()]
     if s.states[dest].synced and new_refs:
         raw = blobs.get(doc["raw_key"])
         changes.append(Upsert(dest, new_refs[0], raw, bool(doc["unread"]), parse_iso(doc["received_at"])))
-    changes.append(Remove(src, _ref(doc["locs"][src])))
+    changes.extend(Remove(src, _ref(doc["locs"][src])) for src in sources)
     return changes
 
 
@@ -162,11 +162,13 @@ def _update_docs(
     if unread is not None:
         for f, refs in _by_folder(d for d in docs if bool(d["unread"]) != unread).items():
             ops.append(("set_seen", (f, refs, not unread)))
-    move_plan: list[tuple[dict[str, Any], str]] = []
+    # A message is all its copies (one Message-ID): moving it moves every copy.
+    move_plan: list[tuple[dict[str, Any], list[str]]] = []
     for d in docs:
-        if folder is not None and d["folder"] != folder:
-            move_plan.append((d, d["folder"]))
-            ops.append(("move", (d["folder"], [_ref(d["locs"][d["folder"]])], folder)))
+        sources = [f for f in d["locs"] if f != folder] if folder is not None else []
+        if sources:
+            move_plan.append((d, sources))
+            ops.extend(("move", (src, [_ref(d["locs"][src])], folder)) for src in sources)
     results = s.write_through(ops)
 
     changes: list[Change] = []
@@ -175,14 +177,17 @@ def _update_docs(
             for f, loc in d["locs"].items():
                 changes.append(SetFlags(f, _ref(loc), unread))
             d["unread"] = unread
-    move_results = results[len(results) - len(move_plan) :] if move_plan else []
+    n_moves = sum(len(sources) for _, sources in move_plan)
+    move_results = iter(results[len(results) - n_moves :] if n_moves else [])
     removed: set[str] = set()
-    for (d, src), mapping in zip(move_plan, move_results, strict=True):
+    for d, sources in move_plan:
         assert folder is not None
-        changes.extend(_move_changes(s, d, src, folder, mapping or {}))
+        mappings = [next(move_results) for _ in sources]
+        changes.extend(_move_changes(s, d, sources, folder, mappings))
         if not s.states[folder].synced:
             removed.add(d["mid"])
         d["folder"] = folder
+        d["locs"] = {folder: "moved"}
     s.engine.apply_local(s.states, changes)
     out = []
     for d in docs:
@@ -212,9 +217,9 @@ def delete_message(
         s.write_through(ops)
         s.engine.apply_local(s.states, [Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
         return
-    src = doc["folder"] if doc["folder"] != trash else next(f for f in doc["locs"] if f != trash)
-    (mapping,) = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash))])
-    s.engine.apply_local(s.states, _move_changes(s, doc, src, trash, mapping or {}))
+    sources = [f for f in doc["locs"] if f != trash]
+    mappings = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash)) for src in sources])
+    s.engine.apply_local(s.states, _move_changes(s, doc, sources, trash, mappings))
 
 
 ATTACHMENT_INLINE_LIMIT = 5 * 1024 * 1024  # larger ones answer with a presigned S3 redirect
