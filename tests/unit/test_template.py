@@ -200,7 +200,13 @@ def test_table_definitions_are_create_table_kwargs() -> None:
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
-    assert [g["IndexName"] for g in main["GlobalSecondaryIndexes"]] == ["GSI1", "GSI2", "GSI3", "GSI4"]
+    assert [g["IndexName"] for g in main["GlobalSecondaryIndexes"]] == [
+        "GSI1",
+        "GSI2",
+        "GSI3",
+        "GSI4",
+        "GSI5",
+    ]
     for n, gsi in enumerate(main["GlobalSecondaryIndexes"], start=1):
         assert gsi["KeySchema"] == [
             {"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},

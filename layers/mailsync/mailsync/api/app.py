@@ -205,7 +205,9 @@ def update_settings(account_id: Id, body: schemas.SettingsIn) -> schemas.Account
     "/v1/accounts/<account_id>/sync",
     tags=["accounts"],
     summary="Sync now",
-    responses={202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}}},
+    responses={
+        202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}}
+    },
 )
 def sync_now(account_id: Id) -> Response[dict[str, Any]]:
     t, u = ctx()
@@ -240,14 +242,26 @@ def list_messages(
     account_id: Annotated[str | None, Query(max_length=64)] = None,
     folder: Annotated[str | None, Query(max_length=1024)] = None,
     thread_id: Annotated[str | None, Query(max_length=64)] = None,
+    unassigned: Annotated[
+        bool, Query(description="Only the caller's mails without any contact link")
+    ] = False,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.MessageList:
     t, u = ctx()
     if folder and not account_id:
         raise MailsyncError("folder needs account_id", code="invalid_request")
+    if unassigned and (account_id or folder or thread_id):
+        raise MailsyncError("unassigned cannot be combined with other filters", code="invalid_request")
     page = reading.list_messages(
-        t, u, account_id=account_id, folder=folder, thread_id=thread_id, limit=limit, cursor=cursor
+        t,
+        u,
+        account_id=account_id,
+        folder=folder,
+        thread_id=thread_id,
+        unassigned=unassigned,
+        limit=limit,
+        cursor=cursor,
     )
     return schemas.MessageList.model_validate(page)
 
@@ -272,5 +286,7 @@ def get_thread(thread_id: Id) -> schemas.ThreadDetail:
 
 # The mail client's routes (write-through) live in their own module.
 from mailsync.api.client_routes import router as client_router  # noqa: E402
+from mailsync.api.contact_routes import router as contact_router  # noqa: E402
 
 app.include_router(client_router)
+app.include_router(contact_router)

@@ -125,6 +125,12 @@ class Headers(BaseModel):
     references: list[str]
 
 
+class Link(BaseModel):
+    contact_id: str
+    kind: Literal["customer", "intermediary"]
+    source: Literal["auto", "manual"]
+
+
 class MessageSummary(BaseModel):
     id: str
     account_id: str
@@ -143,6 +149,7 @@ class MessageSummary(BaseModel):
     unread: bool
     has_attachments: bool
     visibility: Literal["public", "private"]
+    links: list[Link] = Field(default_factory=list)
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -263,3 +270,49 @@ class SentMessage(BaseModel):
     recipients: list[RecipientResult]
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class ContactIn(_In):
+    kind: Literal["customer", "intermediary"]
+    name: str = Field("", max_length=500)
+    emails: list[str] = Field(default_factory=list, max_length=100)
+    visible_to: list[str] = Field(default_factory=list, max_length=1000, description='["*"] or user ids')
+
+
+class ContactBatchItem(ContactIn):
+    id: str = Field(min_length=1, max_length=128)
+
+
+class ContactBatchIn(_In):
+    contacts: list[ContactBatchItem] = Field(max_length=500)
+
+
+class Contact(BaseModel):
+    id: str
+    kind: Literal["customer", "intermediary"]
+    name: str
+    emails: list[str]
+    visible_to: list[str]
+    created_at: str
+    updated_at: str
+
+
+class ContactBatchResult(BaseModel):
+    id: str
+    status: Literal["created", "replaced"]
+
+
+class ContactBatchOut(BaseModel):
+    items: list[ContactBatchResult]
+
+
+class ThreadLinkIn(_In):
+    contact_id: str = Field(min_length=1, max_length=128)
+    follow: bool = Field(False, description="Also link messages that join the thread later")
+
+
+class ThreadLinkOut(BaseModel):
+    thread_id: str
+    contact_id: str
+    follow: bool
+    linked: list[str]

@@ -84,6 +84,7 @@ class AccountContext:
     sync_start: datetime
     backfill_days: int = 0
     max_inline_body_bytes: int = 60_000
+    auto_assign: bool = True
 
     @property
     def since(self) -> datetime:
@@ -121,6 +122,10 @@ class Writes:
     orphans_add: set[str] = field(default_factory=set)
     orphans_remove: set[str] = field(default_factory=set)
     s3_delete: list[str] = field(default_factory=list)
+    links_put: list[dict[str, Any]] = field(default_factory=list)  # contact-history entries
+    links_delete: list[tuple[str, str, str]] = field(default_factory=list)  # contact, received, mid
+    addresses_put: list[tuple[str, str, str]] = field(default_factory=list)  # email, received, mid
+    addresses_delete: list[tuple[str, str, str]] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(
@@ -155,6 +160,10 @@ class MirrorStore(Protocol):
     def get_refs(self, hashes: Iterable[str]) -> dict[str, str]: ...
 
     def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
+        """{address: {contact_id: kind}} for the addresses some contact has."""
+        ...
 
     def commit(self, writes: Writes) -> None: ...
 
@@ -204,6 +213,19 @@ def thread_member(doc: dict[str, Any]) -> dict[str, Any]:
         "n": frm.get("name"),
         "s": (doc.get("snippet") or "")[:140],
         "j": doc.get("subject") or "",
+    }
+
+
+def link_entry(doc: dict[str, Any], cid: str) -> dict[str, Any]:
+    """The contact-history entry of a linked message."""
+    return {
+        "contact_id": cid,
+        "mid": doc["mid"],
+        "account_id": doc["account_id"],
+        "received_at": doc["received_at"],
+        "owner": doc["owner"],
+        "visibility": doc.get("visibility") or "private",
+        "thread_id": doc["thread_id"],
     }
 
 
@@ -377,11 +399,22 @@ class SyncEngine:
         new.sort(key=lambda x: x[0][0].internal_date)
         seen_new: set[str] = set()
         threads = self._assign_threads([(mid, p) for (_, p, _), mid in new], w)
+        contacts: dict[str, dict[str, str]] = {}
+        if new and self.ctx.auto_assign:
+            emails = {a.key for (_, p, _), _m in new for a in (*p.from_, *p.to, *p.cc, *p.bcc)}
+            contacts = self.store.contacts_for(emails)
         for (u, p, key), mid in new:
             if mid in seen_new:  # the same mail twice in one folder (a copy)
                 continue
             seen_new.add(mid)
             doc = self._new_doc(mid, key, p, u, threads[mid], w)
+            for email in doc["participants"]:
+                w.addresses_put.append((email, doc["received_at"], mid))
+                for cid, kind in contacts.get(email, {}).items():
+                    link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
+                    link["auto"] = sorted({*link["auto"], email})
+            for cid in doc["links"]:
+                w.links_put.append(link_entry(doc, cid))
             msgs[mid] = doc
             w.messages_put[mid] = doc
             thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
@@ -541,6 +574,7 @@ class SyncEngine:
             "participants": participants,
             "created_at": iso(utcnow()),
             "orphan": False,
+            "links": {},
         }
 
     # --------------------------------------------------------------- threads
@@ -591,11 +625,22 @@ class SyncEngine:
                 if member is None:
                     th["members"].pop(mid, None)
                 else:
+                    if mid not in th["members"] and th.get("follow") and mid in w.messages_put:
+                        self._follow(w.messages_put[mid], th["follow"], w)
                     th["members"][mid] = member
             if th["members"]:
                 w.threads_put[thid] = recompute_thread(th)
             else:
                 w.threads_delete.add(thid)
+
+    @staticmethod
+    def _follow(doc: dict[str, Any], follow: dict[str, str], w: Writes) -> None:
+        """A new message of a thread linked with ``follow`` joins those contacts (manual)."""
+        for cid, kind in follow.items():
+            link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
+            if not link["manual"]:
+                link["manual"] = True
+                w.links_put.append(link_entry(doc, cid))
 
     # --------------------------------------------------------------- orphans
     def purge_orphans(self) -> int:
@@ -614,6 +659,9 @@ class SyncEngine:
                     continue
                 w.messages_delete.add(mid)
                 w.s3_delete.extend(k for k in (doc.get("raw_key"), doc.get("body_key")) if k)
+                # Links follow the mirror: a mail that left it leaves every contact history.
+                w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
+                w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])
                 thread_changes.setdefault(doc["thread_id"], {})[mid] = None
                 purged += 1
             self._apply_thread_changes(thread_changes, w)

@@ -69,3 +69,23 @@ def thread_messages(t: str, thid: str) -> str:
 
 def due_shard(n: int) -> str:
     return f"DUE#{n}"
+
+
+def contact(t: str, cid: str) -> str:
+    return f"T#{t}#C#{cid}"
+
+
+def link_sk(received: str, mid: str) -> str:
+    return f"L#{received}#{mid}"
+
+
+def address_contacts(t: str, email: str) -> str:
+    return f"T#{t}#E#{email.strip().lower()}"
+
+
+def address_messages(t: str, email: str) -> str:
+    return f"T#{t}#ADDR#{email.strip().lower()}"
+
+
+def owner_unassigned(t: str, user: str) -> str:
+    return f"T#{t}#U#{user}#UN"

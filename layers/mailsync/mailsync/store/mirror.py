@@ -19,7 +19,10 @@ from typing import Any
 from mailsync.domain.sync import FolderState, Writes
 from mailsync.store import blobs, keys
 from mailsync.store.models import (
+    AddressContactsItem,
+    AddressMessageItem,
     FolderItem,
+    LinkItem,
     LocationItem,
     MessageItem,
     OrphanItem,
@@ -31,11 +34,11 @@ MESSAGE_FIELDS = (
     "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
     "date", "received_at", "snippet", "unread", "has_attachments", "attachments", "text", "html",
-    "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan",
+    "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
 )  # fmt: skip
 THREAD_FIELDS = (
     "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",
-    "message_count", "unread_count", "participants", "snippet", "visibility",
+    "message_count", "unread_count", "participants", "snippet", "visibility", "follow",
 )  # fmt: skip
 
 
@@ -45,6 +48,7 @@ def message_doc(item: MessageItem) -> dict[str, Any]:
     d["locs"] = dict(d["locs"] or {})
     d["references"] = list(d["references"] or [])
     d["participants"] = list(d["participants"] or [])
+    d["links"] = dict(d["links"] or {})
     return d
 
 
@@ -53,6 +57,7 @@ def message_item(doc: dict[str, Any]) -> MessageItem:
     item = MessageItem(keys.message(t, mid), "M")
     for f in MESSAGE_FIELDS:
         setattr(item, f, doc.get(f))
+    item.links = doc.get("links") or {}
     item.from_ = doc.get("from") or []
     if not doc.get("orphan"):  # orphans drop out of every list at once
         sk = f"{doc['received_at']}#{mid}"
@@ -60,12 +65,15 @@ def message_item(doc: dict[str, Any]) -> MessageItem:
         item.gsi2pk, item.gsi2sk = keys.account_messages(t, a), sk
         item.gsi3pk, item.gsi3sk = keys.folder_messages(t, a, doc["folder"]), sk
         item.gsi4pk, item.gsi4sk = keys.thread_messages(t, doc["thread_id"]), sk
+        if not doc.get("links"):
+            item.gsi5pk, item.gsi5sk = keys.owner_unassigned(t, doc["owner"]), sk
     return item
 
 
 def thread_doc(item: ThreadItem) -> dict[str, Any]:
     d = {f: getattr(item, f) for f in THREAD_FIELDS}
     d["members"] = dict(d["members"] or {})
+    d["follow"] = dict(d["follow"] or {})
     return d
 
 
@@ -74,6 +82,7 @@ def thread_item(doc: dict[str, Any]) -> ThreadItem:
     item = ThreadItem(keys.thread(t, doc["thread_id"]), "TH")
     for f in THREAD_FIELDS:
         setattr(item, f, doc.get(f))
+    item.follow = doc.get("follow") or {}
     item.gsi1pk = keys.owner_threads(t, doc["owner"])
     item.gsi1sk = f"{doc['last_date']}#{doc['thread_id']}"
     return item
@@ -144,6 +153,17 @@ class DynamoMirrorStore:
             return {}
         return {i.thread_id: thread_doc(i) for i in ThreadItem.batch_get(ks, consistent_read=True)}
 
+    def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
+        """{address: {contact_id: kind}} of the tenant's contacts having these addresses."""
+        want = {keys.address_contacts(self.t, a): a for a in set(addresses)}
+        if not want:
+            return {}
+        return {
+            want[i.pk]: dict(i.contacts or {})
+            for i in AddressContactsItem.batch_get([(pk, "E") for pk in want])
+            if i.contacts
+        }
+
     def list_orphans(self) -> list[str]:
         return [
             i.mid for i in OrphanItem.query(self.pk, OrphanItem.sk.startswith("O#"), consistent_read=True)
@@ -189,6 +209,33 @@ class DynamoMirrorStore:
             with ThreadItem.batch_write() as b:
                 for doc in w.threads_put.values():
                     b.save(thread_item(doc))
+        # Links and the address index before the message that names them: a crash
+        # leaves at most an entry whose message is not there yet (skipped on read).
+        if w.links_put:
+            with LinkItem.batch_write() as b:
+                for ln in w.links_put:
+                    b.save(
+                        LinkItem(
+                            keys.contact(self.t, ln["contact_id"]),
+                            keys.link_sk(ln["received_at"], ln["mid"]),
+                            mid=ln["mid"],
+                            owner=ln["owner"],
+                            visibility=ln["visibility"],
+                            thread_id=ln["thread_id"],
+                            account_id=self.a,
+                        )
+                    )
+        if w.addresses_put:
+            with AddressMessageItem.batch_write() as b:
+                for email, received, mid in w.addresses_put:
+                    b.save(
+                        AddressMessageItem(
+                            keys.address_messages(self.t, email),
+                            f"{received}#{mid}",
+                            mid=mid,
+                            account_id=self.a,
+                        )
+                    )
         if w.orphans_add - w.orphans_remove:
             # Before the message is marked orphan, so a crash can never hide a mail
             # that nothing would purge later.
@@ -213,6 +260,14 @@ class DynamoMirrorStore:
         # (purged again on the next run), never objects without a message.
         if w.s3_delete:
             blobs.delete_keys(w.s3_delete)
+        if w.links_delete:
+            with LinkItem.batch_write() as b:
+                for cid, received, mid in w.links_delete:
+                    b.delete(LinkItem(keys.contact(self.t, cid), keys.link_sk(received, mid)))
+        if w.addresses_delete:
+            with AddressMessageItem.batch_write() as b:
+                for email, received, mid in w.addresses_delete:
+                    b.delete(AddressMessageItem(keys.address_messages(self.t, email), f"{received}#{mid}"))
         if w.messages_delete:
             with MessageItem.batch_write() as b:
                 for mid in w.messages_delete:

@@ -66,6 +66,15 @@ class GSI4(GlobalSecondaryIndex[Any]):
     gsi4sk = UnicodeAttribute(range_key=True)
 
 
+class GSI5(GlobalSecondaryIndex[Any]):
+    class Meta:
+        index_name = "GSI5"
+        projection = AllProjection()
+
+    gsi5pk = UnicodeAttribute(hash_key=True)
+    gsi5sk = UnicodeAttribute(range_key=True)
+
+
 class _Base(Model):
     class Meta:
         table_name = os.environ.get("MAILSYNC_TABLE", "mailsync-main")
@@ -210,6 +219,8 @@ class MessageItem(_Base):
     participants = ListAttribute(of=UnicodeAttribute, default=list)  # normalised emails
     created_at = UnicodeAttribute()
     orphan = BooleanAttribute(default=False)
+    # {contact_id: {"kind": str, "auto": [addresses that matched], "manual": bool}}
+    links = JSONAttribute(default=dict)
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)
@@ -218,10 +229,13 @@ class MessageItem(_Base):
     gsi3sk = UnicodeAttribute(null=True)
     gsi4pk = UnicodeAttribute(null=True)
     gsi4sk = UnicodeAttribute(null=True)
+    gsi5pk = UnicodeAttribute(null=True)  # sparse: present while the message has no link
+    gsi5sk = UnicodeAttribute(null=True)
     by_owner = GSI1()
     by_account = GSI2()
     by_folder = GSI3()
     by_thread = GSI4()
+    unassigned = GSI5()
 
 
 class ThreadItem(_Base):
@@ -244,9 +258,46 @@ class ThreadItem(_Base):
     participants = JSONAttribute(default=list)
     snippet = UnicodeAttribute(default="")
     visibility = UnicodeAttribute(default="private")
+    follow = JSONAttribute(default=dict)  # {contact_id: kind}: link new messages as they arrive
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     by_owner = GSI1()
+
+
+class ContactItem(_Base):
+    """``T#<t>#C#<contact>`` / ``C``: what we need to match and authorise; its links
+    share the partition (``L#<received>#<mid>``) so a history page is one Query."""
+
+    contact_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    emails = ListAttribute(of=UnicodeAttribute, default=list)
+    visible_to = ListAttribute(of=UnicodeAttribute, default=list)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class LinkItem(_Base):
+    """``T#<t>#C#<contact>`` / ``L#<received>#<mid>``: a message in a contact's history."""
+
+    mid = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    visibility = UnicodeAttribute()
+    thread_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+
+
+class AddressContactsItem(_Base):
+    """``T#<t>#E#<email>`` / ``E``: the contacts having this address (ingest lookups batch by address)."""
+
+    contacts = JSONAttribute(default=dict)  # {contact_id: kind}
+
+
+class AddressMessageItem(_Base):
+    """``T#<t>#ADDR#<email>`` / ``<received>#<mid>``: mirrored messages an address takes part in."""
+
+    mid = UnicodeAttribute()
+    account_id = UnicodeAttribute()
 
 
 ALL_MODELS: tuple[type[_Base], ...] = (
@@ -261,6 +312,10 @@ ALL_MODELS: tuple[type[_Base], ...] = (
     OrphanItem,
     MessageItem,
     ThreadItem,
+    ContactItem,
+    LinkItem,
+    AddressContactsItem,
+    AddressMessageItem,
 )
 
 

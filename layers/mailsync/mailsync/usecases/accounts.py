@@ -31,8 +31,10 @@ from mailsync.providers.factory import make_provider
 from mailsync.store import blobs, crypto, keys, repo
 from mailsync.store.models import (
     AccountItem,
+    AddressMessageItem,
     EmailLockItem,
     FolderItem,
+    LinkItem,
     LocationItem,
     MessageItem,
     ThreadItem,
@@ -73,6 +75,7 @@ def account_context(acc: dict[str, Any], s: Settings) -> AccountContext:
         sync_start=parse_iso(acc["sync_start"]),
         backfill_days=acc["backfill_days"],
         max_inline_body_bytes=s.max_inline_body_bytes,
+        auto_assign=bool((acc.get("settings") or {}).get("auto_assign", True)),
     )
 
 
@@ -304,14 +307,22 @@ def purge_account(tenant_id: str, account_id: str, email: str) -> None:
     pk = keys.account(tenant_id, account_id)
     thread_ids: set[str] = set()
     mids: set[str] = set()
-    for m in MessageItem.by_account.query(keys.account_messages(tenant_id, account_id)):
-        mids.add(m.mid)
-        thread_ids.add(m.thread_id)
     account_items = list(LocationItem.query(pk))  # every item type in the partition
     mids.update(i.sk[2:] for i in account_items if i.sk.startswith("O#"))
-    if mids:
-        orphan_msgs = MessageItem.batch_get([(keys.message(tenant_id, m), "M") for m in mids])
-        thread_ids.update(m.thread_id for m in orphan_msgs)
+    mids.update(m.mid for m in MessageItem.by_account.query(keys.account_messages(tenant_id, account_id)))
+    links: list[tuple[str, str, str]] = []
+    addresses: list[tuple[str, str, str]] = []
+    for m in MessageItem.batch_get([(keys.message(tenant_id, mid), "M") for mid in mids]) if mids else []:
+        thread_ids.add(m.thread_id)
+        links.extend((cid, m.received_at, m.mid) for cid in (m.links or {}))
+        addresses.extend((str(e), m.received_at, m.mid) for e in (m.participants or []))
+    # Links and the address index go with the mails (contacts stay).
+    with LinkItem.batch_write() as b:
+        for cid, received, mid in links:
+            b.delete(LinkItem(keys.contact(tenant_id, cid), keys.link_sk(received, mid)))
+    with AddressMessageItem.batch_write() as b:
+        for address, received, mid in addresses:
+            b.delete(AddressMessageItem(keys.address_messages(tenant_id, address), f"{received}#{mid}"))
     with MessageItem.batch_write() as b:
         for mid in mids:
             b.delete(MessageItem(keys.message(tenant_id, mid), "M"))

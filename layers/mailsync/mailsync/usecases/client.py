@@ -228,8 +228,9 @@ ATTACHMENT_INLINE_LIMIT = 5 * 1024 * 1024  # larger ones answer with a presigned
 def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:
     """Bytes of one attachment (received or sent mail), or a short-lived S3 URL when large."""
     from mailsync.domain import mime
+    from mailsync.usecases.reading import _visible_message
 
-    doc = _own_message(tenant_id, user_id, mid)
+    doc = _visible_message(tenant_id, user_id, mid)  # colleagues may read what they may see
     if attachment_id not in {a["id"] for a in doc.get("attachments") or []}:
         raise NotFound("attachment not found")
     found = mime.get_attachment(blobs.get(doc["raw_key"]), attachment_id)

@@ -19,6 +19,17 @@ from mailsync.store.mirror import message_doc, thread_doc
 from mailsync.store.models import MessageItem, ThreadItem
 
 
+def link_views(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """``[{contact_id, kind, source}]``: one entry per contact and source (auto, manual)."""
+    out = []
+    for cid, link in sorted((doc.get("links") or {}).items()):
+        if link.get("manual"):
+            out.append({"contact_id": cid, "kind": link["kind"], "source": "manual"})
+        if link.get("auto"):
+            out.append({"contact_id": cid, "kind": link["kind"], "source": "auto"})
+    return out
+
+
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["mid"],
@@ -36,6 +47,7 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
         "unread": bool(doc.get("unread")),
         "has_attachments": bool(doc.get("has_attachments")),
         "visibility": doc.get("visibility") or "private",
+        "links": link_views(doc),
     }
 
 
@@ -53,7 +65,7 @@ def thread_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
+def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
     """Decode a page cursor of the index partition ``attr = pk``.
 
     Beyond the partition check of :func:`repo.decode_cursor`, the key must have exactly
@@ -63,7 +75,7 @@ def _cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str,
     lek = repo.decode_cursor(cursor, {attr: pk})
     if lek is None:
         return None
-    expected = {"pk", "sk", attr, attr[:-2] + "sk"}
+    expected = {"pk", "sk"} if attr == "pk" else {"pk", "sk", attr, attr[:-2] + "sk"}
     ok = set(lek) == expected and all(
         isinstance(v, dict)
         and set(v) == {"S"}
@@ -82,8 +94,13 @@ def _visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     except DoesNotExist:
         raise NotFound("message not found") from None
     doc = message_doc(item)
-    if doc["owner"] != user_id or doc.get("orphan"):
+    if doc.get("orphan"):
         raise NotFound("message not found")
+    if doc["owner"] != user_id:
+        from mailsync.usecases.contacts import visible_to_user
+
+        if not visible_to_user(tenant_id, user_id, [doc]):
+            raise NotFound("message not found")  # 404, never 403: do not reveal it exists
     return doc
 
 
@@ -125,11 +142,14 @@ def list_messages(
     account_id: str | None = None,
     folder: str | None = None,
     thread_id: str | None = None,
+    unassigned: bool = False,
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     index: GlobalSecondaryIndex[MessageItem]
-    if thread_id:
+    if unassigned:
+        index, pk, attr = MessageItem.unassigned, keys.owner_unassigned(tenant_id, user_id), "gsi5pk"
+    elif thread_id:
         _thread(tenant_id, user_id, thread_id)
         index, pk, attr = MessageItem.by_thread, keys.thread_messages(tenant_id, thread_id), "gsi4pk"
     elif account_id:
@@ -146,7 +166,7 @@ def list_messages(
             index, pk, attr = MessageItem.by_account, keys.account_messages(tenant_id, account_id), "gsi2pk"
     else:
         index, pk, attr = MessageItem.by_owner, keys.owner_messages(tenant_id, user_id), "gsi1pk"
-    lek = _cursor(tenant_id, cursor, attr, pk)
+    lek = page_cursor(tenant_id, cursor, attr, pk)
     it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
     items = []
     for m in it:
@@ -161,7 +181,7 @@ def list_threads(
     tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     pk = keys.owner_threads(tenant_id, user_id)
-    lek = _cursor(tenant_id, cursor, "gsi1pk", pk)
+    lek = page_cursor(tenant_id, cursor, "gsi1pk", pk)
     it = ThreadItem.by_owner.query(
         pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
     )
@@ -170,11 +190,37 @@ def list_threads(
 
 
 def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
-    th = _thread(tenant_id, user_id, thread_id)
-    msgs = [
-        summary(message_doc(m))
+    """The owner sees the whole thread; a colleague only the messages they may see
+    (404 when that is none of them)."""
+    try:
+        th = thread_doc(ThreadItem.get(keys.thread(tenant_id, thread_id), "TH"))
+    except DoesNotExist:
+        raise NotFound("thread not found") from None
+    docs = [
+        message_doc(m)
         for m in MessageItem.by_thread.query(
             keys.thread_messages(tenant_id, thread_id), scan_index_forward=True
         )
     ]
-    return {**thread_view(th), "messages": msgs}
+    view = thread_view(th)
+    if th["owner"] != user_id:
+        from mailsync.usecases.contacts import visible_to_user
+
+        docs = visible_to_user(tenant_id, user_id, docs)
+        if not docs:
+            raise NotFound("thread not found")
+        view.update(
+            message_count=len(docs),
+            unread_count=sum(1 for d in docs if d["unread"]),
+            last_date=docs[-1]["received_at"],
+            snippet=docs[-1].get("snippet") or "",
+            participants=list(
+                {
+                    (d.get("from") or [{}])[0].get("email"): (d.get("from") or [{}])[0]
+                    for d in docs
+                    if d.get("from")
+                }.values()
+            ),
+        )
+        view["unread"] = view["unread_count"] > 0
+    return {**view, "messages": [summary(d) for d in docs]}

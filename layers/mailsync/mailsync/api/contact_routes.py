@@ -1,0 +1,110 @@
+"""Routes of the CRM side: contacts, their histories, and manual thread links."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from mailsync.api import schemas
+from mailsync.usecases import contacts
+
+router = APIGatewayHttpRouter()
+
+ContactId = Annotated[str, Path(min_length=1, max_length=128)]
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+Cursor = Annotated[str | None, Query(max_length=2048)]
+
+
+def _ctx() -> tuple[str, str]:
+    resolver = router.api_resolver
+    assert resolver is not None
+    return resolver.context["tenant_id"], resolver.context["user_id"]
+
+
+def _json(status: int, body: Any) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@router.put(
+    "/v1/contacts/<contact_id>",
+    tags=["contacts"],
+    summary="Create (201) or replace (200) a contact; links follow its addresses",
+    responses={
+        200: {"description": "Replaced", "content": {"application/json": {"model": schemas.Contact}}},
+        201: {"description": "Created", "content": {"application/json": {"model": schemas.Contact}}},
+    },
+)
+def put_contact(contact_id: ContactId, body: schemas.ContactIn) -> Response[Any]:
+    t, _ = _ctx()
+    view, created = contacts.put_contact(t, contact_id, body.model_dump())
+    return _json(201 if created else 200, view)
+
+
+@router.post("/v1/contacts:batch", tags=["contacts"], summary="Upsert up to 500 contacts (initial import)")
+def batch_contacts(body: schemas.ContactBatchIn) -> schemas.ContactBatchOut:
+    t, _ = _ctx()
+    items = contacts.batch_put(t, [c.model_dump() for c in body.contacts])
+    return schemas.ContactBatchOut.model_validate({"items": items})
+
+
+@router.get("/v1/contacts/<contact_id>", tags=["contacts"], summary="A contact the caller may see")
+def get_contact(contact_id: ContactId) -> schemas.Contact:
+    t, u = _ctx()
+    return schemas.Contact.model_validate(contacts.get_contact(t, u, contact_id))
+
+
+@router.delete(
+    "/v1/contacts/<contact_id>", tags=["contacts"], summary="Delete a contact and its links (mails stay)"
+)
+def delete_contact(contact_id: ContactId):  # noqa: ANN201 - 204, no body
+    t, _ = _ctx()
+    contacts.delete_contact(t, contact_id)
+    return Response(status_code=204, body=None)
+
+
+@router.get(
+    "/v1/contacts/<contact_id>/messages", tags=["contacts"], summary="The contact's history, newest first"
+)
+def contact_messages(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.MessageList:
+    t, u = _ctx()
+    return schemas.MessageList.model_validate(
+        contacts.contact_messages(t, u, contact_id, limit=limit, cursor=cursor)
+    )
+
+
+@router.get(
+    "/v1/contacts/<contact_id>/threads", tags=["contacts"], summary="The contact's threads, newest first"
+)
+def contact_threads(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList:
+    t, u = _ctx()
+    return schemas.ThreadList.model_validate(
+        contacts.contact_threads(t, u, contact_id, limit=limit, cursor=cursor)
+    )
+
+
+@router.post(
+    "/v1/threads/<thread_id>/links",
+    tags=["contacts"],
+    summary="Link the thread's current messages to a contact (snapshot; follow=true links later ones too)",
+    responses={
+        201: {"description": "Linked", "content": {"application/json": {"model": schemas.ThreadLinkOut}}}
+    },
+)
+def link_thread(thread_id: Id, body: schemas.ThreadLinkIn) -> Response[Any]:
+    t, u = _ctx()
+    return _json(201, contacts.link_thread(t, u, thread_id, body.contact_id, body.follow))
+
+
+@router.delete(
+    "/v1/threads/<thread_id>/links/<contact_id>",
+    tags=["contacts"],
+    summary="Remove the thread's manual links to a contact",
+)
+def unlink_thread(thread_id: Id, contact_id: ContactId):  # noqa: ANN201 - 204, no body
+    t, u = _ctx()
+    contacts.unlink_thread(t, u, thread_id, contact_id)
+    return Response(status_code=204, body=None)
