@@ -20,6 +20,8 @@ Rules (exact; see README "Who sees which mail"):
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -28,7 +30,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailsync.domain import compose
 from mailsync.domain.sync import iso, link_entry, utcnow
-from mailsync.errors import InvalidRequest, NotFound, Unprocessable
+from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import keys, repo
 from mailsync.store.mirror import message_doc, message_item, thread_doc, thread_item
 from mailsync.store.models import (
@@ -371,34 +373,70 @@ def contact_messages(
 def contact_threads(
     tenant_id: str, user_id: str, cid: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    """The threads of the contact's visible messages, by their latest linked message."""
-    page = contact_messages(tenant_id, user_id, cid, limit=200, cursor=cursor)
+    """The threads of the contact's visible messages, ordered by their newest linked message.
+
+    Threads are deduplicated over the contact's whole (visibility-filtered) link
+    list, so the cost is one Query over the contact's links plus one BatchGet of
+    the page's threads; the cursor is the offset into that ordered list.
+    """
+    c = _get(tenant_id, cid)
+    if c is None or not may_see_contact(c, user_id):
+        raise NotFound("contact not found")
+    offset = _offset(cursor)
     order: list[str] = []
-    for m in page["items"]:
-        if m["thread_id"] not in order:
-            order.append(m["thread_id"])
-    order = order[:limit]
+    newest: dict[str, list[LinkItem]] = {}
+    for ln in LinkItem.query(
+        keys.contact(tenant_id, cid),
+        LinkItem.sk.startswith("L#"),
+        filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
+        scan_index_forward=False,
+    ):
+        if ln.thread_id not in newest:
+            order.append(ln.thread_id)
+            newest[ln.thread_id] = []
+        newest[ln.thread_id].append(ln)
+    page = order[offset : offset + limit]
     threads = (
         {
             t.thread_id: thread_doc(t)
-            for t in ThreadItem.batch_get([(keys.thread(tenant_id, th), "TH") for th in order])
+            for t in ThreadItem.batch_get([(keys.thread(tenant_id, th), "TH") for th in page])
         }
-        if order
+        if page
         else {}
     )
     items = []
-    for th in order:
-        if th in threads:
-            view = thread_view(threads[th])
-            visible = [m for m in page["items"] if m["thread_id"] == th]
-            if threads[th]["owner"] != user_id:  # a colleague: only what they may see
-                view["message_count"] = len(visible)
-                view["unread_count"] = sum(1 for m in visible if m["unread"])
-                view["unread"] = view["unread_count"] > 0
-                view["last_date"] = max(m["received_at"] for m in visible)
-                view["snippet"] = visible[0]["snippet"]
-            items.append(view)
-    return {"items": items, "next_cursor": page["next_cursor"]}
+    for th in page:
+        if th not in threads:
+            continue
+        view = thread_view(threads[th])
+        if threads[th]["owner"] != user_id:  # a colleague: aggregates of what they may see
+            visible = newest[th]
+            members = threads[th].get("members") or {}
+            view["message_count"] = len(visible)
+            view["unread_count"] = sum(1 for ln in visible if (members.get(ln.mid) or {}).get("u"))
+            view["unread"] = view["unread_count"] > 0
+            view["last_date"] = visible[0].sk.split("#")[1]
+            view["snippet"] = (members.get(visible[0].mid) or {}).get("s", "")
+        items.append(view)
+    more = offset + limit < len(order)
+    return {"items": items, "next_cursor": _encode_offset(offset + limit) if more else None}
+
+
+def _encode_offset(n: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": n}).encode()).decode().rstrip("=")
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        n = data["offset"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidCursor("cursor is not valid") from e
+    if not isinstance(n, int) or n < 0:
+        raise InvalidCursor("cursor is not valid")
+    return n
 
 
 def with_links(doc: dict[str, Any]) -> dict[str, Any]:
