@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailsync.api import schemas
@@ -39,6 +40,10 @@ Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor o
 # Ids become parts of DynamoDB keys (at most 2048 bytes): an overlong id is bad input, not a 500.
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 PUBLIC_PATHS = {"/v1/openapi.json"}
+
+
+def APIKeyIn_header(name: str, description: str) -> APIKey:  # noqa: N802
+    return APIKey(name=name, description=description, **{"in": APIKeyIn.header})
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -148,6 +153,11 @@ def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
             version="1.0.0",
             description="Mailbox mirror for CRMs. Authenticate with `Authorization: Bearer <api key>` and "
             "`X-User-Id: <user>`. Errors are `{code, message}`.",
+            security_schemes={
+                "apiKey": HTTPBearer(description="The tenant's API key"),
+                "user": APIKeyIn_header("X-User-Id", "The tenant's acting user"),
+            },
+            security=[{"apiKey": [], "user": []}],
         ),
     )
 
@@ -174,9 +184,9 @@ def create_account(body: schemas.CreateAccountIn) -> Response[dict[str, Any]]:
 
 
 @app.get("/v1/accounts", tags=["accounts"], summary="The caller's accounts")
-def list_accounts() -> schemas.AccountList:
+def list_accounts(limit: Limit = 50, cursor: Cursor = None) -> schemas.AccountList:
     t, u = ctx()
-    return schemas.AccountList.model_validate({"items": accounts.list_accounts(t, u), "next_cursor": None})
+    return schemas.AccountList.model_validate(accounts.list_accounts(t, u, limit=limit, cursor=cursor))
 
 
 @app.get("/v1/accounts/<account_id>", tags=["accounts"], summary="One account with its sync progress")

@@ -108,9 +108,16 @@ def get_account(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]
     return public_view(_owned(tenant_id, user_id, account_id))
 
 
-def list_accounts(tenant_id: str, user_id: str) -> list[dict[str, Any]]:
-    items = AccountItem.by_owner.query(keys.owner_accounts(tenant_id, user_id))
-    return [public_view(repo.account_doc(i)) for i in items if i.state != "deleting"]
+def list_accounts(
+    tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    from mailsync.usecases.reading import page_cursor
+
+    pk = keys.owner_accounts(tenant_id, user_id)
+    lek = page_cursor(tenant_id, cursor, "gsi1pk", pk)
+    it = AccountItem.by_owner.query(pk, limit=limit, page_size=limit, last_evaluated_key=lek)
+    items = [public_view(repo.account_doc(i)) for i in it if i.state != "deleting"]
+    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
 
 
 # ------------------------------------------------------------------ connect
