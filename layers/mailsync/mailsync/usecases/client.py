@@ -46,7 +46,7 @@ TRASH_NAMES = (
 )
 
 
-def _own_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+def own_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     try:
         doc = message_doc(MessageItem.get(keys.message(tenant_id, mid), "M"))
     except DoesNotExist:
@@ -124,7 +124,7 @@ def update_message(
     folder: str | None = None,
     provider_factory: ProviderFactory = make_provider,
 ) -> dict[str, Any]:
-    doc = _own_message(tenant_id, user_id, mid)
+    doc = own_message(tenant_id, user_id, mid)
     return _update_docs(tenant_id, doc["account_id"], [doc], unread, folder, provider_factory)[0]
 
 
@@ -208,7 +208,7 @@ def _by_folder(docs: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
 def delete_message(
     tenant_id: str, user_id: str, mid: str, *, provider_factory: ProviderFactory = make_provider
 ) -> None:
-    doc = _own_message(tenant_id, user_id, mid)
+    doc = own_message(tenant_id, user_id, mid)
     s = _Session(tenant_id, doc["account_id"], provider_factory)
     trash = s.trash()
     if trash is None or trash in doc["locs"] and len(doc["locs"]) == 1:
@@ -228,9 +228,9 @@ ATTACHMENT_INLINE_LIMIT = 5 * 1024 * 1024  # larger ones answer with a presigned
 def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:
     """Bytes of one attachment (received or sent mail), or a short-lived S3 URL when large."""
     from mailsync.domain import mime
-    from mailsync.usecases.reading import _visible_message
+    from mailsync.usecases.reading import visible_message
 
-    doc = _visible_message(tenant_id, user_id, mid)  # colleagues may read what they may see
+    doc = visible_message(tenant_id, user_id, mid)  # colleagues may read what they may see
     if attachment_id not in {a["id"] for a in doc.get("attachments") or []}:
         raise NotFound("attachment not found")
     found = mime.get_attachment(blobs.get(doc["raw_key"]), attachment_id)

@@ -88,7 +88,7 @@ def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[
     return lek
 
 
-def _visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+def visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     try:
         item = MessageItem.get(keys.message(tenant_id, mid), "M")
     except DoesNotExist:
@@ -105,7 +105,7 @@ def _visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
 
 
 def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
-    doc = _visible_message(tenant_id, user_id, mid)
+    doc = visible_message(tenant_id, user_id, mid)
     text, html = doc.get("text"), doc.get("html")
     if doc.get("body_key"):
         body = blobs.get_body(doc["body_key"])

@@ -37,7 +37,7 @@ from mailsync.providers.factory import make_provider
 from mailsync.store import aws, keys, repo
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
-from mailsync.usecases.client import _own_message
+from mailsync.usecases.client import own_message
 from mailsync.usecases.reading import summary
 
 SmtpSend = Callable[..., dict[str, dict[str, Any]]]
@@ -101,7 +101,7 @@ def send(
 
     reply_headers = None
     if request.get("reply_to"):
-        parent = _own_message(tenant_id, user_id, request["reply_to"])
+        parent = own_message(tenant_id, user_id, request["reply_to"])
         if not parent.get("header_message_id"):
             raise Unprocessable("the message replied to has no Message-ID", code="invalid_request")
         reply_headers = (parent["header_message_id"], list(parent.get("references") or []))
@@ -160,7 +160,7 @@ def send(
     stored = _file_and_store(acc, raw, header_id, provider_factory)
     mid = message_id_for(tenant_id, account_id, mime.message_key(mime.parse_message(raw), raw))
     try:
-        view = summary(_own_message(tenant_id, user_id, mid)) if stored else None
+        view = summary(own_message(tenant_id, user_id, mid)) if stored else None
     except NotFound:
         view = None
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
