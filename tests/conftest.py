@@ -18,6 +18,7 @@ from tests.support.fixtures import (  # noqa: F401
     imap_user_nocondstore,
     smtp_server,
 )
+from tests.support.google import google  # noqa: F401
 
 REGION = "eu-central-1"
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

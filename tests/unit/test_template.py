@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ FUNCTIONS = {
     "ApiFunction": "api",
     "SchedulerFunction": "scheduler",
     "SyncWorkerFunction": "sync_worker",
+    "WatchRenewerFunction": "watch_renewer",
 }
 EXPECTED_ENV = {
     "POWERTOOLS_SERVICE_NAME",
@@ -247,3 +249,145 @@ def test_intrinsics_in_table_keys_are_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="intrinsic Ref"):
         schema.table_definitions(bad)
+
+
+# ------------------------------------------------------------- Google Workspace
+GOOGLE_CLIENT_ENV = {
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "MAILSYNC_GOOGLE_TOKEN_URI",
+    "MAILSYNC_GMAIL_API_BASE",
+    "MAILSYNC_GOOGLE_PUBSUB_TOPIC",
+    "MAILSYNC_GOOGLE_POLL_SECONDS",
+}
+GOOGLE_API_ENV = GOOGLE_CLIENT_ENV | {
+    "MAILSYNC_GOOGLE_AUTH_URI",
+    "MAILSYNC_GOOGLE_CERTS_URI",
+    "MAILSYNC_GOOGLE_PUSH_AUDIENCE",
+    "MAILSYNC_GOOGLE_PUSH_SERVICE_ACCOUNT",
+    "MAILSYNC_STATE_SECRET",
+    "MAILSYNC_PUBLIC_URL",
+}
+SECRET_ENV = {"GOOGLE_CLIENT_SECRET", "MAILSYNC_STATE_SECRET"}
+
+
+def _function_env(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return resources[logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+
+
+def test_google_environment_per_function(resources: dict[str, Any]) -> None:
+    assert set(_function_env(resources, "ApiFunction")) == GOOGLE_API_ENV
+    assert set(_function_env(resources, "SyncWorkerFunction")) == GOOGLE_CLIENT_ENV
+    assert set(_function_env(resources, "WatchRenewerFunction")) == GOOGLE_CLIENT_ENV
+    assert set(_function_env(resources, "SchedulerFunction")) == {"MAILSYNC_GOOGLE_POLL_SECONDS"}
+    api = _function_env(resources, "ApiFunction")
+    assert api["GOOGLE_CLIENT_ID"] == {"Ref": "GoogleClientId"}
+    assert api["MAILSYNC_GOOGLE_PUBSUB_TOPIC"] == {"Ref": "GooglePubSubTopic"}
+    assert api["MAILSYNC_GOOGLE_PUSH_AUDIENCE"] == {"Ref": "GooglePushAudience"}
+    assert api["MAILSYNC_GOOGLE_PUSH_SERVICE_ACCOUNT"] == {"Ref": "GooglePushServiceAccount"}
+    assert api["MAILSYNC_PUBLIC_URL"] == {"Ref": "PublicApiUrl"}
+
+
+def test_google_parameters_default_to_googles_endpoints(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["GoogleAuthUri"]["Default"] == "https://accounts.google.com/o/oauth2/v2/auth"
+    assert params["GoogleTokenUri"]["Default"] == "https://oauth2.googleapis.com/token"
+    assert params["GoogleCertsUri"]["Default"] == "https://www.googleapis.com/oauth2/v1/certs"
+    assert params["GmailApiBase"]["Default"] == "https://gmail.googleapis.com"
+    assert params["GooglePollSeconds"]["Default"] == 900
+    assert params["PublicApiUrl"]["Default"] == ""
+    # Google is off by default, and a client ID alone cannot be deployed.
+    assert params["GoogleClientId"]["Default"] == ""
+    rule = template["Rules"]["GoogleNeedsSecretAndPush"]
+    asserted = {a["Assert"]["Fn::Not"][0]["Fn::Equals"][0]["Ref"] for a in rule["Assertions"]}
+    assert asserted == {
+        "GoogleClientSecretId",
+        "GooglePubSubTopic",
+        "GooglePushAudience",
+        "GooglePushServiceAccount",
+    }
+
+
+def test_google_variables_are_settings_fields(resources: dict[str, Any]) -> None:
+    from mailsync.config import Settings
+
+    if "state_secret" not in Settings.model_fields:
+        pytest.skip("mailsync.config has no Google settings yet")
+    for logical_id in FUNCTIONS:
+        for name in _function_env(resources, logical_id):
+            if name.startswith("MAILSYNC_"):
+                assert name.removeprefix("MAILSYNC_").lower() in Settings.model_fields, (logical_id, name)
+
+
+def _is_secrets_manager_reference(value: Any) -> bool:
+    """True for ``!Sub "{{resolve:secretsmanager:${X}:SecretString}}"`` (or an ``!If`` of it and "")."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, yes, no = value["Fn::If"]
+        return _is_secrets_manager_reference(yes) and no == ""
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return (
+            re.fullmatch(r"\{\{resolve:secretsmanager:\$\{\w+\}:SecretString\}\}", value["Fn::Sub"])
+            is not None
+        )
+    return False
+
+
+def test_no_secret_value_is_inlined(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    for logical_id in FUNCTIONS:
+        env = _function_env(resources, logical_id)
+        for name in SECRET_ENV & set(env):
+            assert _is_secrets_manager_reference(env[name]), (logical_id, name, env[name])
+    api = _function_env(resources, "ApiFunction")
+    assert api["GOOGLE_CLIENT_SECRET"]["Fn::If"][1] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${GoogleClientSecretId}:SecretString}}"
+    }
+    assert api["MAILSYNC_STATE_SECRET"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${OAuthStateSecret}:SecretString}}"
+    }
+    # The state key is generated by Secrets Manager, never written down.
+    state = resources["OAuthStateSecret"]
+    assert state["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in state["Properties"]
+    assert state["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    # The client secret parameter names a secret; it has no value to default to.
+    assert template["Parameters"]["GoogleClientSecretId"]["Default"] == ""
+    for name, param in template["Parameters"].items():
+        if "secret" in name.lower():
+            assert param.get("Default", "") == "", name
+    assert "GOCSPX-" not in TEMPLATE.read_text(encoding="utf-8")  # Google client secrets' prefix
+    assert not list(_secret_literals(template))
+
+
+def _secret_literals(node: Any, path: str = "") -> Any:
+    """Every ``SecretString`` property, and every dynamic reference that is not Secrets Manager."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "SecretString":
+                yield f"{path}/{key}"
+            yield from _secret_literals(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _secret_literals(value, f"{path}/{i}")
+    elif isinstance(node, str) and "{{resolve:" in node and "{{resolve:secretsmanager:" not in node:
+        yield path
+
+
+def test_watch_renewer_is_daily_and_least_privilege(resources: dict[str, Any]) -> None:
+    props = resources["WatchRenewerFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(1 day)"
+    assert props["Timeout"] <= 900
+    statements = [s for policy in props["Policies"] for s in policy["Statement"]]
+    assert all(s["Effect"] == "Allow" for s in statements)
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "kms:Decrypt"}
+    table_arn = {"Fn::GetAtt": ["MainTable", "Arn"]}
+    for s in statements:
+        resources_ = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        assert "*" not in resources_
+        if any(a.startswith("kms:") for a in s["Action"]):
+            assert resources_ == [{"Fn::GetAtt": ["MailKey", "Arn"]}]
+        else:
+            assert table_arn in resources_
+            assert set(map(str, resources_)) <= {str(table_arn), str({"Fn::Sub": "${MainTable.Arn}/index/*"})}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,26 @@ class Settings(BaseSettings):
     sync_batch_size: int = Field(100, ge=1, le=500, description="Mails fetched and stored per batch")
     imap_timeout_seconds: float = Field(30.0, gt=0)
     max_inline_body_bytes: int = Field(60_000, ge=1_000, description="Bodies larger go to S3")
+    public_url: str = Field(
+        "", description="Public base URL of the API (OAuth callbacks); else the request host"
+    )
+    state_secret: str = Field("", description="HMAC key of OAuth state tokens (required for OAuth)")
+
+    # Google Workspace (docs/google-workspace.md). Endpoints are configurable so tests use fakes.
+    google_client_id: str = Field(
+        "", validation_alias=AliasChoices("GOOGLE_CLIENT_ID", "MAILSYNC_GOOGLE_CLIENT_ID")
+    )
+    google_client_secret: str = Field(
+        "", validation_alias=AliasChoices("GOOGLE_CLIENT_SECRET", "MAILSYNC_GOOGLE_CLIENT_SECRET")
+    )
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_certs_uri: str = "https://www.googleapis.com/oauth2/v1/certs"
+    gmail_api_base: str = "https://gmail.googleapis.com"
+    google_pubsub_topic: str = ""
+    google_push_audience: str = ""
+    google_push_service_account: str = ""
+    google_poll_seconds: int = Field(900, ge=1, description="Polling backs push up at this slow interval")
 
 
 @lru_cache(maxsize=1)

@@ -60,3 +60,7 @@ class Unprocessable(MailsyncError):
 
 class BadGateway(MailsyncError):
     status, code = 502, "provider_error"
+
+
+class NotConfigured(MailsyncError):
+    status, code = 503, "not_configured"

@@ -39,7 +39,9 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, m
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 # Ids become parts of DynamoDB keys (at most 2048 bytes): an overlong id is bad input, not a 500.
 Id = Annotated[str, Path(min_length=1, max_length=128)]
-PUBLIC_PATHS = {"/v1/openapi.json"}
+# Routes that authenticate otherwise: the spec holds no data; the OAuth callback is
+# bound to its tenant by the signed state; webhooks verify the provider's token.
+PUBLIC_PATHS = {"/v1/openapi.json", "/v1/oauth/google/callback", "/v1/webhooks/google"}
 
 
 def APIKeyIn_header(name: str, description: str) -> APIKey:  # noqa: N802
@@ -297,6 +299,8 @@ def get_thread(thread_id: Id) -> schemas.ThreadDetail:
 # The mail client's routes (write-through) live in their own module.
 from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
+from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
 
 app.include_router(client_router)
 app.include_router(contact_router)
+app.include_router(oauth_router)

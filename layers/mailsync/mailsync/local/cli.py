@@ -9,17 +9,22 @@ import secrets
 import sys
 
 
+def _bind() -> None:
+    from mailsync.store import models
+
+    models.bind(
+        os.environ.get("MAILSYNC_TABLE", "mailsync-main"),
+        host=os.environ.get("AWS_ENDPOINT_URL") or None,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1",
+    )
+
+
 def create_tenant(name: str) -> dict[str, str]:
     """Create a tenant and its API key in DynamoDB (``AWS_ENDPOINT_URL`` honoured)."""
     from mailsync.domain.sync import iso, utcnow
-    from mailsync.store import models, repo
+    from mailsync.store import repo
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    models.bind(
-        os.environ.get("MAILSYNC_TABLE", "mailsync-main"),
-        host=endpoint or None,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1",
-    )
+    _bind()
     tenant_id = "t_" + secrets.token_hex(8)
     api_key = "msk_" + secrets.token_urlsafe(32)
     repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
@@ -37,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     admin_sub = admin.add_subparsers(dest="admin_cmd", required=True)
     ct = admin_sub.add_parser("create-tenant", help="create a tenant; prints its id and API key as JSON")
     ct.add_argument("name")
+    ar = admin_sub.add_parser(
+        "allow-redirect", help="allow OAuth redirect URIs for a tenant ('http://host:*' = any port)"
+    )
+    ar.add_argument("tenant_id")
+    ar.add_argument("patterns", nargs="+")
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
@@ -47,9 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         from mailsync.local.demo import run_demo
 
         run_demo(args.port)
-    elif args.cmd == "admin" and args.admin_cmd == "create-tenant":
+    elif args.cmd == "admin":
         try:
-            print(json.dumps(create_tenant(args.name)))
+            if args.admin_cmd == "create-tenant":
+                print(json.dumps(create_tenant(args.name)))
+            else:
+                _bind()
+                from mailsync.store import repo
+
+                print(
+                    json.dumps(
+                        {
+                            "tenant_id": args.tenant_id,
+                            "redirect_allowlist": repo.allow_redirects(args.tenant_id, args.patterns),
+                        }
+                    )
+                )
         except Exception as e:  # noqa: BLE001 - a CLI reports, it does not dump a trace
             print(json.dumps({"error": type(e).__name__, "message": str(e)}), file=sys.stderr)
             return 1

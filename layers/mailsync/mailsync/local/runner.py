@@ -16,6 +16,7 @@ import base64
 import importlib.util
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -143,12 +144,17 @@ def configure_process_env(endpoint: str, extra: dict[str, str]) -> None:
     models.bind(extra["MAILSYNC_TABLE"], host=endpoint, region=REGION)
 
 
+DEV_REDIRECTS = ["http://127.0.0.1:*", "http://localhost:*"]
+
+
 def ensure_tenant(tenant_id: str, name: str, api_key: str) -> None:
+    """The dev tenant: its API key, and OAuth redirects allowed to loopback addresses."""
     from mailsync.domain.sync import iso, utcnow
     from mailsync.store import repo
 
     if repo.tenant_for_key(api_key) is None:
         repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
+    repo.allow_redirects(tenant_id, DEV_REDIRECTS)
 
 
 # ---------------------------------------------------------------------- HTTP
@@ -301,6 +307,7 @@ def serve(
     os.environ.setdefault("MAILSYNC_ALLOW_PRIVATE_HOSTS", "1")
     os.environ.setdefault("MAILSYNC_POLL_SECONDS", "30")
     os.environ.setdefault("MAILSYNC_SYNC_TIME_BUDGET_SECONDS", "60")
+    os.environ.setdefault("MAILSYNC_STATE_SECRET", secrets.token_urlsafe(32))  # OAuth state, this run only
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

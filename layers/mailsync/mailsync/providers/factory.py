@@ -23,4 +23,16 @@ def make_provider(account: dict[str, Any], secrets: dict[str, Any]) -> MailProvi
             else secrets["imap_password"],
             timeout=get_settings().imap_timeout_seconds,
         )
+    if account["provider"] == "google":
+        from mailsync.providers.gmail import CredentialsTokenSource, GmailProvider, budget_for
+
+        s = get_settings()
+        token = secrets["google_refresh_token"]
+        tokens = CredentialsTokenSource.from_refresh_token(
+            token.reveal() if hasattr(token, "reveal") else token,
+            s.google_client_id,
+            s.google_client_secret,
+            token_uri=s.google_token_uri,
+        )
+        return GmailProvider(tokens, api_base=s.gmail_api_base, budget=budget_for(account["email"]))
     raise ValueError(f"unsupported provider {account['provider']!r}")

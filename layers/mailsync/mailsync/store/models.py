@@ -99,6 +99,37 @@ class TenantItem(_Base):
     tenant_id = UnicodeAttribute()
     name = UnicodeAttribute()
     created_at = UnicodeAttribute()
+    # OAuth redirect URIs this tenant may use: "https://crm.example/cb", "http://127.0.0.1:*"
+    redirect_allowlist = ListAttribute(of=UnicodeAttribute, default=list)
+
+
+class OAuthStateItem(_Base):
+    """``OAUTH#<sha256(state id)>`` / ``S``: a pending OAuth flow (single use, expires; TTL)."""
+
+    provider = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    redirect_uri = UnicodeAttribute()
+    callback_url = UnicodeAttribute()
+    nonce = UnicodeAttribute()
+    verifier = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    ttl = NumberAttribute()
+
+
+class GoogleAddressItem(_Base):
+    """``GADDR#<email>`` / ``T#<t>#A#<a>``: finds the account(s) a Gmail push names."""
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+
+
+class WatchItem(_Base):
+    """``GWATCH`` / ``T#<t>#A#<a>``: Google accounts whose ``users.watch`` is renewed daily."""
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    renewed_at = NumberAttribute(default=0)
 
 
 class EmailLockItem(_Base):
@@ -316,6 +347,9 @@ ALL_MODELS: tuple[type[_Base], ...] = (
     LinkItem,
     AddressContactsItem,
     AddressMessageItem,
+    OAuthStateItem,
+    GoogleAddressItem,
+    WatchItem,
 )
 
 

@@ -38,6 +38,14 @@ def create_tenant(tenant_id: str, name: str, api_key: str, now: str) -> None:
     ApiKeyItem(keys.api_key(hash_key(api_key)), "K", tenant_id=tenant_id, created_at=now).save()
 
 
+def allow_redirects(tenant_id: str, patterns: list[str]) -> list[str]:
+    """Add OAuth redirect URI patterns to a tenant's allowlist; returns the new list."""
+    item = TenantItem.get(keys.tenant(tenant_id), "T", consistent_read=True)
+    merged = list(dict.fromkeys([*(str(p) for p in (item.redirect_allowlist or [])), *patterns]))
+    item.update(actions=[TenantItem.redirect_allowlist.set(merged)])  # type: ignore[arg-type]
+    return merged
+
+
 def tenant_for_key(api_key: str) -> str | None:
     try:
         return ApiKeyItem.get(keys.api_key(hash_key(api_key)), "K").tenant_id

@@ -306,6 +306,10 @@ def delete_account(tenant_id: str, user_id: str, account_id: str) -> None:
         raise NotFound("account not found")
     acc["state"], acc["next_due"] = "deleting", None
     repo.save_account(acc, get_settings().due_shards)
+    if acc["provider"] == "google":
+        from mailsync.usecases.google import forget_account
+
+        forget_account(tenant_id, account_id, acc["email"])
     purge_account(tenant_id, account_id, acc["email"])
 
 

@@ -128,36 +128,17 @@ def send(
     except compose_mod.InvalidAddress as e:
         raise Unprocessable(str(e), code="invalid_address") from e
 
-    secrets = load_secrets(acc)
-    server = acc["servers"]["smtp"]
     recipients = compose_mod.envelope_recipients(to, cc, bcc)
-    try:
-        results = smtp_send(
-            host=server["host"],
-            port=int(server["port"]),
-            security=server["security"],
-            username=server["username"],
-            password=secrets["smtp_password"].reveal(),
-            sender=compose_mod.smtp_address(sender),
-            recipients=recipients,
-            data=raw,
-            timeout=get_settings().imap_timeout_seconds,
-        )
-    except smtp.SmtpRejected as e:
-        raise BadGateway(
-            f"the SMTP server rejected the message: {e.code} {e.reply}",
-            code="smtp_rejected",
-            details={"smtp_code": e.code, "reply": e.reply, "recipients": _recipient_list(e.recipients)},
-        ) from e
-    except smtp.SmtpAuthFailed as e:
-        raise BadGateway(f"the SMTP server refused the login: {e}", code="smtp_rejected") from e
-    except ProviderError as e:
-        raise BadGateway(f"could not deliver: {e}", code="provider_error") from e
+    sent_ref: str | None = None
+    if acc["provider"] == "google":
+        results, sent_ref = _send_via_api(acc, raw, recipients, provider_factory)
+    else:
+        results = _send_via_smtp(acc, raw, sender, recipients, smtp_send)
     logger.info(
         "mail sent", extra={"tenant_id": tenant_id, "account_id": account_id, "recipients": len(recipients)}
     )
 
-    stored = _file_and_store(acc, raw, header_id, provider_factory)
+    stored = _file_and_store(acc, raw, header_id, provider_factory, sent_ref)
     mid = message_id_for(tenant_id, account_id, mime.message_key(mime.parse_message(raw), raw))
     try:
         view = summary(own_message(tenant_id, user_id, mid)) if stored else None
@@ -189,12 +170,56 @@ def send(
     }
 
 
+def _send_via_smtp(
+    acc: dict[str, Any], raw: bytes, sender: Any, recipients: list[str], smtp_send: SmtpSend
+) -> dict[str, dict[str, Any]]:
+    server = acc["servers"]["smtp"]
+    try:
+        return smtp_send(
+            host=server["host"],
+            port=int(server["port"]),
+            security=server["security"],
+            username=server["username"],
+            password=load_secrets(acc)["smtp_password"].reveal(),
+            sender=compose_mod.smtp_address(sender),
+            recipients=recipients,
+            data=raw,
+            timeout=get_settings().imap_timeout_seconds,
+        )
+    except smtp.SmtpRejected as e:
+        raise BadGateway(
+            f"the SMTP server rejected the message: {e.code} {e.reply}",
+            code="smtp_rejected",
+            details={"smtp_code": e.code, "reply": e.reply, "recipients": _recipient_list(e.recipients)},
+        ) from e
+    except smtp.SmtpAuthFailed as e:
+        raise BadGateway(f"the SMTP server refused the login: {e}", code="smtp_rejected") from e
+    except ProviderError as e:
+        raise BadGateway(f"could not deliver: {e}", code="provider_error") from e
+
+
+def _send_via_api(
+    acc: dict[str, Any], raw: bytes, recipients: list[str], provider_factory: ProviderFactory
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Gmail ``users.messages.send``: the provider files the Sent copy itself."""
+    try:
+        with provider_factory(acc, load_secrets(acc)) as provider:
+            sent = provider.send(raw)  # type: ignore[attr-defined]
+    except ProviderError as e:
+        raise BadGateway(f"the provider refused to send: {e}", code="provider_error") from e
+    return {r: {"status": "accepted"} for r in recipients}, str(sent.get("id")) if sent else None
+
+
 def _recipient_list(results: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [{"email": email, **r} for email, r in (results or {}).items()]
 
 
 def _file_and_store(
-    acc: dict[str, Any], raw: bytes, header_id: str, provider_factory: ProviderFactory
+    acc: dict[str, Any],
+    raw: bytes,
+    header_id: str,
+    provider_factory: ProviderFactory,
+    sent_ref: str | None = None,
 ) -> bool:
     """APPEND to Sent (unless the provider does it) and mirror the copy. Never raises:
     the mail is already delivered, and a later sync will pick up the Sent copy."""
@@ -206,7 +231,9 @@ def _file_and_store(
     now = datetime.now(UTC)
     ref: str | None = None
     try:
-        if acc.get("saves_sent"):
+        if sent_ref is not None:
+            ref = sent_ref  # the provider filed it and told us where
+        elif acc.get("saves_sent"):
             ref = "pending-" + hashlib.sha256(header_id.encode()).hexdigest()[:16]
         else:
             with provider_factory(acc, load_secrets(acc)) as provider:

@@ -112,7 +112,8 @@ def sync_account(
         state="active" if initial_done and report.complete else "initial_sync",
         error=None,
         failures=0,
-        next_due=next_due_after(s.poll_seconds),
+        # Google pushes changes; polling only backs push up, at a slow interval.
+        next_due=next_due_after(s.google_poll_seconds if acc["provider"] == "google" else s.poll_seconds),
     )
     acc["sync"]["last_success_at"] = iso(now_dt())
     if not _save(acc, s):

@@ -1,0 +1,64 @@
+"""Hosted OAuth for Google Workspace, and the Gmail push webhook."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel
+
+from mailsync.config import get_settings
+from mailsync.usecases import google
+
+router = APIGatewayHttpRouter()
+
+
+class AuthorizeUrl(BaseModel):
+    url: str
+
+
+def _resolver():  # noqa: ANN202
+    assert router.api_resolver is not None
+    return router.api_resolver
+
+
+def _callback_url() -> str:
+    """Our own callback URL: configured, or derived from the request's host."""
+    base = get_settings().public_url.rstrip("/")
+    if not base:
+        event = _resolver().current_event
+        host = event.headers.get("host") or event.request_context.domain_name
+        local = host.split(":")[0] in ("127.0.0.1", "localhost")
+        proto = event.headers.get("x-forwarded-proto") or ("http" if local else "https")
+        base = f"{proto}://{host}"
+    return f"{base}/v1/oauth/google/callback"
+
+
+@router.get(
+    "/v1/oauth/google/authorize", tags=["oauth"], summary="The Google authorization URL (PKCE, state)"
+)
+def google_authorize(redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)]) -> AuthorizeUrl:
+    ctx = _resolver().context
+    return AuthorizeUrl.model_validate(
+        google.authorize(ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url())
+    )
+
+
+@router.get(
+    "/v1/oauth/google/callback",
+    tags=["oauth"],
+    summary="Google redirects here; we redirect to the tenant's redirect_uri with account_id or error",
+)
+def google_callback():  # noqa: ANN201 - a 302
+    params = dict(_resolver().current_event.query_string_parameters or {})
+    location = google.callback(params)
+    return Response(status_code=302, headers={"Location": location}, body=None)
+
+
+@router.post("/v1/webhooks/google", tags=["webhooks"], summary="Gmail Pub/Sub push (OIDC-authenticated)")
+def google_webhook():  # noqa: ANN201 - 204
+    event = _resolver().current_event
+    google.handle_push(event.headers.get("authorization") or "", event.decoded_body)
+    return Response(status_code=204, body=None)
