@@ -398,7 +398,11 @@ class SyncEngine:
         new = [(parsed[u.ref], known[u.ref]) for u in upserts if known[u.ref] not in msgs]
         new.sort(key=lambda x: x[0][0].internal_date)
         seen_new: set[str] = set()
-        threads = self._assign_threads([(mid, p) for (_, p, _), mid in new], w)
+        threads = self._assign_threads(
+            [(mid, p) for (_, p, _), mid in new],
+            w,
+            {mid: u.thread_hint for (u, _, _), mid in new if u.thread_hint},
+        )
         contacts: dict[str, dict[str, str]] = {}
         if new and self.ctx.auto_assign:
             emails = {a.key for (_, p, _), _m in new for a in (*p.from_, *p.to, *p.cc, *p.bcc)}
@@ -575,10 +579,13 @@ class SyncEngine:
             "created_at": iso(utcnow()),
             "orphan": False,
             "links": {},
+            "provider_thread_id": u.thread_hint,
         }
 
     # --------------------------------------------------------------- threads
-    def _assign_threads(self, new: list[tuple[str, ParsedMessage]], w: Writes) -> dict[str, str]:
+    def _assign_threads(
+        self, new: list[tuple[str, ParsedMessage]], w: Writes, hints: dict[str, str] | None = None
+    ) -> dict[str, str]:
         wanted: set[str] = set()
         plan = []
         for mid, p in new:
@@ -592,7 +599,11 @@ class SyncEngine:
         known = self.store.get_refs(wanted) if wanted else {}
         out: dict[str, str] = {}
         for mid, p, cands, own, sref in plan:
-            thid = next((known[c] for c in cands if c in known), None)
+            thid: str | None = None
+            if hints and mid in hints:  # the provider's conversation id is authoritative
+                thid = "t_" + _h(self.ctx.tenant_id, self.ctx.account_id, "hint", hints[mid])[:24]
+            if thid is None:
+                thid = next((known[c] for c in cands if c in known), None)
             if thid is None and own and own in known:
                 thid = known[own]  # a reply arrived first and announced us
             if thid is None and sref and sref in known:

@@ -76,6 +76,9 @@ class Upsert:
     raw: bytes
     unread: bool
     internal_date: datetime  # timezone-aware, UTC
+    # The provider's own conversation id (Gmail threadId, Graph conversationId): when
+    # given it is authoritative for threading, instead of References/subject.
+    thread_hint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -633,7 +633,14 @@ class GmailProvider:
         when = _ms_to_dt(msg.get("internalDate") or 0)
         if when < since:
             return None
-        return Upsert(folder, str(msg["id"]), _b64url_decode(str(msg["raw"])), "UNREAD" in labels, when)
+        return Upsert(
+            folder,
+            str(msg["id"]),
+            _b64url_decode(str(msg["raw"])),
+            "UNREAD" in labels,
+            when,
+            thread_hint=str(msg["threadId"]) if msg.get("threadId") else None,
+        )
 
     # -- sync ----------------------------------------------------------------------------------
 

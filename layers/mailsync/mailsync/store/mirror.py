@@ -35,6 +35,7 @@ MESSAGE_FIELDS = (
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
     "date", "received_at", "snippet", "unread", "has_attachments", "attachments", "text", "html",
     "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
+    "provider_thread_id",
 )  # fmt: skip
 THREAD_FIELDS = (
     "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",

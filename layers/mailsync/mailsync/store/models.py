@@ -252,6 +252,7 @@ class MessageItem(_Base):
     orphan = BooleanAttribute(default=False)
     # {contact_id: {"kind": str, "auto": [addresses that matched], "manual": bool}}
     links = JSONAttribute(default=dict)
+    provider_thread_id = UnicodeAttribute(null=True)  # Gmail threadId / Graph conversationId
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)

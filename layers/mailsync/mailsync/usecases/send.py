@@ -100,6 +100,7 @@ def send(
         raise Unprocessable("at least one recipient (to, cc or bcc) is required", code="invalid_address")
 
     reply_headers = None
+    parent: dict[str, Any] = {}
     if request.get("reply_to"):
         parent = own_message(tenant_id, user_id, request["reply_to"])
         if not parent.get("header_message_id"):
@@ -130,15 +131,18 @@ def send(
 
     recipients = compose_mod.envelope_recipients(to, cc, bcc)
     sent_ref: str | None = None
+    thread_hint: str | None = None
     if acc["provider"] == "google":
-        results, sent_ref = _send_via_api(acc, raw, recipients, provider_factory)
+        results, sent_ref, thread_hint = _send_via_api(
+            acc, raw, recipients, provider_factory, parent.get("provider_thread_id")
+        )
     else:
         results = _send_via_smtp(acc, raw, sender, recipients, smtp_send)
     logger.info(
         "mail sent", extra={"tenant_id": tenant_id, "account_id": account_id, "recipients": len(recipients)}
     )
 
-    stored = _file_and_store(acc, raw, header_id, provider_factory, sent_ref)
+    stored = _file_and_store(acc, raw, header_id, provider_factory, sent_ref, thread_hint)
     mid = message_id_for(tenant_id, account_id, mime.message_key(mime.parse_message(raw), raw))
     try:
         view = summary(own_message(tenant_id, user_id, mid)) if stored else None
@@ -199,15 +203,25 @@ def _send_via_smtp(
 
 
 def _send_via_api(
-    acc: dict[str, Any], raw: bytes, recipients: list[str], provider_factory: ProviderFactory
-) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Gmail ``users.messages.send``: the provider files the Sent copy itself."""
+    acc: dict[str, Any],
+    raw: bytes,
+    recipients: list[str],
+    provider_factory: ProviderFactory,
+    thread_id: str | None,
+) -> tuple[dict[str, dict[str, Any]], str | None, str | None]:
+    """Gmail ``users.messages.send`` (a reply carries the parent's ``threadId``); the
+    provider files the Sent copy itself. Returns (recipients, sent id, thread id)."""
     try:
         with provider_factory(acc, load_secrets(acc)) as provider:
-            sent = provider.send(raw)  # type: ignore[attr-defined]
+            sent = provider.send(raw, thread_id=thread_id)  # type: ignore[attr-defined]
     except ProviderError as e:
         raise BadGateway(f"the provider refused to send: {e}", code="provider_error") from e
-    return {r: {"status": "accepted"} for r in recipients}, str(sent.get("id")) if sent else None
+    sent = sent or {}
+    return (
+        {r: {"status": "accepted"} for r in recipients},
+        str(sent["id"]) if sent.get("id") else None,
+        str(sent["threadId"]) if sent.get("threadId") else None,
+    )
 
 
 def _recipient_list(results: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -220,6 +234,7 @@ def _file_and_store(
     header_id: str,
     provider_factory: ProviderFactory,
     sent_ref: str | None = None,
+    thread_hint: str | None = None,
 ) -> bool:
     """APPEND to Sent (unless the provider does it) and mirror the copy. Never raises:
     the mail is already delivered, and a later sync will pick up the Sent copy."""
@@ -247,7 +262,7 @@ def _file_and_store(
     if ref is None or not st.synced or st.cursor is None:
         return False
     engine = SyncEngine(store, account_context(acc, get_settings()))
-    engine.apply_local(states, [Upsert(sent, ref, raw, False, now)])
+    engine.apply_local(states, [Upsert(sent, ref, raw, False, now, thread_hint=thread_hint)])
     return True
 
 
