@@ -9,12 +9,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
+from tests.e2e.mailboxes import GoogleMailbox, ImapMailbox, Mailbox
+from tests.fakes.gmail import FakeGoogle
 from tests.support.dovecot import free_port
+from tests.support.google import PUSH_AUDIENCE, PUSH_SA
+
+if TYPE_CHECKING:
+    from tests.support.dovecot import Dovecot
+    from tests.support.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +50,29 @@ class Service:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def fake_google() -> Iterator[FakeGoogle]:
+    """One fake Google (OAuth + Gmail API) for the session; the runner points at it."""
+    with FakeGoogle(push_service_account=PUSH_SA) as fake:
+        yield fake
+
+
+def google_env(fake: FakeGoogle) -> dict[str, str]:
+    """Our Google settings pointing at ``fake`` (as tests/support/google.py does in-process)."""
+    return {
+        "GOOGLE_CLIENT_ID": fake.client_id,
+        "GOOGLE_CLIENT_SECRET": fake.client_secret,
+        "MAILSYNC_GOOGLE_AUTH_URI": fake.auth_uri,
+        "MAILSYNC_GOOGLE_TOKEN_URI": fake.token_uri,
+        "MAILSYNC_GOOGLE_CERTS_URI": fake.certs_uri,
+        "MAILSYNC_GMAIL_API_BASE": fake.api_base,
+        "MAILSYNC_GOOGLE_PUBSUB_TOPIC": "projects/mailsync-test/topics/gmail",
+        "MAILSYNC_GOOGLE_PUSH_AUDIENCE": PUSH_AUDIENCE,
+        "MAILSYNC_GOOGLE_PUSH_SERVICE_ACCOUNT": PUSH_SA,
+    }
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> Iterator[Service]:
     port, moto_port = free_port(), free_port()
     exe = shutil.which("mailsync", path=str(Path(sys.executable).parent)) or "mailsync"
     env = {
@@ -53,6 +82,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "MAILSYNC_POLL_SECONDS": "2",
         "MAILSYNC_DEV_API_KEY": "e2e-key",
         "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
+        **google_env(fake_google),
     }
     env.pop("AWS_ENDPOINT_URL", None)
     log = tmp_path_factory.mktemp("runner") / "runner.log"
@@ -80,3 +110,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             proc.kill()
         if os.environ.get("MAILSYNC_E2E_SHOW_LOG"):
             print(log.read_text()[-8000:])
+
+
+@pytest.fixture(params=["imap", "google"])
+def mailbox(request: pytest.FixtureRequest, service: Service) -> Mailbox:
+    """A fresh mailbox at the provider, with its driver (tests/e2e/mailboxes.py)."""
+    if request.param == "imap":
+        dovecot: Dovecot = request.getfixturevalue("dovecot")
+        smtp: SmtpServer = request.getfixturevalue("smtp_server")
+        return ImapMailbox(service, dovecot, smtp, dovecot.new_user())
+    return GoogleMailbox(service, request.getfixturevalue("fake_google"))

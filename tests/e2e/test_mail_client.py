@@ -1,40 +1,20 @@
-"""The mail client over HTTP against `mailsync run`, a real Dovecot and a real SMTP server."""
+"""The mail client over HTTP against `mailsync run`, for every provider: a real Dovecot and a
+real SMTP server, or the fake Google (Gmail sends and files Sent itself)."""
 
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 
-def test_client_routes_end_to_end(service, dovecot, imap_user, smtp_server):
-    user, pw = imap_user
-    rcpt_user, _ = dovecot.new_user("e2ercpt")
-    http = service.session("carla")
+def test_client_routes_end_to_end(service, mailbox):
+    http = service.session(mailbox.user("carla"))
     url = service.url
-    acc = http.post(
-        f"{url}/v1/accounts",
-        json={
-            "email": smtp_server.address(user),
-            "imap": {
-                "host": dovecot.host,
-                "port": dovecot.port,
-                "security": "none",
-                "username": user,
-                "password": pw,
-            },
-            "smtp": {
-                "host": smtp_server.host,
-                "port": smtp_server.port,
-                "security": "none",
-                "username": user,
-                "password": pw,
-            },
-        },
-    ).json()
-    aid = acc["id"]
+    aid = mailbox.connect(http)["id"]
     assert (
         http.patch(f"{url}/v1/accounts/{aid}/settings", json={"signature": "Carla Maklerin"}).status_code
         == 200
@@ -43,7 +23,7 @@ def test_client_routes_end_to_end(service, dovecot, imap_user, smtp_server):
 
     # Send with an attachment, twice with the same key: delivered once, shown at once in Sent.
     body = {
-        "to": [smtp_server.address(rcpt_user)],
+        "to": [mailbox.recipient],
         "subject": "Police",
         "text": "Anbei die Police.",
         "attachments": [
@@ -57,10 +37,13 @@ def test_client_routes_end_to_end(service, dovecot, imap_user, smtp_server):
     r1 = http.post(f"{url}/v1/accounts/{aid}/send", json=body, headers={"Idempotency-Key": "e2e-1"})
     r2 = http.post(f"{url}/v1/accounts/{aid}/send", json=body, headers={"Idempotency-Key": "e2e-1"})
     assert r1.status_code == r2.status_code == 202, r1.text
-    assert r1.json()["id"] == r2.json()["id"] and r1.json()["folder"] == "Sent"
-    assert len(dovecot.uids(rcpt_user, "INBOX")) == 1
+    assert r1.json()["id"] == r2.json()["id"] and r1.json()["folder"] == mailbox.sent
+    assert mailbox.received("Police") == 1
     sent_id = r1.json()["id"]
-    att = http.get(f"{url}/v1/messages/{sent_id}").json()["attachments"][0]
+    sent = http.get(f"{url}/v1/messages/{sent_id}").json()
+    sent_ref = mailbox.ref_of(sent)
+    assert mailbox.folders_of(sent_ref) == {mailbox.sent}
+    att = sent["attachments"][0]
     got = http.get(f"{url}/v1/messages/{sent_id}/attachments/{att['id']}")
     assert got.status_code == 200 and got.content == b"%PDF police"
 
@@ -68,40 +51,50 @@ def test_client_routes_end_to_end(service, dovecot, imap_user, smtp_server):
     reply = http.post(
         f"{url}/v1/accounts/{aid}/send",
         json={
-            "to": [smtp_server.address(user)],
+            "to": [mailbox.self_address],
             "subject": "Re: Police",
             "text": "Danke",
             "reply_to": sent_id,
         },
     )
-    assert reply.status_code == 202
-    http.post(f"{url}/v1/accounts/{aid}/sync")
+    assert reply.status_code == 202, reply.text
+    mailbox.loopback()
+    mailbox.sync(http, aid)
     thread_id = r1.json()["thread_id"]
     assert reply.json()["thread_id"] == thread_id
     # Sent to ourselves: one message, in Sent at once and in INBOX once the sync saw it.
     service.wait_for(
-        lambda: http.get(f"{url}/v1/messages/{reply.json()['id']}").json()["folders"] == ["INBOX", "Sent"],
+        lambda: (
+            http.get(f"{url}/v1/messages/{reply.json()['id']}").json()["folders"]
+            == [mailbox.inbox, mailbox.sent]
+        ),
         what="reply in INBOX",
     )
     assert http.get(f"{url}/v1/threads/{thread_id}").json()["message_count"] == 2
+    reply_ref = mailbox.ref_of(http.get(f"{url}/v1/messages/{reply.json()['id']}").json())
 
-    # Mark the thread read and archive it; then delete one mail.
-    r = http.patch(f"{url}/v1/threads/{thread_id}", json={"unread": False, "folder": "Archive"})
-    assert r.status_code == 200 and {m["folder"] for m in r.json()["items"]} == {"Archive"}
-    assert dovecot.uids(user, "Sent") == [] and dovecot.uids(user, "INBOX") == []  # every copy moved
-    assert len(dovecot.uids(user, "Archive")) == 3
+    # Mark the thread read and move it; then delete one mail. Every write reaches the provider.
+    r = http.patch(f"{url}/v1/threads/{thread_id}", json={"unread": False, "folder": mailbox.extra})
+    assert r.status_code == 200 and {m["folder"] for m in r.json()["items"]} == {mailbox.extra}, r.text
+    assert mailbox.count(mailbox.sent) == 0 and mailbox.count(mailbox.inbox) == 0  # every copy moved
+    # IMAP holds the reply to ourselves twice (from INBOX and Sent); Gmail once, with both labels.
+    assert mailbox.count(mailbox.extra) == (3 if mailbox.provider == "imap" else 2)
+    assert mailbox.folders_of(sent_ref) == mailbox.folders_of(reply_ref) == {mailbox.extra}
+    assert not mailbox.is_unread(sent_ref)
     r = http.patch(f"{url}/v1/messages/{sent_id}", json={"unread": True})
     assert r.status_code == 200 and r.json()["unread"] is True
+    assert mailbox.is_unread(sent_ref)
+    r = http.patch(f"{url}/v1/messages/{sent_id}", json={"unread": False})
+    assert r.status_code == 200 and r.json()["unread"] is False and not mailbox.is_unread(sent_ref)
     assert http.delete(f"{url}/v1/messages/{sent_id}").status_code == 204
     assert http.get(f"{url}/v1/messages/{sent_id}").status_code == 404
-    assert len(dovecot.uids(user, "Trash")) == 1
+    assert mailbox.count(mailbox.trash_folder) == 1
+    assert mailbox.trash_folder in mailbox.folders_of(sent_ref)
 
     # After another sync nothing is duplicated and the thread is as we left it.
-    http.post(f"{url}/v1/accounts/{aid}/sync")
-    import time
-
+    mailbox.sync(http, aid)
     time.sleep(3)
     msgs = http.get(f"{url}/v1/messages", params={"account_id": aid}).json()["items"]
-    assert [(m["subject"], m["folder"]) for m in msgs] == [("Re: Police", "Archive")]
+    assert [(m["subject"], m["folder"]) for m in msgs] == [("Re: Police", mailbox.extra)]
     r = http.patch(f"{url}/v1/messages/{msgs[0]['id']}", json={"folder": "Nirgendwo"})
     assert r.status_code == 422 and r.json()["code"] == "unknown_folder"

@@ -258,12 +258,14 @@ class SyncEngine:
         batch_size: int = 100,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[dict[str, FolderState]], None] | None = None,
+        before_batch: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.ctx = ctx
         self.batch_size = batch_size
         self.clock = clock
         self.on_progress = on_progress
+        self.before_batch = before_batch  # e.g. refresh ctx.visibility from the account settings
 
     # ------------------------------------------------------------------ folders
     def reconcile_folders(
@@ -359,6 +361,8 @@ class SyncEngine:
     ) -> bool:
         """Apply the folder's batches; True when it is caught up, False on deadline."""
         for batch in provider.changes(st.name, st.cursor, self.ctx.since, self.batch_size):
+            if self.before_batch and batch.changes:
+                self.before_batch()
             self.apply_batch(st, batch, report)
             if self.on_progress:
                 self.on_progress({st.name: st})

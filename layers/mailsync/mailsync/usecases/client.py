@@ -160,7 +160,9 @@ def _update_docs(
         s.folder(folder)
     ops: list[tuple[str, Any]] = []
     if unread is not None:
-        for f, refs in _by_folder(d for d in docs if bool(d["unread"]) != unread).items():
+        # Every copy, even when the message already looks read: copies can differ
+        # (a mail sent to oneself is read in Sent and unread in INBOX); STORE is idempotent.
+        for f, refs in _by_folder(docs).items():
             ops.append(("set_seen", (f, refs, not unread)))
     # A message is all its copies (one Message-ID): moving it moves every copy.
     move_plan: list[tuple[dict[str, Any], list[str]]] = []

@@ -71,6 +71,15 @@ def sync_account(
     all_states: dict[str, FolderState] = {}
     last_save = [clock()]
 
+    def before_batch() -> None:
+        # A settings change made while we sync applies to the mails stored from now on
+        # (one GetItem per batch of up to batch_size mails).
+        fresh = repo.get_account(tenant_id, account_id)
+        if fresh is not None:
+            fresh_settings = fresh.get("settings") or {}
+            ctx.visibility = fresh_settings.get("visibility", ctx.visibility)
+            ctx.auto_assign = bool(fresh_settings.get("auto_assign", ctx.auto_assign))
+
     def on_progress(changed: dict[str, FolderState]) -> None:
         all_states.update(changed)
         if clock() - last_save[0] >= 2.0:  # throttle progress writes
@@ -78,7 +87,14 @@ def sync_account(
             repo.update_sync_fields(acc, s.due_shards, fields=("sync",))
             last_save[0] = clock()
 
-    engine = SyncEngine(store, ctx, batch_size=s.sync_batch_size, clock=clock, on_progress=on_progress)
+    engine = SyncEngine(
+        store,
+        ctx,
+        batch_size=s.sync_batch_size,
+        clock=clock,
+        on_progress=on_progress,
+        before_batch=before_batch,
+    )
     try:
         with provider_factory(acc, secrets) as provider:
             listed = provider.list_folders()
