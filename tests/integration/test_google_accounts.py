@@ -94,14 +94,15 @@ def test_failures_redirect_with_an_error_code(tenant, google):
     q = start_flow(api)
     status, out = finish_flow(api, {"error": "access_denied", "state": q["state"]})
     assert status == 302 and out["error"] == "access_denied"
-    # The same state again: single use.
+    # The same state again: single use, reported to the redirect URI.
     status, out = finish_flow(api, {"code": "x", "state": q["state"]})
-    assert status == 400
+    assert status == 302 and out["error"] == "invalid_state" and out["_location"].startswith(REDIRECT)
     q = start_flow(api)
     status, out = finish_flow(api, {"code": "not-a-real-code", "state": q["state"]})
     assert status == 302 and out["error"] == "exchange_failed"
-    status, _ = finish_flow(api, {"code": "x", "state": "forged.signature"})
-    assert status == 400
+    # A forged state names no redirect we could trust: a plain 400, no redirect.
+    status, out = finish_flow(api, {"code": "x", "state": "forged.signature"})
+    assert status == 400 and out["_location"] == ""
 
 
 def test_reconnect_keeps_mails_and_revoked_access_sets_auth_error(tenant, google):
@@ -188,3 +189,28 @@ def test_watch_renewal_runs_once_per_period(tenant, google):
     assert renew_watches(now=now) == 1
     assert renew_watches(now=now + 60) == 0  # a concurrent or repeated run loses the lease
     assert renew_watches(now=now + 86_400) == 1
+
+
+def test_backfill_window_loads_older_mail(tenant, google):
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    api = ApiClient("key-t1", "alice")
+    google.add_user(EMAIL)
+    old = datetime.now(UTC) - timedelta(days=3)
+    google.deliver(
+        EMAIL, make_mail("vor drei Tagen", "kunde@example.org", EMAIL, date=old), internal_date=old
+    )
+    ancient = datetime.now(UTC) - timedelta(days=20)
+    google.deliver(
+        EMAIL, make_mail("zu alt", "kunde@example.org", EMAIL, date=ancient), internal_date=ancient
+    )
+    r = api.get("/v1/oauth/google/authorize", redirect_uri=REDIRECT, backfill_days=7)
+    q = {k: v[0] for k, v in parse_qs(urlsplit(r.body["url"]).query).items()}
+    code = google.authorize(
+        EMAIL, code_challenge=q["code_challenge"], redirect_uri=q["redirect_uri"], nonce=q["nonce"]
+    )
+    _, out = finish_flow(api, {"code": code, "state": q["state"]})
+    sync_account("t1", out["account_id"])
+    assert list(subjects(api, out["account_id"])) == ["vor drei Tagen"]
+    assert api.get(f"/v1/accounts/{out['account_id']}").body["backfill_days"] == 7

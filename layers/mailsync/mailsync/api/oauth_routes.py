@@ -39,10 +39,13 @@ def _callback_url() -> str:
 @router.get(
     "/v1/oauth/google/authorize", tags=["oauth"], summary="The Google authorization URL (PKCE, state)"
 )
-def google_authorize(redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)]) -> AuthorizeUrl:
+def google_authorize(
+    redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
+    backfill_days: Annotated[int, Query(ge=0, le=30, description="Also load this many days before now")] = 0,
+) -> AuthorizeUrl:
     ctx = _resolver().context
     return AuthorizeUrl.model_validate(
-        google.authorize(ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url())
+        google.authorize(ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url(), backfill_days)
     )
 
 

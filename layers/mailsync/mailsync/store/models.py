@@ -114,6 +114,8 @@ class OAuthStateItem(_Base):
     nonce = UnicodeAttribute()
     verifier = UnicodeAttribute()
     expires_at = NumberAttribute()
+    backfill_days = NumberAttribute(default=0)
+    used = BooleanAttribute(null=True)  # set once, by a conditional update: single use
     ttl = NumberAttribute()
 
 

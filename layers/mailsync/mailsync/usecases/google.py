@@ -32,7 +32,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.config import Settings, get_settings
 from mailsync.domain.sync import iso
@@ -114,7 +114,9 @@ def tenant_allowlist(tenant_id: str) -> list[str]:
 
 
 # ------------------------------------------------------------- authorize
-def authorize(tenant_id: str, user_id: str, redirect_uri: str, callback_url: str) -> dict[str, str]:
+def authorize(
+    tenant_id: str, user_id: str, redirect_uri: str, callback_url: str, backfill_days: int = 0
+) -> dict[str, str]:
     s = get_settings()
     _secret(s)
     u = urlsplit(redirect_uri)
@@ -136,6 +138,7 @@ def authorize(tenant_id: str, user_id: str, redirect_uri: str, callback_url: str
         callback_url=callback_url,
         nonce=nonce,
         verifier=verifier,
+        backfill_days=backfill_days,
         expires_at=now + STATE_TTL_SECONDS,
         ttl=now + STATE_TTL_SECONDS + 3600,
     ).save()
@@ -156,15 +159,20 @@ def authorize(tenant_id: str, user_id: str, redirect_uri: str, callback_url: str
 
 
 def _consume_state(s: Settings, state: str) -> OAuthStateItem:
+    """The state's record, marked used. An unsigned or unknown state is a 400 (we cannot
+    vouch for any redirect target); a replayed one redirects with ``invalid_state``."""
     state_id, _, sig = (state or "").partition(".")
     if not state_id or not sig or not hmac.compare_digest(sig, _sign(s, state_id)):
         raise InvalidState("the OAuth state is invalid")
     pk = f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
     try:
         item = OAuthStateItem.get(pk, "S", consistent_read=True)
-        item.delete(condition=OAuthStateItem.pk.exists())  # single use: a replay loses this race
-    except (DoesNotExist, DeleteError) as e:
-        raise InvalidState("the OAuth state was already used or is unknown") from e
+    except DoesNotExist as e:
+        raise InvalidState("the OAuth state is unknown") from e
+    try:  # single use: of two concurrent callbacks, one loses this condition
+        item.update(actions=[OAuthStateItem.used.set(True)], condition=OAuthStateItem.used.does_not_exist())
+    except UpdateError as e:
+        raise CallbackError("invalid_state", item.redirect_uri) from e
     return item
 
 
@@ -172,7 +180,11 @@ def _consume_state(s: Settings, state: str) -> OAuthStateItem:
 def callback(params: dict[str, str], *, http: Any = None) -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
-    st = _consume_state(s, params.get("state", ""))
+    try:
+        st = _consume_state(s, params.get("state", ""))
+    except CallbackError as e:
+        logger.info("google oauth state replayed")
+        return with_query(e.redirect_uri, error=e.code)
     try:
         if int(st.expires_at) < time.time():
             raise CallbackError("state_expired", st.redirect_uri)
@@ -187,7 +199,9 @@ def callback(params: dict[str, str], *, http: Any = None) -> str:
             raise CallbackError("workspace_required", st.redirect_uri)
         if not tokens.get("refresh_token"):
             raise CallbackError("exchange_failed", st.redirect_uri)
-        account_id = connect_account(st.tenant_id, st.user_id, claims["email"], tokens["refresh_token"])
+        account_id = connect_account(
+            st.tenant_id, st.user_id, claims["email"], tokens["refresh_token"], int(st.backfill_days or 0)
+        )
     except CallbackError as e:
         logger.info("google oauth callback refused", extra={"code": e.code, "tenant_id": st.tenant_id})
         return with_query(e.redirect_uri or st.redirect_uri, error=e.code)
@@ -248,7 +262,9 @@ def _verify_id_token(s: Settings, token: str, st: OAuthStateItem, http: Any) -> 
     return claims
 
 
-def connect_account(tenant_id: str, user_id: str, email: str, refresh_token: str) -> str:
+def connect_account(
+    tenant_id: str, user_id: str, email: str, refresh_token: str, backfill_days: int = 0
+) -> str:
     """Create the google account, or reconnect the existing one (mails and links kept)."""
     s = get_settings()
     existing_id = repo.account_by_email(tenant_id, email)
@@ -286,7 +302,7 @@ def connect_account(tenant_id: str, user_id: str, email: str, refresh_token: str
                 "folders_done": 0,
             },
             "sync_start": iso(now),
-            "backfill_days": 0,
+            "backfill_days": backfill_days,
             "failures": 0,
             "created_at": iso(now),
             "next_due": iso(now),
