@@ -5,13 +5,14 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install dovecot run demo test unit integration e2e lint format build clean
+.PHONY: help install dovecot run demo test unit integration e2e lint format build bench clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
 	@echo "make demo   the runner plus a throwaway Dovecot with sample mail"
 	@echo "make test   install everything (Dovecot included) and run unit, integration and e2e tests"
 	@echo "make lint   ruff + mypy;  make build  sam build (no Docker)"
+	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +54,12 @@ format: install
 
 build:
 	infra/sam-build.sh
+
+# Performance evidence (issue 5): prints the table, writes bench/results/latest.json.
+# BENCH_ARGS: --sizes 1000,10000 (default) | --quick | --skip-tools | --skip-api | --build | --profile
+BENCH_ARGS ?=
+bench: install dovecot
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
