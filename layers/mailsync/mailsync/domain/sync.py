@@ -112,6 +112,7 @@ class Writes:
 
     raw: dict[str, bytes] = field(default_factory=dict)  # S3 key -> MIME
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # S3 key -> {"text","html"}
+    message_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # mid -> inline {"text","html"}
     refs: dict[str, str] = field(default_factory=dict)  # ref hash -> thread id
     threads_put: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads_delete: set[str] = field(default_factory=set)
@@ -335,6 +336,7 @@ class SyncEngine:
     def run(self, provider: MailProvider, states: dict[str, FolderState], deadline: float) -> SyncReport:
         report = SyncReport()
         synced = [s for s in states.values() if s.synced]
+        orphans: list[str] = []
         for pass_no in (1, 2):
             for st in synced:
                 if self.clock() >= deadline:
@@ -351,9 +353,11 @@ class SyncEngine:
                     return report
             # A second pass is only needed to rescue mails that looked deleted
             # but may have moved to a folder synced earlier in this pass.
-            if pass_no == 1 and not self.store.list_orphans():
-                break
-        report.purged = self.purge_orphans()
+            if pass_no == 1:
+                orphans = self.store.list_orphans()
+                if not orphans:
+                    break  # nothing to rescue or purge: one read, the common case
+        report.purged = self.purge_orphans() if orphans else 0
         return report
 
     def sync_folder(
@@ -544,6 +548,9 @@ class SyncEngine:
             body_key = self.store.body_key(mid)
             w.bodies[body_key] = {"text": text, "html": html}
             text = html = None
+        if body_key is None:
+            # Inline bodies live in their own item, outside every index (see store.mirror).
+            w.message_bodies[mid] = {"text": text, "html": html}
         received = iso(u.internal_date)
         participants = sorted({a.key for a in (*p.from_, *p.to, *p.cc, *p.bcc)})
         return {
@@ -573,8 +580,6 @@ class SyncEngine:
                 {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
                 for a in p.attachments
             ],
-            "text": text,
-            "html": html,
             "body_key": body_key,
             "raw_key": raw_key,
             "size": len(u.raw),

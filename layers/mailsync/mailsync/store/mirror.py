@@ -21,6 +21,7 @@ from mailsync.store import blobs, keys
 from mailsync.store.models import (
     AddressContactsItem,
     AddressMessageItem,
+    BodyItem,
     FolderItem,
     LinkItem,
     LocationItem,
@@ -33,7 +34,7 @@ from mailsync.store.models import (
 MESSAGE_FIELDS = (
     "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
-    "date", "received_at", "snippet", "unread", "has_attachments", "attachments", "text", "html",
+    "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
     "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
     "provider_thread_id",
 )  # fmt: skip
@@ -237,6 +238,10 @@ class DynamoMirrorStore:
                             account_id=self.a,
                         )
                     )
+        if w.message_bodies:
+            with BodyItem.batch_write() as b:
+                for mid, body in w.message_bodies.items():
+                    b.save(BodyItem(keys.message(self.t, mid), "B", text=body["text"], html=body["html"]))
         if w.orphans_add - w.orphans_remove:
             # Before the message is marked orphan, so a crash can never hide a mail
             # that nothing would purge later.
@@ -273,6 +278,9 @@ class DynamoMirrorStore:
             with MessageItem.batch_write() as b:
                 for mid in w.messages_delete:
                     b.delete(MessageItem(keys.message(self.t, mid), "M"))
+            with BodyItem.batch_write() as b:
+                for mid in w.messages_delete:
+                    b.delete(BodyItem(keys.message(self.t, mid), "B"))
         if w.threads_delete - set(w.threads_put):
             with ThreadItem.batch_write() as b:
                 for thid in w.threads_delete - set(w.threads_put):

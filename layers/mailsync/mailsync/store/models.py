@@ -117,6 +117,7 @@ class OAuthStateItem(_Base):
     backfill_days = NumberAttribute(default=0)
     used = BooleanAttribute(null=True)  # set once, by a conditional update: single use
     ttl = NumberAttribute()
+    flow = UnicodeAttribute(null=True)  # microsoft: msal's auth code flow (JSON), kept server-side
 
 
 class GoogleAddressItem(_Base):
@@ -131,6 +132,28 @@ class WatchItem(_Base):
 
     tenant_id = UnicodeAttribute()
     account_id = UnicodeAttribute()
+    renewed_at = NumberAttribute(default=0)
+
+
+class GraphSubscriptionItem(_Base):
+    """``MSUB#<subscription id>`` / ``T#<t>#A#<a>``: finds the account a Graph notification names."""
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    client_state_hash = UnicodeAttribute()  # sha256 hex of the subscription's clientState
+
+
+class MicrosoftWatchItem(_Base):
+    """``MSWATCH`` / ``T#<t>#A#<a>``: Microsoft accounts whose Graph subscription is renewed.
+
+    ``pending`` is set by a lifecycle event (``renew`` or ``recreate``); the next sync of the
+    account does it, so that the webhook itself never calls Graph."""
+
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    subscription_id = UnicodeAttribute(null=True)
+    notification_url = UnicodeAttribute(null=True)
+    pending = UnicodeAttribute(null=True)
     renewed_at = NumberAttribute(default=0)
 
 
@@ -243,9 +266,7 @@ class MessageItem(_Base):
     unread = BooleanAttribute(default=True)
     has_attachments = BooleanAttribute(default=False)
     attachments = JSONAttribute(default=list)
-    text = UnicodeAttribute(null=True)
-    html = UnicodeAttribute(null=True)
-    body_key = UnicodeAttribute(null=True)  # S3 key of {"text","html"} when too big inline
+    body_key = UnicodeAttribute(null=True)  # S3 key of {"text","html"} when too big for BodyItem
     raw_key = UnicodeAttribute()
     size = NumberAttribute(default=0)
     visibility = UnicodeAttribute(default="private")
@@ -270,6 +291,18 @@ class MessageItem(_Base):
     by_folder = GSI3()
     by_thread = GSI4()
     unassigned = GSI5()
+
+
+class BodyItem(_Base):
+    """``T#<t>#M#<mid>`` / ``B``: the inline text and sanitized HTML of a message.
+
+    Kept apart from the message item so that the five indexes, which project the
+    message item whole, never copy bodies: a new mail costs a fraction of the write
+    units, and a flag change or move rewrites only the small item.
+    """
+
+    text = UnicodeAttribute(null=True)
+    html = UnicodeAttribute(null=True)
 
 
 class ThreadItem(_Base):
@@ -346,6 +379,7 @@ ALL_MODELS: tuple[type[_Base], ...] = (
     OrphanItem,
     MessageItem,
     ThreadItem,
+    BodyItem,
     ContactItem,
     LinkItem,
     AddressContactsItem,
@@ -353,6 +387,8 @@ ALL_MODELS: tuple[type[_Base], ...] = (
     OAuthStateItem,
     GoogleAddressItem,
     WatchItem,
+    GraphSubscriptionItem,
+    MicrosoftWatchItem,
 )
 
 

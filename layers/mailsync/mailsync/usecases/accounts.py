@@ -32,6 +32,7 @@ from mailsync.store import blobs, crypto, keys, repo
 from mailsync.store.models import (
     AccountItem,
     AddressMessageItem,
+    BodyItem,
     EmailLockItem,
     FolderItem,
     LinkItem,
@@ -310,6 +311,10 @@ def delete_account(tenant_id: str, user_id: str, account_id: str) -> None:
         from mailsync.usecases.google import forget_account
 
         forget_account(tenant_id, account_id, acc["email"])
+    elif acc["provider"] == "microsoft":
+        from mailsync.usecases.microsoft import forget_account as forget_microsoft
+
+        forget_microsoft(tenant_id, account_id)
     purge_account(tenant_id, account_id, acc["email"])
 
 
@@ -337,6 +342,9 @@ def purge_account(tenant_id: str, account_id: str, email: str) -> None:
     with MessageItem.batch_write() as b:
         for mid in mids:
             b.delete(MessageItem(keys.message(tenant_id, mid), "M"))
+    with BodyItem.batch_write() as b:
+        for mid in mids:
+            b.delete(BodyItem(keys.message(tenant_id, mid), "B"))
     with ThreadItem.batch_write() as b:
         for th in thread_ids:
             b.delete(ThreadItem(keys.thread(tenant_id, th), "TH"))

@@ -16,7 +16,7 @@ from pynamodb.indexes import GlobalSecondaryIndex
 from mailsync.errors import InvalidCursor, NotFound
 from mailsync.store import blobs, keys, repo
 from mailsync.store.mirror import message_doc, thread_doc
-from mailsync.store.models import MessageItem, ThreadItem
+from mailsync.store.models import BodyItem, MessageItem, ThreadItem
 
 
 def link_views(doc: dict[str, Any]) -> list[dict[str, str]]:
@@ -106,10 +106,15 @@ def visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
 
 def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     doc = visible_message(tenant_id, user_id, mid)
-    text, html = doc.get("text"), doc.get("html")
-    if doc.get("body_key"):
+    if doc.get("body_key"):  # too big for an item: in S3
         body = blobs.get_body(doc["body_key"])
         text, html = body.get("text"), body.get("html")
+    else:
+        try:
+            item = BodyItem.get(keys.message(tenant_id, mid), "B")
+            text, html = item.text, item.html
+        except DoesNotExist:
+            text = html = None
     return {
         **summary(doc),
         "bcc": doc.get("bcc") or [],
