@@ -19,6 +19,7 @@ from tests.support.fixtures import (  # noqa: F401
     smtp_server,
 )
 from tests.support.google import google  # noqa: F401
+from tests.support.microsoft import microsoft  # noqa: F401
 
 REGION = "eu-central-1"
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

@@ -268,7 +268,14 @@ GOOGLE_API_ENV = GOOGLE_CLIENT_ENV | {
     "MAILSYNC_STATE_SECRET",
     "MAILSYNC_PUBLIC_URL",
 }
-SECRET_ENV = {"GOOGLE_CLIENT_SECRET", "MAILSYNC_STATE_SECRET"}
+MICROSOFT_CLIENT_ENV = {
+    "MICROSOFT_CLIENT_ID",
+    "MICROSOFT_CLIENT_SECRET",
+    "MAILSYNC_MICROSOFT_AUTHORITY",
+    "MAILSYNC_GRAPH_API_BASE",
+    "MAILSYNC_MICROSOFT_POLL_SECONDS",
+}
+SECRET_ENV = {"GOOGLE_CLIENT_SECRET", "MICROSOFT_CLIENT_SECRET", "MAILSYNC_STATE_SECRET"}
 
 
 def _function_env(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -276,10 +283,13 @@ def _function_env(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
 
 
 def test_google_environment_per_function(resources: dict[str, Any]) -> None:
-    assert set(_function_env(resources, "ApiFunction")) == GOOGLE_API_ENV
-    assert set(_function_env(resources, "SyncWorkerFunction")) == GOOGLE_CLIENT_ENV
-    assert set(_function_env(resources, "WatchRenewerFunction")) == GOOGLE_CLIENT_ENV
-    assert set(_function_env(resources, "SchedulerFunction")) == {"MAILSYNC_GOOGLE_POLL_SECONDS"}
+    assert set(_function_env(resources, "ApiFunction")) == GOOGLE_API_ENV | MICROSOFT_CLIENT_ENV
+    assert set(_function_env(resources, "SyncWorkerFunction")) == GOOGLE_CLIENT_ENV | MICROSOFT_CLIENT_ENV
+    assert set(_function_env(resources, "WatchRenewerFunction")) == GOOGLE_CLIENT_ENV | MICROSOFT_CLIENT_ENV
+    assert set(_function_env(resources, "SchedulerFunction")) == {
+        "MAILSYNC_GOOGLE_POLL_SECONDS",
+        "MAILSYNC_MICROSOFT_POLL_SECONDS",
+    }
     api = _function_env(resources, "ApiFunction")
     assert api["GOOGLE_CLIENT_ID"] == {"Ref": "GoogleClientId"}
     assert api["MAILSYNC_GOOGLE_PUBSUB_TOPIC"] == {"Ref": "GooglePubSubTopic"}
@@ -306,6 +316,17 @@ def test_google_parameters_default_to_googles_endpoints(template: dict[str, Any]
         "GooglePushAudience",
         "GooglePushServiceAccount",
     }
+
+
+def test_microsoft_parameters_default_to_microsofts_endpoints(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["MicrosoftAuthority"]["Default"] == "https://login.microsoftonline.com/organizations"
+    assert params["GraphApiBase"]["Default"] == "https://graph.microsoft.com/v1.0"
+    assert params["MicrosoftPollSeconds"]["Default"] == 900
+    assert params["MicrosoftClientId"]["Default"] == "" == params["MicrosoftClientSecretId"]["Default"]
+    rule = template["Rules"]["MicrosoftNeedsSecret"]
+    asserted = {a["Assert"]["Fn::Not"][0]["Fn::Equals"][0]["Ref"] for a in rule["Assertions"]}
+    assert asserted == {"MicrosoftClientSecretId"}
 
 
 def test_google_variables_are_settings_fields(resources: dict[str, Any]) -> None:
@@ -340,6 +361,9 @@ def test_no_secret_value_is_inlined(template: dict[str, Any], resources: dict[st
     api = _function_env(resources, "ApiFunction")
     assert api["GOOGLE_CLIENT_SECRET"]["Fn::If"][1] == {
         "Fn::Sub": "{{resolve:secretsmanager:${GoogleClientSecretId}:SecretString}}"
+    }
+    assert api["MICROSOFT_CLIENT_SECRET"]["Fn::If"][1] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${MicrosoftClientSecretId}:SecretString}}"
     }
     assert api["MAILSYNC_STATE_SECRET"] == {
         "Fn::Sub": "{{resolve:secretsmanager:${OAuthStateSecret}:SecretString}}"

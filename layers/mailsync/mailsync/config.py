@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     google_push_service_account: str = ""
     google_poll_seconds: int = Field(900, ge=1, description="Polling backs push up at this slow interval")
 
+    # Microsoft 365 (docs/microsoft-365.md). The authority and Graph base are configurable so
+    # tests use the fake (tests/fakes/graph.py); REQUESTS_CA_BUNDLE lets them trust its TLS.
+    microsoft_client_id: str = Field(
+        "", validation_alias=AliasChoices("MICROSOFT_CLIENT_ID", "MAILSYNC_MICROSOFT_CLIENT_ID")
+    )
+    microsoft_client_secret: str = Field(
+        "", validation_alias=AliasChoices("MICROSOFT_CLIENT_SECRET", "MAILSYNC_MICROSOFT_CLIENT_SECRET")
+    )
+    microsoft_authority: str = "https://login.microsoftonline.com/organizations"
+    graph_api_base: str = "https://graph.microsoft.com/v1.0"
+    microsoft_poll_seconds: int = Field(
+        900, ge=1, description="Polling backs change notifications up at this slow interval"
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -41,7 +41,13 @@ Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor o
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 # Routes that authenticate otherwise: the spec holds no data; the OAuth callback is
 # bound to its tenant by the signed state; webhooks verify the provider's token.
-PUBLIC_PATHS = {"/v1/openapi.json", "/v1/oauth/google/callback", "/v1/webhooks/google"}
+PUBLIC_PATHS = {
+    "/v1/openapi.json",
+    "/v1/oauth/google/callback",
+    "/v1/webhooks/google",
+    "/v1/oauth/microsoft/callback",
+    "/v1/webhooks/microsoft",
+}
 
 
 def APIKeyIn_header(name: str, description: str) -> APIKey:  # noqa: N802

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
 from mailsync.config import get_settings
-from mailsync.usecases import google
+from mailsync.usecases import google, microsoft
 
 router = APIGatewayHttpRouter()
 
@@ -24,8 +24,8 @@ def _resolver():  # noqa: ANN202
     return router.api_resolver
 
 
-def _callback_url() -> str:
-    """Our own callback URL: configured, or derived from the request's host."""
+def _base_url() -> str:
+    """Our public base URL: configured, or derived from the request's host."""
     base = get_settings().public_url.rstrip("/")
     if not base:
         event = _resolver().current_event
@@ -33,7 +33,11 @@ def _callback_url() -> str:
         local = host.split(":")[0] in ("127.0.0.1", "localhost")
         proto = event.headers.get("x-forwarded-proto") or ("http" if local else "https")
         base = f"{proto}://{host}"
-    return f"{base}/v1/oauth/google/callback"
+    return base
+
+
+def _callback_url(provider: str = "google") -> str:
+    return f"{_base_url()}/v1/oauth/{provider}/callback"
 
 
 @router.get(
@@ -65,3 +69,44 @@ def google_webhook():  # noqa: ANN201 - 204
     event = _resolver().current_event
     google.handle_push(event.headers.get("authorization") or "", event.decoded_body)
     return Response(status_code=204, body=None)
+
+
+@router.get(
+    "/v1/oauth/microsoft/authorize",
+    tags=["oauth"],
+    summary="The Microsoft 365 authorization URL (msal auth code flow, PKCE, state)",
+)
+def microsoft_authorize(
+    redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
+    backfill_days: Annotated[int, Query(ge=0, le=30, description="Also load this many days before now")] = 0,
+) -> AuthorizeUrl:
+    ctx = _resolver().context
+    return AuthorizeUrl.model_validate(
+        microsoft.authorize(
+            ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url("microsoft"), backfill_days
+        )
+    )
+
+
+@router.get(
+    "/v1/oauth/microsoft/callback",
+    tags=["oauth"],
+    summary="Microsoft redirects here; we redirect to the tenant's redirect_uri with account_id or error",
+)
+def microsoft_callback():  # noqa: ANN201 - a 302
+    params = dict(_resolver().current_event.query_string_parameters or {})
+    location = microsoft.callback(params, notification_url=_base_url() + microsoft.WEBHOOK_PATH)
+    return Response(status_code=302, headers={"Location": location}, body=None)
+
+
+@router.post(
+    "/v1/webhooks/microsoft",
+    tags=["webhooks"],
+    summary="Graph change notifications and lifecycle events (validation handshake, clientState)",
+)
+def microsoft_webhook():  # noqa: ANN201 - 200 text/plain (handshake) or 202
+    event = _resolver().current_event
+    status, text = microsoft.handle_notification(
+        dict(event.query_string_parameters or {}), event.decoded_body
+    )
+    return Response(status_code=status, content_type="text/plain", body=text)

@@ -35,4 +35,16 @@ def make_provider(account: dict[str, Any], secrets: dict[str, Any]) -> MailProvi
             token_uri=s.google_token_uri,
         )
         return GmailProvider(tokens, api_base=s.gmail_api_base, budget=budget_for(account["email"]))
+    if account["provider"] == "microsoft":
+        from mailsync.providers.graph import GraphProvider, MsalTokenSource
+
+        s = get_settings()
+        cache = secrets["microsoft_token_cache"]
+        ms_tokens = MsalTokenSource(
+            s.microsoft_client_id,
+            s.microsoft_client_secret,
+            s.microsoft_authority,
+            cache.reveal() if hasattr(cache, "reveal") else cache,
+        )
+        return GraphProvider(ms_tokens, user=account["email"], api_base=s.graph_api_base)
     raise ValueError(f"unsupported provider {account['provider']!r}")

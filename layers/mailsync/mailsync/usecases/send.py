@@ -136,6 +136,10 @@ def send(
         results, sent_ref, thread_hint = _send_via_api(
             acc, raw, recipients, provider_factory, parent.get("provider_thread_id")
         )
+    elif acc["provider"] == "microsoft":
+        locs = [str(loc) for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
+        reply_ref = locs[0].split(":", 1)[1] if locs else None
+        results = _send_via_graph(acc, raw, recipients, provider_factory, reply_ref)
     else:
         results = _send_via_smtp(acc, raw, sender, recipients, smtp_send)
     logger.info(
@@ -222,6 +226,29 @@ def _send_via_api(
         str(sent["id"]) if sent.get("id") else None,
         str(sent["threadId"]) if sent.get("threadId") else None,
     )
+
+
+def _send_via_graph(
+    acc: dict[str, Any],
+    raw: bytes,
+    recipients: list[str],
+    provider_factory: ProviderFactory,
+    reply_to_id: str | None,
+) -> dict[str, dict[str, Any]]:
+    """Graph ``sendMail`` (a reply: ``createReply`` + ``send``, which keeps the conversation);
+    Graph saves the Sent copy, which the delta brings back and the engine recognises by its
+    Message-ID."""
+    from mailsync.usecases.microsoft import save_tokens
+
+    provider = None
+    try:
+        with provider_factory(acc, load_secrets(acc)) as provider:
+            provider.send(raw, reply_to_id=reply_to_id)  # type: ignore[attr-defined]
+    except ProviderError as e:
+        raise BadGateway(f"the provider refused to send: {e}", code="provider_error") from e
+    finally:
+        save_tokens(acc, provider)
+    return {r: {"status": "accepted"} for r in recipients}
 
 
 def _recipient_list(results: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:

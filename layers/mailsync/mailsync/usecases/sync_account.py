@@ -95,8 +95,13 @@ def sync_account(
         on_progress=on_progress,
         before_batch=before_batch,
     )
+    provider: Any = None
     try:
         with provider_factory(acc, secrets) as provider:
+            if acc["provider"] == "microsoft":  # lifecycle events leave their Graph work to us
+                from mailsync.usecases.microsoft import maintain_subscription
+
+                maintain_subscription(acc, provider)
             listed = provider.list_folders()
             all_states.update(
                 engine.reconcile_folders(listed, settings_["folder_mode"], settings_["folders"])
@@ -104,11 +109,13 @@ def sync_account(
             _progress(acc, all_states)
             report = engine.run(provider, all_states, deadline)
     except AuthFailed as e:
+        _save_tokens(acc, provider)
         acc.update(state="auth_error", error={"code": "auth_failed", "message": str(e)}, next_due=None)
         _save(acc, s)
         logger.warning("sync auth failed", extra={"tenant_id": tenant_id, "account_id": account_id})
         return {"status": "auth_error"}
     except (ConnectionFailed, ProviderError) as e:
+        _save_tokens(acc, provider)
         acc["failures"] = acc.get("failures", 0) + 1
         acc.update(
             state="error",
@@ -122,14 +129,15 @@ def sync_account(
         )
         return {"status": "error", "code": acc["error"]["code"]}
 
+    _save_tokens(acc, provider)
     _progress(acc, all_states)
     initial_done = acc["sync"]["folders_done"] == acc["sync"]["folders_total"]
     acc.update(
         state="active" if initial_done and report.complete else "initial_sync",
         error=None,
         failures=0,
-        # Google pushes changes; polling only backs push up, at a slow interval.
-        next_due=next_due_after(s.google_poll_seconds if acc["provider"] == "google" else s.poll_seconds),
+        # Google and Microsoft push changes; polling only backs push up, at a slow interval.
+        next_due=next_due_after(_poll_seconds(acc, s)),
     )
     acc["sync"]["last_success_at"] = iso(now_dt())
     if not _save(acc, s):
@@ -154,6 +162,20 @@ def sync_account(
 
 
 SYNC_FIELDS = ("state", "error", "failures", "sync")
+
+
+def _poll_seconds(acc: dict[str, Any], s: Settings) -> int:
+    return {"google": s.google_poll_seconds, "microsoft": s.microsoft_poll_seconds}.get(
+        acc["provider"], s.poll_seconds
+    )
+
+
+def _save_tokens(acc: dict[str, Any], provider: Any) -> None:
+    """Microsoft: msal may have refreshed (and rotated) tokens; store its cache again."""
+    if provider is not None and acc["provider"] == "microsoft":
+        from mailsync.usecases.microsoft import save_tokens
+
+        save_tokens(acc, provider)
 
 
 def _save(acc: dict[str, Any], s: Settings) -> bool:

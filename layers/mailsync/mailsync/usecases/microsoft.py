@@ -1,0 +1,505 @@
+"""Microsoft 365 accounts: hosted OAuth with msal, Graph change notifications, and renewal.
+
+Invariants (the same shape as :mod:`mailsync.usecases.google`):
+
+* OAuth: msal's ``initiate_auth_code_flow`` (authorization code + PKCE S256 + nonce) with
+  our own ``state``: an HMAC-signed handle of a server-side record that binds tenant, user
+  and redirect URI and keeps msal's flow dict; it expires after 10 minutes and is consumed
+  by a conditional update, so it works once. The redirect allowlist is Google's.
+* Every callback failure redirects to the tenant's redirect URI with an ``error`` code;
+  only a state we cannot trust answers 400.
+* msal's serialized token cache is envelope-encrypted like IMAP passwords
+  (``microsoft_token_cache``) and stored again whenever msal changed it.
+* Change notifications: one Graph subscription per account with a random ``clientState``
+  stored only as its SHA-256; the webhook answers the validation handshake, checks the
+  ``clientState`` in constant time and enqueues one sync per account. The webhook never
+  calls Graph: lifecycle events that need Graph (``reauthorizationRequired``,
+  ``subscriptionRemoved``) are recorded on the account's watch item and done by the sync
+  they enqueue (:func:`maintain_subscription`).
+
+References: learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow,
+learn.microsoft.com/graph/change-notifications-delivery-webhooks, .../change-notifications-lifecycle-events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets as pysecrets
+import time
+import warnings
+from typing import Any
+from urllib.parse import urlsplit
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from mailsync.config import Settings, get_settings
+from mailsync.domain.sync import iso
+from mailsync.errors import InvalidRequest, NotConfigured, Unprocessable
+from mailsync.observability import logger
+from mailsync.providers.base import ProviderError
+from mailsync.store import crypto, keys, repo
+from mailsync.store.models import (
+    FolderItem,
+    GraphSubscriptionItem,
+    MicrosoftWatchItem,
+    OAuthStateItem,
+)
+from mailsync.usecases.accounts import DEFAULT_SETTINGS, credential_context, now_dt
+from mailsync.usecases.google import (
+    CallbackError,
+    InvalidState,
+    _b64url,
+    redirect_allowed,
+    tenant_allowlist,
+    with_query,
+)
+from mailsync.usecases.jobs import enqueue_sync
+
+PROVIDER = "microsoft"
+SECRET_KEY = "microsoft_token_cache"
+STATE_TTL_SECONDS = 600
+# A mail subscription lives at most 4,230 minutes (~70 h): renew twice a day.
+RENEW_AFTER_SECONDS = 12 * 3600
+WEBHOOK_PATH = "/v1/webhooks/microsoft"
+SKIP_STATES = ("paused", "auth_error", "deleting")
+
+
+def _secret(s: Settings) -> bytes:
+    if not s.state_secret or not s.microsoft_client_id:
+        raise NotConfigured("Microsoft OAuth is not configured (client id and state secret)")
+    return s.state_secret.encode()
+
+
+def _sign(s: Settings, state_id: str) -> str:
+    return _b64url(hmac.new(_secret(s), f"ms:{state_id}".encode(), hashlib.sha256).digest())[:32]
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def token_source(cache_json: str | None, username: str | None = None) -> Any:
+    from mailsync.providers.graph import MsalTokenSource
+
+    s = get_settings()
+    return MsalTokenSource(
+        s.microsoft_client_id,
+        s.microsoft_client_secret,
+        s.microsoft_authority,
+        cache_json,
+        username=username,
+    )
+
+
+def _app_or_callback_error(tokens: Any, redirect_uri: str) -> Any:
+    try:
+        return tokens.app()
+    except ProviderError as e:
+        logger.warning("microsoft authority unusable", extra={"error": str(e)})
+        raise CallbackError("exchange_failed", redirect_uri) from e
+
+
+# ------------------------------------------------------------- authorize
+def authorize(
+    tenant_id: str, user_id: str, redirect_uri: str, callback_url: str, backfill_days: int = 0
+) -> dict[str, str]:
+    from mailsync.providers.graph import GRAPH_SCOPES
+
+    s = get_settings()
+    _secret(s)
+    u = urlsplit(redirect_uri)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise InvalidRequest("redirect_uri must be an absolute http(s) URL")
+    if not redirect_allowed(redirect_uri, tenant_allowlist(tenant_id)):
+        raise Unprocessable("redirect_uri is not on the tenant's allowlist", code="redirect_not_allowed")
+    state_id = pysecrets.token_urlsafe(24)
+    try:
+        app = token_source(None).app()
+        with warnings.catch_warnings():
+            # msal recommends form_post; our callback is a GET like Google's (the code is
+            # PKCE-bound and the state single use).
+            warnings.filterwarnings("ignore", message="response_mode='form_post'")
+            flow = app.initiate_auth_code_flow(
+                list(GRAPH_SCOPES), redirect_uri=callback_url, state=f"{state_id}.{_sign(s, state_id)}"
+            )
+    except ProviderError as e:
+        raise NotConfigured(f"Microsoft sign-in is unavailable: {e}") from e
+    now = int(time.time())
+    OAuthStateItem(
+        f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}",
+        "S",
+        provider=PROVIDER,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        redirect_uri=redirect_uri,
+        callback_url=callback_url,
+        nonce=str(flow.get("nonce") or ""),
+        verifier=str(flow.get("code_verifier") or ""),
+        flow=json.dumps(flow),
+        backfill_days=backfill_days,
+        expires_at=now + STATE_TTL_SECONDS,
+        ttl=now + STATE_TTL_SECONDS + 3600,
+    ).save()
+    return {"url": str(flow["auth_uri"])}
+
+
+def _consume_state(s: Settings, state: str) -> OAuthStateItem:
+    state_id, _, sig = (state or "").partition(".")
+    if not state_id or not sig or not hmac.compare_digest(sig, _sign(s, state_id)):
+        raise InvalidState("the OAuth state is invalid")
+    pk = f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
+    try:
+        item = OAuthStateItem.get(pk, "S", consistent_read=True)
+    except DoesNotExist as e:
+        raise InvalidState("the OAuth state is unknown") from e
+    if item.provider != PROVIDER or not item.flow:
+        raise InvalidState("the OAuth state is not a Microsoft flow")
+    try:  # single use: of two concurrent callbacks, one loses this condition
+        item.update(actions=[OAuthStateItem.used.set(True)], condition=OAuthStateItem.used.does_not_exist())
+    except UpdateError as e:
+        raise CallbackError("invalid_state", item.redirect_uri) from e
+    return item
+
+
+# -------------------------------------------------------------- callback
+def callback(params: dict[str, str], notification_url: str = "") -> str:
+    """Finish the flow; returns the URL to redirect the browser to."""
+    s = get_settings()
+    try:
+        st = _consume_state(s, params.get("state", ""))
+    except CallbackError as e:
+        logger.info("microsoft oauth state replayed")
+        return with_query(e.redirect_uri, error=e.code)
+    try:
+        if int(st.expires_at) < time.time():
+            raise CallbackError("state_expired", st.redirect_uri)
+        if params.get("error"):
+            code = params["error"] if params["error"] in ("access_denied",) else "authorization_failed"
+            raise CallbackError(code, st.redirect_uri)
+        if not params.get("code"):
+            raise CallbackError("invalid_request", st.redirect_uri)
+        tokens = token_source(None)
+        app = _app_or_callback_error(tokens, st.redirect_uri)
+        try:
+            result = app.acquire_token_by_auth_code_flow(json.loads(st.flow or "{}"), dict(params))
+        except Exception as e:  # noqa: BLE001 - msal raises ValueError on a state mismatch, transport errors
+            raise CallbackError("exchange_failed", st.redirect_uri) from e
+        if not isinstance(result, dict) or "access_token" not in result:
+            raise CallbackError("exchange_failed", st.redirect_uri)
+        address = _mailbox_address(str(result["access_token"]), st.redirect_uri)
+        account_id = connect_account(
+            st.tenant_id,
+            st.user_id,
+            address,
+            tokens.serialize(),
+            int(st.backfill_days or 0),
+            notification_url=notification_url,
+        )
+    except CallbackError as e:
+        logger.info("microsoft oauth callback refused", extra={"code": e.code, "tenant_id": st.tenant_id})
+        return with_query(e.redirect_uri or st.redirect_uri, error=e.code)
+    return with_query(st.redirect_uri, account_id=account_id)
+
+
+def _mailbox_address(access_token: str, redirect_uri: str) -> str:
+    from mailsync.providers.graph import GraphProvider
+
+    try:
+        with GraphProvider(
+            lambda: access_token,
+            user="pending-" + _hash(access_token)[:12],
+            api_base=get_settings().graph_api_base,
+        ) as p:
+            address = p.mailbox_address()
+    except ProviderError as e:
+        raise CallbackError("profile_failed", redirect_uri) from e
+    if not address or "@" not in address:
+        raise CallbackError("profile_failed", redirect_uri)
+    return address.lower()
+
+
+def _envelope(tenant_id: str, account_id: str, cache_json: str) -> dict[str, Any]:
+    return crypto.encrypt(
+        {SECRET_KEY: cache_json},
+        key_id=get_settings().kms_key_id,
+        context=credential_context(tenant_id, account_id),
+    )
+
+
+def connect_account(
+    tenant_id: str,
+    user_id: str,
+    email: str,
+    cache_json: str,
+    backfill_days: int = 0,
+    *,
+    notification_url: str = "",
+) -> str:
+    """Create the microsoft account, or reconnect the existing one (mails and links kept)."""
+    s = get_settings()
+    existing_id = repo.account_by_email(tenant_id, email)
+    if existing_id:
+        acc = repo.get_account(tenant_id, existing_id)
+        if acc is None or acc["provider"] != PROVIDER or acc["owner"] != user_id:
+            raise CallbackError("account_exists", "")
+        repo.save_credentials_envelope(tenant_id, existing_id, _envelope(tenant_id, existing_id, cache_json))
+        acc.update(state="initial_sync", error=None, failures=0, next_due=iso(now_dt()))
+        repo.save_account(acc, s.due_shards)
+        account_id = existing_id
+    else:
+        account_id = "acc_" + pysecrets.token_hex(8)
+        now = now_dt()
+        doc: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "owner": user_id,
+            "email": email,
+            "provider": PROVIDER,
+            "state": "initial_sync",
+            "error": None,
+            "settings": dict(DEFAULT_SETTINGS),
+            "servers": {},
+            "sync": {
+                "started_at": iso(now),
+                "last_success_at": None,
+                "messages": 0,
+                "folders_total": 0,
+                "folders_done": 0,
+            },
+            "sync_start": iso(now),
+            "backfill_days": backfill_days,
+            "failures": 0,
+            "created_at": iso(now),
+            "next_due": iso(now),
+            "saves_sent": True,
+        }
+        repo.insert_account(doc, _envelope(tenant_id, account_id, cache_json), s.due_shards)
+    watch = _watch(tenant_id, account_id) or MicrosoftWatchItem(
+        "MSWATCH", keys.account(tenant_id, account_id), tenant_id=tenant_id, account_id=account_id
+    )
+    if notification_url:
+        watch.notification_url = notification_url
+    watch.save()
+    _list_folders_and_subscribe(tenant_id, account_id)
+    enqueue_sync(tenant_id, account_id, "connect")
+    return account_id
+
+
+def _watch(tenant_id: str, account_id: str) -> MicrosoftWatchItem | None:
+    try:
+        return MicrosoftWatchItem.get("MSWATCH", keys.account(tenant_id, account_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _provider(acc: dict[str, Any]) -> Any:
+    from mailsync.providers.factory import make_provider
+    from mailsync.usecases.accounts import load_secrets
+
+    return make_provider(acc, load_secrets(acc))
+
+
+def save_tokens(acc: dict[str, Any], provider: Any) -> None:
+    """Store msal's token cache again (encrypted) when msal changed it (new tokens)."""
+    tokens = getattr(provider, "_access_token", None)
+    if tokens is None or not getattr(tokens, "changed", False):
+        return
+    try:
+        repo.save_credentials_envelope(
+            acc["tenant_id"],
+            acc["account_id"],
+            _envelope(acc["tenant_id"], acc["account_id"], tokens.serialize()),
+        )
+        tokens.cache.has_state_changed = False
+    except Exception as e:  # noqa: BLE001 - the old cache still works until its refresh token rotates
+        logger.warning("could not store the microsoft token cache", extra={"error": type(e).__name__})
+
+
+def _list_folders_and_subscribe(tenant_id: str, account_id: str) -> None:
+    acc = repo.get_account(tenant_id, account_id)
+    assert acc is not None
+    provider = _provider(acc)
+    try:
+        with provider as p:
+            folders = p.list_folders()
+            _subscribe(acc, p)
+    except ProviderError as e:
+        logger.warning("microsoft account connected, but listing failed", extra={"error": str(e)})
+        return
+    finally:
+        save_tokens(acc, provider)
+    pk = keys.account(tenant_id, account_id)
+    known = {f.name for f in repo.list_folders(tenant_id, account_id)}
+    with FolderItem.batch_write() as b:
+        for f in folders:
+            if f.name not in known:
+                b.save(FolderItem(pk, f"F#{f.name}", name=f.name, role=f.role, synced=False, present=True))
+
+
+def _subscribe(acc: dict[str, Any], p: Any) -> bool:
+    """Create (or replace) the account's Graph subscription; False when Graph refused it."""
+    tenant_id, account_id = acc["tenant_id"], acc["account_id"]
+    watch = _watch(tenant_id, account_id)
+    url = (watch.notification_url if watch else None) or _default_notification_url()
+    if not url:
+        logger.info("no public URL: microsoft account is polled only", extra={"account_id": account_id})
+        return False
+    if watch and watch.subscription_id:
+        try:
+            p.unsubscribe(watch.subscription_id)
+        except ProviderError:
+            pass
+        GraphSubscriptionItem(f"MSUB#{watch.subscription_id}", keys.account(tenant_id, account_id)).delete()
+    client_state = pysecrets.token_urlsafe(48)
+    try:
+        sub = p.subscribe(url, client_state=client_state, lifecycle_url=url)
+    except ProviderError as e:
+        logger.warning("graph subscription refused", extra={"account_id": account_id, "error": str(e)})
+        return False
+    sid = str(sub["id"])
+    GraphSubscriptionItem(
+        f"MSUB#{sid}",
+        keys.account(tenant_id, account_id),
+        tenant_id=tenant_id,
+        account_id=account_id,
+        client_state_hash=_hash(client_state),
+    ).save()
+    MicrosoftWatchItem(
+        "MSWATCH",
+        keys.account(tenant_id, account_id),
+        tenant_id=tenant_id,
+        account_id=account_id,
+        subscription_id=sid,
+        notification_url=url,
+        pending=None,
+        renewed_at=max(int(watch.renewed_at or 0) if watch else 0, int(time.time())),
+    ).save()
+    return True
+
+
+def _default_notification_url() -> str:
+    base = get_settings().public_url.rstrip("/")
+    return f"{base}{WEBHOOK_PATH}" if base else ""
+
+
+def maintain_subscription(acc: dict[str, Any], provider: Any) -> None:
+    """Run inside a sync: do what a lifecycle event asked for (renew or recreate)."""
+    if acc.get("provider") != PROVIDER:
+        return
+    watch = _watch(acc["tenant_id"], acc["account_id"])
+    if watch is None or not watch.pending:
+        return
+    pending = watch.pending
+    try:
+        watch.update(
+            actions=[MicrosoftWatchItem.pending.remove()], condition=MicrosoftWatchItem.pending == pending
+        )
+    except UpdateError:
+        return  # another sync took it
+    try:
+        if pending == "renew" and watch.subscription_id:
+            provider.renew(watch.subscription_id)
+            watch.update(actions=[MicrosoftWatchItem.renewed_at.set(int(time.time()))])
+        else:
+            _subscribe(acc, provider)
+    except ProviderError as e:
+        logger.warning(
+            "graph subscription upkeep failed", extra={"account_id": acc["account_id"], "error": str(e)}
+        )
+        if pending == "renew":
+            _subscribe(acc, provider)  # an expired subscription cannot be renewed: recreate it
+
+
+def forget_account(tenant_id: str, account_id: str) -> None:
+    """Drop the notification index entries of a deleted microsoft account (its subscription
+    expires by itself; notifications for it find no account and are dropped)."""
+    watch = _watch(tenant_id, account_id)
+    if watch is not None and watch.subscription_id:
+        GraphSubscriptionItem(f"MSUB#{watch.subscription_id}", keys.account(tenant_id, account_id)).delete()
+    MicrosoftWatchItem("MSWATCH", keys.account(tenant_id, account_id)).delete()
+
+
+# --------------------------------------------------------------- webhook
+def handle_notification(query: dict[str, str], body: str | None) -> tuple[int, str]:
+    """Answer a Graph POST to the webhook: (status, text/plain body). Never calls Graph."""
+    token = (query or {}).get("validationToken")
+    if token is not None:
+        return 200, token  # the validation handshake (API Gateway decoded the query string)
+    try:
+        payload = json.loads(body or "")
+        items = payload["value"]
+        if not isinstance(items, list):
+            raise TypeError("value")
+    except (ValueError, KeyError, TypeError) as e:
+        logger.warning("graph notification: malformed body, dropped", extra={"error": type(e).__name__})
+        return 202, ""
+    enqueued: set[tuple[str, str]] = set()
+    for n in items:
+        if not isinstance(n, dict):
+            continue
+        sid = str(n.get("subscriptionId") or "")
+        targets = list(GraphSubscriptionItem.query(f"MSUB#{sid}")) if sid else []
+        client_state = str(n.get("clientState") or "")
+        ok = [t for t in targets if hmac.compare_digest(_hash(client_state), t.client_state_hash)]
+        if not ok:
+            logger.warning(
+                "graph notification with an unknown subscription or a wrong clientState, dropped",
+                extra={"known_subscription": bool(targets)},
+            )
+            continue
+        event = n.get("lifecycleEvent")
+        for t in ok:
+            acc = repo.get_account(t.tenant_id, t.account_id)
+            if acc is None or acc["state"] in SKIP_STATES:
+                continue
+            if event in ("reauthorizationRequired", "subscriptionRemoved"):
+                _mark(
+                    t.tenant_id, t.account_id, "renew" if event == "reauthorizationRequired" else "recreate"
+                )
+            elif event and event != "missed":
+                logger.info("graph lifecycle event ignored", extra={"event": str(event)})
+                continue
+            key = (t.tenant_id, t.account_id)
+            if key not in enqueued:
+                enqueued.add(key)
+                enqueue_sync(t.tenant_id, t.account_id, str(event or "push"))
+    return 202, ""
+
+
+def _mark(tenant_id: str, account_id: str, pending: str) -> None:
+    watch = _watch(tenant_id, account_id)
+    if watch is not None and watch.pending != "recreate":
+        watch.update(actions=[MicrosoftWatchItem.pending.set(pending)])
+
+
+# --------------------------------------------------------------- renewal
+def renew_subscriptions(now: float | None = None) -> int:
+    """Renew every microsoft account's Graph subscription, once per period each, well before
+    the 4,230-minute maximum (lease by condition). A missing or unrenewable subscription is
+    marked for the account's next sync to recreate (the renewer only reads and updates)."""
+    now = now or time.time()
+    renewed = 0
+    for w in MicrosoftWatchItem.query("MSWATCH"):
+        try:  # the lease: only one renewer wins for this account until the next period
+            w.update(
+                actions=[MicrosoftWatchItem.renewed_at.set(int(now))],
+                condition=MicrosoftWatchItem.renewed_at < int(now - RENEW_AFTER_SECONDS),
+            )
+        except UpdateError:
+            continue
+        acc = repo.get_account(w.tenant_id, w.account_id)
+        if acc is None or acc["state"] in SKIP_STATES:
+            continue
+        if not w.subscription_id:
+            _mark(w.tenant_id, w.account_id, "recreate")
+            continue
+        try:
+            with _provider(acc) as p:
+                p.renew(w.subscription_id)
+            renewed += 1
+        except ProviderError as e:
+            logger.warning("subscription renewal failed", extra={"account_id": w.account_id, "error": str(e)})
+            _mark(w.tenant_id, w.account_id, "recreate")
+    return renewed
