@@ -107,6 +107,11 @@ def sync_account(
                 engine.reconcile_folders(listed, settings_["folder_mode"], settings_["folders"])
             )
             _progress(acc, all_states)
+            if hasattr(provider, "known"):
+                # Graph: a changed message we already hold is a flag update, not a re-download.
+                provider.known = lambda folder, refs: store.get_locations(  # type: ignore[attr-defined]
+                    folder, all_states[folder].gen if folder in all_states else 0, list(refs)
+                ).keys()
             report = engine.run(provider, all_states, deadline)
     except AuthFailed as e:
         _save_tokens(acc, provider)
