@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from tests.e2e.mailboxes import GoogleMailbox, ImapMailbox, Mailbox
+from tests.e2e.mailboxes import GoogleMailbox, ImapMailbox, Mailbox, MicrosoftMailbox
 from tests.fakes.gmail import FakeGoogle
+from tests.fakes.graph import FakeGraph
 from tests.support.dovecot import free_port
 from tests.support.google import PUSH_AUDIENCE, PUSH_SA
 
@@ -72,7 +73,31 @@ def google_env(fake: FakeGoogle) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> Iterator[Service]:
+def fake_graph() -> Iterator[FakeGraph]:
+    """One fake Microsoft identity platform + Graph (HTTPS, test CA) for the session. Its
+    subscription validation calls reach the runner's webhook over HTTP: the runner derives
+    its public URL (``http://127.0.0.1:<port>``) from the request host, as it does for Google."""
+    with FakeGraph() as fake:
+        yield fake
+
+
+def microsoft_env(fake: FakeGraph) -> dict[str, str]:
+    """Our Microsoft settings pointing at ``fake`` (as tests/support/microsoft.py does
+    in-process). msal and the Graph provider use ``requests``, which trusts the fake's CA
+    through ``REQUESTS_CA_BUNDLE`` (the runner reaches nothing else over TLS)."""
+    return {
+        "MICROSOFT_CLIENT_ID": fake.client_id,
+        "MICROSOFT_CLIENT_SECRET": fake.client_secret,
+        "MAILSYNC_MICROSOFT_AUTHORITY": fake.authority,
+        "MAILSYNC_GRAPH_API_BASE": fake.api_base,
+        "REQUESTS_CA_BUNDLE": fake.ca_bundle,
+    }
+
+
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle, fake_graph: FakeGraph
+) -> Iterator[Service]:
     port, moto_port = free_port(), free_port()
     exe = shutil.which("mailsync", path=str(Path(sys.executable).parent)) or "mailsync"
     env = {
@@ -83,8 +108,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -
         "MAILSYNC_DEV_API_KEY": "e2e-key",
         "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
         **google_env(fake_google),
+        **microsoft_env(fake_graph),
     }
     env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("CURL_CA_BUNDLE", None)
     log = tmp_path_factory.mktemp("runner") / "runner.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([exe, "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -112,11 +139,13 @@ def service(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -
             print(log.read_text()[-8000:])
 
 
-@pytest.fixture(params=["imap", "google"])
+@pytest.fixture(params=["imap", "google", "microsoft"])
 def mailbox(request: pytest.FixtureRequest, service: Service) -> Mailbox:
     """A fresh mailbox at the provider, with its driver (tests/e2e/mailboxes.py)."""
     if request.param == "imap":
         dovecot: Dovecot = request.getfixturevalue("dovecot")
         smtp: SmtpServer = request.getfixturevalue("smtp_server")
         return ImapMailbox(service, dovecot, smtp, dovecot.new_user())
+    if request.param == "microsoft":
+        return MicrosoftMailbox(service, request.getfixturevalue("fake_graph"))
     return GoogleMailbox(service, request.getfixturevalue("fake_google"))

@@ -10,9 +10,14 @@ side to check that our writes went through.
   connected through the hosted OAuth flow over HTTP, as a browser would. Gmail sends itself
   (``messages.send``); the fake does not deliver anywhere, so the recipient side is the
   sender's SENT copy.
+* :class:`MicrosoftMailbox`: a fresh user on the session's :class:`FakeGraph`, connected
+  through the hosted OAuth flow (msal) over HTTP. Graph sends itself and delivers to the
+  fake's users, so the recipient is another fake user and a mail to ourselves has a Sent
+  and an Inbox copy (as with IMAP). Folders are Graph display names.
 
 A :class:`Ref` points at one mail at the provider: its Message-ID (IMAP UIDs change on a
-move, so IMAP refs are found by Message-ID) or its Gmail id, and its current folder.
+move, so IMAP refs are found by Message-ID), its Gmail id or its Graph immutable id, and its
+current folder.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tests.support.dovecot import make_mail
 if TYPE_CHECKING:
     from tests.e2e.conftest import Service
     from tests.fakes.gmail import FakeGoogle
+    from tests.fakes.graph import FakeGraph
     from tests.support.dovecot import Dovecot
     from tests.support.smtp import SmtpServer
 
@@ -391,3 +397,130 @@ class GoogleMailbox(_Base):
             p = email.message_from_bytes(m.raw, policy=email.policy.default)
             if "SENT" in m.label_ids and "INBOX" not in m.label_ids and self.self_address in str(p["To"]):
                 self.fake.add_labels(self.self_address, m.id, "INBOX")
+
+
+class MicrosoftMailbox(_Base):
+    provider = "microsoft"
+    # Graph folders are named by their display names (tests/fakes/graph.py).
+    inbox, sent, extra, trash_folder = "Inbox", "Sent Items", "Kunden", "Deleted Items"
+    archive_folder = "Junk Email"  # "archived" = out of every synced folder (Junk is never synced)
+
+    def __init__(self, service: Service, fake: FakeGraph) -> None:
+        super().__init__(service)
+        self.fake = fake
+        tag = uuid.uuid4().hex[:10]
+        self.self_address = f"makler-{tag}@contoso-e2e.example"
+        # Another user of the fake: Graph's sendMail delivers to it (and to ourselves).
+        self.recipient = f"kunde-{tag}@contoso-e2e.example"
+        fake.add_user(self.self_address)
+        fake.add_user(self.recipient)
+        self.create_folder(self.extra)
+
+    def connect(
+        self,
+        http: requests.Session,
+        *,
+        backfill_days: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The hosted OAuth flow (msal, PKCE) as a browser runs it."""
+        url = self.service.url
+        params: dict[str, Any] = {"redirect_uri": REDIRECT}
+        if backfill_days is not None:
+            params["backfill_days"] = backfill_days
+        r = http.get(f"{url}/v1/oauth/microsoft/authorize", params=params)
+        assert r.status_code == 200, r.text
+        self.fake.next_login(self.self_address)  # the user signs in and consents at Microsoft
+        at_ms = requests.get(r.json()["url"], allow_redirects=False, timeout=10, verify=self.fake.ca_bundle)
+        assert at_ms.status_code == 302, at_ms.text
+        callback = at_ms.headers["Location"]
+        assert callback.startswith(f"{url}/v1/oauth/microsoft/callback?"), callback
+        back = requests.get(callback, allow_redirects=False, timeout=60)  # no tenant auth: a browser
+        assert back.status_code == 302, (back.status_code, back.text)
+        location = back.headers["Location"]
+        query = parse_qs(urlsplit(location).query)
+        assert location.startswith(REDIRECT + "?") and "account_id" in query, location
+        account_id = query["account_id"][0]
+        # Subscribed at connect: the fake's validation call reached our webhook.
+        assert any(s.user == self.self_address.lower() for s in self.fake.subscriptions.values())
+        if settings:
+            # As for Google: the flow takes no settings, let the first sync finish first.
+            self.service.wait_for(
+                lambda: http.get(f"{url}/v1/accounts/{account_id}").json()["state"] == "active",
+                what="first sync",
+            )
+            r = http.patch(f"{url}/v1/accounts/{account_id}/settings", json=settings)
+            assert r.status_code == 200, r.text
+        r = http.get(f"{url}/v1/accounts/{account_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def deliver(
+        self,
+        subject: str,
+        from_: str = "Kunde <kunde@example.com>",
+        to: str | None = None,
+        *,
+        message_id: str | None = None,
+        in_reply_to: str | None = None,
+        references: str | None = None,
+        date: datetime | None = None,
+    ) -> Ref:
+        """A mail arrives now (``date`` only sets its Date header, as for Google)."""
+        mid, raw = self._raw(subject, from_, to, message_id, in_reply_to, references, date)
+        gid = self.fake.deliver(self.self_address, raw)
+        return Ref(gid, self.inbox, mid)
+
+    def mark_read(self, ref: Ref) -> None:
+        self.fake.mark_read(self.self_address, ref.id)
+
+    def move(self, ref: Ref, folder: str) -> None:
+        self.fake.move(self.self_address, ref.id, folder)  # the immutable id stays
+        ref.folder = folder
+
+    def archive(self, ref: Ref) -> None:
+        self.move(ref, self.archive_folder)
+
+    def trash(self, ref: Ref) -> None:
+        self.move(ref, self.trash_folder)
+
+    def delete(self, ref: Ref) -> None:
+        self.fake.delete(self.self_address, ref.id)
+
+    def create_folder(self, name: str) -> None:
+        self.fake.create_folder(self.self_address, name)
+
+    def _copies(self, message_id: str) -> list[Any]:
+        """Every message with this Message-ID (a mail to ourselves has a Sent and an Inbox copy)."""
+        box = self.fake.mailbox(self.self_address)
+        with self.fake.lock:
+            return [m for m in box.messages.values() if _bare(m.internet_message_id) == message_id]
+
+    def _folder_name(self, folder_id: str) -> str:
+        return str(self.fake.mailbox(self.self_address).folders[folder_id].display_name)
+
+    def ref_of(self, message: dict[str, Any]) -> Ref:
+        mid = _bare(message["headers"]["message_id"])
+        found = self._copies(mid)
+        assert found, f"{mid} at Microsoft: none"
+        return Ref(found[0].immutable_id, message["folder"], mid)
+
+    def folders_of(self, ref: Ref) -> set[str]:
+        return {self._folder_name(m.folder_id) for m in self._copies(ref.message_id)}
+
+    def is_unread(self, ref: Ref) -> bool:
+        return any(not m.is_read for m in self._copies(ref.message_id))
+
+    def count(self, folder: str) -> int:
+        return len(self.fake.messages_in(self.self_address, folder))
+
+    def received(self, subject: str) -> int:
+        """Mails with this subject in the recipient's Inbox (the fake delivers to its users)."""
+        out = 0
+        for m in self.fake.messages_in(self.recipient, "inbox"):
+            p = email.message_from_bytes(m.raw, policy=email.policy.default)
+            out += str(p["Subject"]) == subject
+        return out
+
+    def loopback(self) -> None:
+        """Mail to ourselves: Graph's sendMail already put a copy into our Inbox."""

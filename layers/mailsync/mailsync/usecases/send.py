@@ -137,8 +137,11 @@ def send(
             acc, raw, recipients, provider_factory, parent.get("provider_thread_id")
         )
     elif acc["provider"] == "microsoft":
-        locs = [str(loc) for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
-        reply_ref = locs[0].split(":", 1)[1] if locs else None
+        # createReply needs the parent's Graph id; a copy we filed ourselves ("pending-…",
+        # not synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent.
+        refs = [str(loc).split(":", 1)[1] for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
+        real = [r for r in refs if not r.startswith("pending-")]
+        reply_ref = real[0] if real else None
         results = _send_via_graph(acc, raw, recipients, provider_factory, reply_ref)
     else:
         results = _send_via_smtp(acc, raw, sender, recipients, smtp_send)
