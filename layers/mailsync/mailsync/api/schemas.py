@@ -249,27 +249,14 @@ class RecipientResult(BaseModel):
     reply: str | None = None
 
 
-class SentMessage(BaseModel):
-    id: str
-    account_id: str
-    thread_id: str | None
-    folder: str | None
-    folders: list[str] = Field(default_factory=list)
-    subject: str
-    from_: list[Address] = Field(alias="from")
-    to: list[Address]
-    cc: list[Address]
-    date: str
-    received_at: str
-    snippet: str
-    unread: bool
-    has_attachments: bool
-    visibility: Literal["public", "private"]
+class SentMessage(MessageSummary):
+    """The summary of a sent mail; thread and folder are null when Sent is not mirrored."""
+
+    thread_id: str | None  # type: ignore[assignment]
+    folder: str | None = Field(None, description="Sent, or null when that folder is not synced")  # type: ignore[assignment]
     message_id: str
     mirrored: bool
     recipients: list[RecipientResult]
-
-    model_config = ConfigDict(populate_by_name=True)
 
 
 class ContactIn(_In):

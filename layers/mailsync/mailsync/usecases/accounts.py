@@ -61,6 +61,45 @@ def credential_context(tenant_id: str, account_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "account_id": account_id}
 
 
+def new_account_doc(
+    tenant_id: str,
+    owner: str,
+    email: str,
+    provider: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    servers: dict[str, Any] | None = None,
+    backfill_days: int = 0,
+    saves_sent: bool = False,
+) -> dict[str, Any]:
+    """A new account, in ``initial_sync`` and due now; the sync starts at its creation."""
+    now = iso(now_dt())
+    return {
+        "tenant_id": tenant_id,
+        "account_id": "acc_" + pysecrets.token_hex(8),
+        "owner": owner,
+        "email": email,
+        "provider": provider,
+        "state": "initial_sync",
+        "error": None,
+        "settings": {**DEFAULT_SETTINGS, **(settings or {})},
+        "servers": servers or {},
+        "sync": {
+            "started_at": now,
+            "last_success_at": None,
+            "messages": 0,
+            "folders_total": 0,
+            "folders_done": 0,
+        },
+        "sync_start": now,
+        "backfill_days": backfill_days,
+        "failures": 0,
+        "created_at": now,
+        "next_due": now,
+        "saves_sent": saves_sent,
+    }
+
+
 def load_secrets(acc: dict[str, Any]) -> dict[str, crypto.Secret]:
     envelope = repo.get_credentials_envelope(acc["tenant_id"], acc["account_id"])
     return crypto.decrypt(envelope or {}, context=credential_context(acc["tenant_id"], acc["account_id"]))
@@ -180,35 +219,20 @@ def create_account(
     if repo.account_by_email(tenant_id, email):
         raise Conflict(f"{email} is already connected in this tenant", code="account_exists")
 
-    account_id = "acc_" + pysecrets.token_hex(8)
-    now = now_dt()
-    doc: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "account_id": account_id,
-        "owner": user_id,
-        "email": email,
-        "provider": "imap",
-        "state": "initial_sync",
-        "error": None,
-        "settings": {**DEFAULT_SETTINGS, **(body.get("settings") or {})},
-        "servers": {
+    doc = new_account_doc(
+        tenant_id,
+        user_id,
+        email,
+        "imap",
+        settings=body.get("settings"),
+        servers={
             "imap": {k: imap[k] for k in ("host", "port", "security", "username")},
             "smtp": {k: smtp[k] for k in ("host", "port", "security", "username")},
         },
-        "sync": {
-            "started_at": iso(now),
-            "last_success_at": None,
-            "messages": 0,
-            "folders_total": 0,
-            "folders_done": 0,
-        },
-        "sync_start": iso(now),
-        "backfill_days": int(body.get("backfill_days") or 0),
-        "failures": 0,
-        "created_at": iso(now),
-        "next_due": iso(now),
-        "saves_sent": bool(_found.get("saves_sent", False)),
-    }
+        backfill_days=int(body.get("backfill_days") or 0),
+        saves_sent=bool(_found.get("saves_sent", False)),
+    )
+    account_id = doc["account_id"]
     secret_values = {"imap_password": imap["password"], "smtp_password": smtp["password"]}
     try:
         with provider_factory(doc, secret_values) as provider:

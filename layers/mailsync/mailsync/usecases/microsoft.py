@@ -46,7 +46,7 @@ from mailsync.store.models import (
     MicrosoftWatchItem,
     OAuthStateItem,
 )
-from mailsync.usecases.accounts import DEFAULT_SETTINGS, credential_context, now_dt
+from mailsync.usecases.accounts import credential_context, new_account_doc, now_dt
 from mailsync.usecases.google import (
     CallbackError,
     InvalidState,
@@ -249,32 +249,10 @@ def connect_account(
         repo.save_account(acc, s.due_shards)
         account_id = existing_id
     else:
-        account_id = "acc_" + pysecrets.token_hex(8)
-        now = now_dt()
-        doc: dict[str, Any] = {
-            "tenant_id": tenant_id,
-            "account_id": account_id,
-            "owner": user_id,
-            "email": email,
-            "provider": PROVIDER,
-            "state": "initial_sync",
-            "error": None,
-            "settings": dict(DEFAULT_SETTINGS),
-            "servers": {},
-            "sync": {
-                "started_at": iso(now),
-                "last_success_at": None,
-                "messages": 0,
-                "folders_total": 0,
-                "folders_done": 0,
-            },
-            "sync_start": iso(now),
-            "backfill_days": backfill_days,
-            "failures": 0,
-            "created_at": iso(now),
-            "next_due": iso(now),
-            "saves_sent": True,
-        }
+        doc = new_account_doc(
+            tenant_id, user_id, email, PROVIDER, backfill_days=backfill_days, saves_sent=True
+        )
+        account_id = doc["account_id"]
         repo.insert_account(doc, _envelope(tenant_id, account_id, cache_json), s.due_shards)
     watch = _watch(tenant_id, account_id) or MicrosoftWatchItem(
         "MSWATCH", keys.account(tenant_id, account_id), tenant_id=tenant_id, account_id=account_id
