@@ -29,6 +29,7 @@ import hmac
 import json
 import secrets as pysecrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -158,17 +159,22 @@ def authorize(
     return {"url": f"{s.google_auth_uri}?{urlencode(params)}"}
 
 
-def _consume_state(s: Settings, state: str) -> OAuthStateItem:
-    """The state's record, marked used. An unsigned or unknown state is a 400 (we cannot
-    vouch for any redirect target); a replayed one redirects with ``invalid_state``."""
+def consume_state(state: str, sign: Callable[[str], str], provider: str) -> OAuthStateItem:
+    """The state's record, marked used (shared by every OAuth provider).
+
+    An unsigned or unknown state is a 400 (we cannot vouch for any redirect target);
+    a replayed one redirects with ``invalid_state``.
+    """
     state_id, _, sig = (state or "").partition(".")
-    if not state_id or not sig or not hmac.compare_digest(sig, _sign(s, state_id)):
+    if not state_id or not sig or not hmac.compare_digest(sig, sign(state_id)):
         raise InvalidState("the OAuth state is invalid")
     pk = f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
     try:
         item = OAuthStateItem.get(pk, "S", consistent_read=True)
     except DoesNotExist as e:
         raise InvalidState("the OAuth state is unknown") from e
+    if item.provider != provider:
+        raise InvalidState(f"the OAuth state is not a {provider} flow")
     try:  # single use: of two concurrent callbacks, one loses this condition
         item.update(actions=[OAuthStateItem.used.set(True)], condition=OAuthStateItem.used.does_not_exist())
     except UpdateError as e:
@@ -176,23 +182,28 @@ def _consume_state(s: Settings, state: str) -> OAuthStateItem:
     return item
 
 
+def check_callback(st: OAuthStateItem, params: dict[str, str]) -> None:
+    """The checks every callback makes before exchanging the code."""
+    if int(st.expires_at) < time.time():
+        raise CallbackError("state_expired", st.redirect_uri)
+    if params.get("error"):
+        code = params["error"] if params["error"] in ("access_denied",) else "authorization_failed"
+        raise CallbackError(code, st.redirect_uri)
+    if not params.get("code"):
+        raise CallbackError("invalid_request", st.redirect_uri)
+
+
 # -------------------------------------------------------------- callback
 def callback(params: dict[str, str], *, http: Any = None) -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
     try:
-        st = _consume_state(s, params.get("state", ""))
+        st = consume_state(params.get("state", ""), lambda i: _sign(s, i), "google")
     except CallbackError as e:
         logger.info("google oauth state replayed")
         return with_query(e.redirect_uri, error=e.code)
     try:
-        if int(st.expires_at) < time.time():
-            raise CallbackError("state_expired", st.redirect_uri)
-        if params.get("error"):
-            code = params["error"] if params["error"] in ("access_denied",) else "authorization_failed"
-            raise CallbackError(code, st.redirect_uri)
-        if not params.get("code"):
-            raise CallbackError("invalid_request", st.redirect_uri)
+        check_callback(st, params)
         tokens = _exchange(s, st, params["code"], http)
         claims = _verify_id_token(s, tokens.get("id_token", ""), st, http)
         if not claims.get("hd"):

@@ -51,6 +51,8 @@ from mailsync.usecases.google import (
     CallbackError,
     InvalidState,
     _b64url,
+    check_callback,
+    consume_state,
     redirect_allowed,
     tenant_allowlist,
     with_query,
@@ -145,41 +147,19 @@ def authorize(
     return {"url": str(flow["auth_uri"])}
 
 
-def _consume_state(s: Settings, state: str) -> OAuthStateItem:
-    state_id, _, sig = (state or "").partition(".")
-    if not state_id or not sig or not hmac.compare_digest(sig, _sign(s, state_id)):
-        raise InvalidState("the OAuth state is invalid")
-    pk = f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
-    try:
-        item = OAuthStateItem.get(pk, "S", consistent_read=True)
-    except DoesNotExist as e:
-        raise InvalidState("the OAuth state is unknown") from e
-    if item.provider != PROVIDER or not item.flow:
-        raise InvalidState("the OAuth state is not a Microsoft flow")
-    try:  # single use: of two concurrent callbacks, one loses this condition
-        item.update(actions=[OAuthStateItem.used.set(True)], condition=OAuthStateItem.used.does_not_exist())
-    except UpdateError as e:
-        raise CallbackError("invalid_state", item.redirect_uri) from e
-    return item
-
-
 # -------------------------------------------------------------- callback
 def callback(params: dict[str, str], notification_url: str = "") -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
     try:
-        st = _consume_state(s, params.get("state", ""))
+        st = consume_state(params.get("state", ""), lambda i: _sign(s, i), PROVIDER)
+        if not st.flow:
+            raise InvalidState("the OAuth state carries no Microsoft flow")
     except CallbackError as e:
         logger.info("microsoft oauth state replayed")
         return with_query(e.redirect_uri, error=e.code)
     try:
-        if int(st.expires_at) < time.time():
-            raise CallbackError("state_expired", st.redirect_uri)
-        if params.get("error"):
-            code = params["error"] if params["error"] in ("access_denied",) else "authorization_failed"
-            raise CallbackError(code, st.redirect_uri)
-        if not params.get("code"):
-            raise CallbackError("invalid_request", st.redirect_uri)
+        check_callback(st, params)
         tokens = token_source(None)
         app = _app_or_callback_error(tokens, st.redirect_uri)
         try:
