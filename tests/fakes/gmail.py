@@ -55,7 +55,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -63,6 +62,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.fakes import base
 
 DEFAULT_CLIENT_ID = "1234567890-mailsync.apps.googleusercontent.com"
 DEFAULT_CLIENT_SECRET = "fake-client-secret"
@@ -111,7 +112,7 @@ _HISTORY_KEYS = {
     "labelAdded": "labelsAdded",
     "labelRemoved": "labelsRemoved",
 }
-_STATUS_TEXT = {
+_STATUS_TEXT = {  # reason phrases of the status lines of batch answer parts
     200: "OK",
     204: "No Content",
     302: "Found",
@@ -164,16 +165,8 @@ class _HttpError(Exception):
         self.headers = headers or {}
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
-        h = {"Content-Type": "application/json; charset=UTF-8", **(headers or {})}
-        return cls(status, json.dumps(obj).encode(), h)
+class Response(base.Response):
+    json_content_type = "application/json; charset=UTF-8"
 
 
 @dataclass
@@ -243,7 +236,7 @@ def _snippet(msg: email.message.Message) -> str:
     return " ".join(text.split())[:200]
 
 
-class FakeGoogle:
+class FakeGoogle(base.FakeServer):
     """Fake Google OAuth + Gmail API. Start with :meth:`start` or use as a context manager."""
 
     def __init__(
@@ -277,58 +270,9 @@ class FakeGoogle:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._cert_pem = self._make_cert(self._key)
         self._untrusted_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # ------------------------------------------------------------------ server
-    def start(self) -> FakeGoogle:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                resp = fake.handle(self.command, self.path, headers, body)
-                self.send_response(resp.status, _STATUS_TEXT.get(resp.status))
-                for k, v in resp.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(resp.body)
-
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeGoogle:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
+    # ------------------------------------------------------------------ server (base.FakeServer)
     @property
     def api_base(self) -> str:
         """What ``MAILSYNC_GMAIL_API_BASE`` should be."""
@@ -996,15 +940,7 @@ class FakeGoogle:
 
     @staticmethod
     def _json_body(body: bytes) -> dict[str, Any]:
-        if not body.strip():
-            return {}
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise _HttpError(400, "Invalid JSON payload received.", "parseError") from None
-        if not isinstance(data, dict):
-            raise _HttpError(400, "Invalid JSON payload received.", "parseError")
-        return data
+        return base.json_object(body, lambda: _HttpError(400, "Invalid JSON payload received.", "parseError"))
 
     @staticmethod
     def _int_param(query: dict[str, list[str]], name: str, default: int, maximum: int) -> int:

@@ -99,7 +99,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -108,6 +108,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.fakes import base
 
 DEFAULT_CLIENT_ID = "8f1b6f1e-3c1d-4c5e-9a55-3d3f3c1a0b01"
 DEFAULT_CLIENT_SECRET = "fake~graph~client~secret"
@@ -157,22 +159,6 @@ MESSAGE_FIELDS = (
     "replyTo",
     "flag",
 )
-_STATUS_TEXT = {
-    200: "OK",
-    201: "Created",
-    202: "Accepted",
-    204: "No Content",
-    302: "Found",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    410: "Gone",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 def _b64url(data: bytes) -> str:
@@ -216,16 +202,8 @@ class _HttpError(Exception):
         self.headers = headers or {}
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
-        h = {"Content-Type": "application/json; odata.metadata=minimal; charset=utf-8", **(headers or {})}
-        return cls(status, json.dumps(obj).encode(), h)
+class Response(base.Response):
+    json_content_type = "application/json; odata.metadata=minimal; charset=utf-8"
 
     @classmethod
     def error(cls, e: _HttpError) -> Response:
@@ -524,8 +502,10 @@ def _mime_from_json(data: dict[str, Any], sender: Mailbox) -> bytes:
 # ---------------------------------------------------------------------------------- the fake
 
 
-class FakeGraph:
+class FakeGraph(base.FakeServer):
     """Fake Microsoft identity platform + Graph over HTTPS. Use as a context manager or :meth:`start`."""
+
+    scheme = "https"
 
     def __init__(
         self,
@@ -574,72 +554,31 @@ class FakeGraph:
         self.kid = _b64url(secrets.token_bytes(15))
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._tls: _Tls | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # ------------------------------------------------------------------ server
+    # ------------------------------------------------------------------ server (base.FakeServer)
     def start(self) -> FakeGraph:
-        fake = self
         self._tls = _Tls()
+        return super().start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                resp = fake.handle(self.command, self.path, headers, body)
-                self.send_response(resp.status, _STATUS_TEXT.get(resp.status))
-                for k, v in resp.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(resp.body)
-
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+    def _prepare(self, server: ThreadingHTTPServer) -> None:
+        assert self._tls is not None
         # The handshake runs in the handler thread (first read), not in the accept loop.
         server.socket = self._tls.server_context().wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
         )
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         if self._tls is not None:
             self._tls.cleanup()
             self._tls = None
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def ca_bundle(self) -> str:
         """Path of the PEM file of the CA that signed the server certificate."""
         assert self._tls is not None, "not started"
         return self._tls.ca_bundle
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "not started"
-        port = self._server.server_address[1]
-        return f"https://127.0.0.1:{port}"
 
     @property
     def host(self) -> str:
@@ -1640,15 +1579,9 @@ class FakeGraph:
 
     @staticmethod
     def _json_body(body: bytes) -> dict[str, Any]:
-        if not body.strip():
-            return {}
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise _HttpError(400, "BadRequest", "Unable to read JSON request payload.") from None
-        if not isinstance(data, dict):
-            raise _HttpError(400, "BadRequest", "Unable to read JSON request payload.")
-        return data
+        return base.json_object(
+            body, lambda: _HttpError(400, "BadRequest", "Unable to read JSON request payload.")
+        )
 
     # mailbox reads
     def _me(self, box: Mailbox, parts: list[str], query: Any, headers: Any, body: bytes) -> Response:

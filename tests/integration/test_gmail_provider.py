@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,17 +16,16 @@ import requests
 from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.providers.base import (
     AuthFailed,
-    ChangeBatch,
     FolderGone,
     ProviderError,
     Remove,
     Reset,
     SetFlags,
-    Upsert,
 )
 from mailsync.providers.gmail import CredentialsTokenSource, GmailProvider, QuotaBudget
 from tests.fakes.gmail import FakeGoogle
 from tests.support.dovecot import make_mail
+from tests.support.providers import changes, drain, engine_mirror, mirror_by_subject, subjects, upserts
 
 pytestmark = pytest.mark.integration
 
@@ -59,25 +59,7 @@ def provider(google: FakeGoogle, tokens: dict[str, Any]) -> Iterator[GmailProvid
         yield p
 
 
-def run(
-    p: GmailProvider, folder: str, cursor: dict[str, Any] | None, batch_size: int = 100
-) -> tuple[list[ChangeBatch], dict[str, Any] | None]:
-    batches = list(p.changes(folder, cursor, SINCE, batch_size))
-    return batches, (batches[-1].cursor if batches else cursor)
-
-
-def changes(batches: list[ChangeBatch]) -> list[Any]:
-    return [c for b in batches for c in b.changes]
-
-
-def upserts(batches: list[ChangeBatch]) -> dict[str, Upsert]:
-    return {c.ref: c for c in changes(batches) if isinstance(c, Upsert)}
-
-
-def subjects(batches: list[ChangeBatch]) -> set[str]:
-    import email
-
-    return {str(email.message_from_bytes(u.raw)["Subject"]) for u in upserts(batches).values()}
+run = partial(drain, since=SINCE)  # run(provider, folder, cursor[, batch_size]) -> (batches, cursor)
 
 
 # ------------------------------------------------------------------------------ folders
@@ -539,17 +521,7 @@ def test_sent_copy_comes_back_through_history(google, tokens):
 
 @pytest.fixture
 def mirror_env(aws):
-    from mailsync.store.mirror import DynamoMirrorStore
-
-    ctx = AccountContext(
-        tenant_id="t1",
-        account_id="a_gmail",
-        owner="alice",
-        email=USER,
-        visibility="private",
-        sync_start=SINCE,
-    )
-    return DynamoMirrorStore("t1", "a_gmail"), ctx
+    return engine_mirror("a_gmail", USER, SINCE)
 
 
 def engine_sync(google: FakeGoogle, tokens: dict[str, Any], store: Any, ctx: AccountContext) -> Any:
@@ -560,9 +532,7 @@ def engine_sync(google: FakeGoogle, tokens: dict[str, Any], store: Any, ctx: Acc
 
 
 def mirrored() -> dict[str, dict[str, Any]]:
-    from tests.support.accounts import mirror
-
-    return {m["subject"]: m for m in mirror({"id": "a_gmail"})}
+    return mirror_by_subject("a_gmail")
 
 
 def test_engine_label_move_keeps_id_archive_and_trash_remove(google, tokens, mirror_env):

@@ -6,12 +6,12 @@ handshake, notifications and lifecycle events, and the real SyncEngine + DynamoD
 
 from __future__ import annotations
 
-import email
 import json
 import random
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,18 +22,17 @@ import pytest
 from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.providers.base import (
     AuthFailed,
-    ChangeBatch,
     FolderGone,
     ProviderError,
     Remove,
     Reset,
     SetFlags,
-    Upsert,
 )
 from mailsync.providers.gmail import QuotaBudget
 from mailsync.providers.graph import GRAPH_SCOPES, GraphProvider, MsalTokenSource
 from tests.fakes.graph import FakeGraph
 from tests.support.dovecot import make_mail
+from tests.support.providers import changes, drain, engine_mirror, mirror_by_subject, subjects, upserts
 
 pytestmark = pytest.mark.integration
 
@@ -70,23 +69,7 @@ def provider(graph: FakeGraph, tokens: dict[str, Any]) -> Iterator[GraphProvider
         yield p
 
 
-def run(
-    p: GraphProvider, folder: str, cursor: dict[str, Any] | None, batch_size: int = 100
-) -> tuple[list[ChangeBatch], dict[str, Any] | None]:
-    batches = list(p.changes(folder, cursor, SINCE, batch_size))
-    return batches, (batches[-1].cursor if batches else cursor)
-
-
-def changes(batches: list[ChangeBatch]) -> list[Any]:
-    return [c for b in batches for c in b.changes]
-
-
-def upserts(batches: list[ChangeBatch]) -> dict[str, Upsert]:
-    return {c.ref: c for c in changes(batches) if isinstance(c, Upsert)}
-
-
-def subjects(batches: list[ChangeBatch]) -> set[str]:
-    return {str(email.message_from_bytes(u.raw)["Subject"]) for u in upserts(batches).values()}
+run = partial(drain, since=SINCE)  # run(provider, folder, cursor[, batch_size]) -> (batches, cursor)
 
 
 # ------------------------------------------------------------------------------ msal + tokens
@@ -715,17 +698,7 @@ def test_fake_refuses_batches_over_20(graph, tokens):
 
 @pytest.fixture
 def mirror_env(aws):
-    from mailsync.store.mirror import DynamoMirrorStore
-
-    ctx = AccountContext(
-        tenant_id="t1",
-        account_id="a_ms",
-        owner="alice",
-        email=USER,
-        visibility="private",
-        sync_start=SINCE,
-    )
-    return DynamoMirrorStore("t1", "a_ms"), ctx
+    return engine_mirror("a_ms", USER, SINCE)
 
 
 def engine_sync(graph: FakeGraph, tokens: dict[str, Any], store: Any, ctx: AccountContext) -> Any:
@@ -743,9 +716,7 @@ def engine_sync(graph: FakeGraph, tokens: dict[str, Any], store: Any, ctx: Accou
 
 
 def mirrored() -> dict[str, dict[str, Any]]:
-    from tests.support.accounts import mirror
-
-    return {m["subject"]: m for m in mirror({"id": "a_ms"})}
+    return mirror_by_subject("a_ms")
 
 
 def test_engine_move_keeps_id_read_delete_and_resync(graph, tokens, mirror_env):

@@ -70,14 +70,12 @@ an ``invalid_grant`` from the token endpoint.
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import random
 import re
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +83,7 @@ from typing import Any
 
 import requests
 
+from mailsync.providers import http
 from mailsync.providers.base import (
     AuthFailed,
     Change,
@@ -98,6 +97,8 @@ from mailsync.providers.base import (
     SetFlags,
     Upsert,
 )
+from mailsync.providers.http import DEFAULT_UNITS_PER_MINUTE, RETRY_STATUSES, QuotaBudget, Reply, RestProvider
+from mailsync.providers.http import retry_after as _retry_after
 
 __all__ = [
     "DEFAULT_API_BASE",
@@ -114,7 +115,6 @@ GMAIL_SCOPES = ("openid", "email", "https://www.googleapis.com/auth/gmail.modify
 CURSOR_VERSION = 1
 FETCH_BATCH = 50  # calls per batch request (Gmail recommends at most 50, allows 100)
 LIST_PAGE = 500  # messages.list / history.list maxResults (the maximum)
-DEFAULT_UNITS_PER_MINUTE = 12_000  # Gmail allows 15,000 per user per minute
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
 
 UNITS = {
@@ -134,80 +134,18 @@ HIDDEN_LABELS = frozenset({"TRASH", "SPAM", "DRAFT", "UNREAD", "STARRED", "IMPOR
 NOT_IN_FOLDERS = frozenset({"TRASH", "SPAM", "DRAFT"})  # a mail with one of these is in no folder
 ROLES = {"INBOX": "inbox", "SENT": "sent"}
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 # --------------------------------------------------------------------------------------------
-# Quota budget
-
-
-class QuotaBudget:
-    """A sliding-minute budget of quota units for one user; :meth:`spend` sleeps when it is used up.
-
-    Thread-safe. ``clock``/``sleep`` are injectable for tests (a fake sleep must advance the clock).
-    """
-
-    def __init__(
-        self,
-        units_per_minute: int = DEFAULT_UNITS_PER_MINUTE,
-        *,
-        window: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if units_per_minute < 1:
-            raise ValueError("units_per_minute must be positive")
-        self.limit = units_per_minute
-        self.window = window
-        self.clock = clock
-        self.sleep = sleep
-        self.total = 0  # units spent since creation
-        self.waited = 0.0  # seconds slept for the budget
-        self._spent: deque[tuple[float, int]] = deque()
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def _prune(self, now: float) -> None:
-        while self._spent and self._spent[0][0] <= now - self.window:
-            self._used -= self._spent.popleft()[1]
-
-    @property
-    def used(self) -> int:
-        """Units spent within the current window."""
-        with self._lock:
-            self._prune(self.clock())
-            return self._used
-
-    def spend(self, units: int) -> None:
-        units = min(max(int(units), 0), self.limit)
-        if not units:
-            return
-        with self._lock:
-            now = self.clock()
-            self._prune(now)
-            while self._used + units > self.limit and self._spent:
-                wait = max(self._spent[0][0] + self.window - now, 0.001)
-                self.waited += wait
-                self.sleep(wait)
-                now = self.clock()
-                self._prune(now)
-            self._spent.append((now, units))
-            self._used += units
-            self.total += units
+# Quota budget (QuotaBudget: mailsync.providers.http)
 
 
 _BUDGETS: dict[str, QuotaBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
 
 
 def budget_for(user: str, units_per_minute: int = DEFAULT_UNITS_PER_MINUTE) -> QuotaBudget:
     """The process-wide budget of ``user`` (shared by every provider of that mailbox)."""
-    key = user.lower()
-    with _BUDGETS_LOCK:
-        b = _BUDGETS.get(key)
-        if b is None:
-            b = _BUDGETS[key] = QuotaBudget(units_per_minute)
-        return b
+    return http.per_mailbox(_BUDGETS, user, lambda: QuotaBudget(units_per_minute))
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,22 +227,6 @@ def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds of a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((_utc(when) - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 def _error_info(status: int, body: Any) -> tuple[str, str]:
     """(reason, message) of a Google error body."""
     err = body.get("error") if isinstance(body, dict) else None
@@ -326,13 +248,6 @@ def _in_folder(labels: Iterable[str], label_id: str) -> bool:
     return label_id in ls and not (ls & NOT_IN_FOLDERS)
 
 
-@dataclass
-class _Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
 class _Expired(Exception):
     """history.list answered 404: the start historyId is outside the retained window."""
 
@@ -348,13 +263,18 @@ class _HistoryWalk:
 # Provider
 
 
-class GmailProvider:
+class GmailProvider(RestProvider):
     """A session to one Gmail mailbox (see the module docstring).
 
     ``access_token`` returns a valid OAuth access token (for example a
     :class:`CredentialsTokenSource`); when it has an ``invalidate()`` method it is called
     after a 401 before the one retry. ``user`` keys the shared quota budget (the address).
+    ``calls`` names the API methods called, e.g. "history.list" (batch parts included).
     """
+
+    api_name = "Gmail API"
+    token_issuer = "Google"
+    token_errors = frozenset({"invalid_grant"})
 
     def __init__(
         self,
@@ -375,87 +295,46 @@ class GmailProvider:
     ) -> None:
         if not 1 <= fetch_batch <= 100:
             raise ValueError("fetch_batch must be within 1..100")
-        self._access_token = access_token
-        self.user = user
-        self.api_base = api_base.rstrip("/")
-        self.timeout = timeout
-        self.budget = budget or budget_for(user)
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.sleep = sleep
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        super().__init__(
+            access_token,
+            user=user,
+            api_base=api_base,
+            session=session,
+            timeout=timeout,
+            budget=budget or budget_for(user),
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            sleep=sleep,
+            rng=rng,
+        )
         self.fetch_batch = fetch_batch
         self.page_size = page_size
-        self._own_session = session is None
-        self._session = session
-        self._token: str | None = None
         self._labels: dict[str, str] | None = None  # name -> id
         self._label_list: list[dict[str, Any]] = []
         self._walk: _HistoryWalk | None = None
         self._expired_upto: int | None = None
-        self.calls: list[str] = []  # API methods called, e.g. "history.list" (batch parts included)
-        self.sleeps: list[float] = []  # backoff sleeps requested
-
-    # -- session -------------------------------------------------------------------------------
-
-    def __enter__(self) -> GmailProvider:
-        if self._session is None:
-            self._session = requests.Session()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
+        super().close()
         self._walk = None
 
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
+    # -- HTTP (errors the Gmail way; the retry loop is RestProvider's) --------------------------
 
-    # -- HTTP ----------------------------------------------------------------------------------
+    def _error_info_of(self, r: requests.Response) -> tuple[str, str]:
+        return _error_info(r.status_code, _json(r))
 
-    def _get_token(self, refresh: bool = False) -> str:
-        if refresh:
-            invalidate = getattr(self._access_token, "invalidate", None)
-            if callable(invalidate):
-                invalidate()
-            self._token = None
-        if self._token is None:
-            try:
-                token = self._access_token()
-            except ProviderError:
-                raise
-            except Exception as e:
-                if "invalid_grant" in str(e):
-                    raise AuthFailed(f"Google refused the refresh token: {e}") from e
-                raise ConnectionFailed(f"could not get an access token: {type(e).__name__}: {e}") from e
-            if not token:
-                raise AuthFailed("no access token")
-            self._token = token
-        return self._token
+    def _should_retry(self, status: int, code: str) -> bool:
+        return _retryable(status, code)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        step = min(self.backoff_cap, self.backoff_base * (2**attempt))
-        delay = step / 2 + self.rng.uniform(0, step / 2)  # "equal jitter"
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        self.sleeps.append(delay)
-        self.sleep(delay)
+    def _refused(self, code: str, message: str) -> ProviderError:
+        return AuthFailed(f"Gmail refused the access token: {message}")
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise ConnectionFailed(f"Gmail API unreachable: {type(e).__name__}: {e}") from e
-        except requests.RequestException as e:
-            raise ProviderError(f"Gmail API request failed: {e}") from e
+    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
+        return ProviderError(f"Gmail rate limit persisted after {attempts} retries: {message}")
+
+    def _error(self, status: int, code: str, message: str) -> ProviderError:
+        return _api_error(status, code, message)
 
     def _call(
         self,
@@ -470,48 +349,25 @@ class GmailProvider:
 
         A non-retryable error raises :class:`ProviderError` carrying ``status`` and ``reason``.
         """
-        url = f"{self.api_base}/gmail/v1/users/me/{path}"
-        refreshed = False
-        attempt = 0
-        while True:
-            self.budget.spend(UNITS.get(name, 5))
-            self.calls.append(name)
-            headers = {"Authorization": f"Bearer {self._get_token()}", "Accept": "application/json"}
-            try:
-                r = self._send(method, url, params=params, json=body, headers=headers)
-            except ConnectionFailed:
-                if attempt >= self.max_retries:
-                    raise
-                self._backoff(attempt, None)
-                attempt += 1
-                continue
-            reply = _Reply(r.status_code, dict(r.headers), _json(r))
-            if reply.status < 400:
-                return reply.body
-            reason, message = _error_info(reply.status, reply.body)
-            if reply.status == 401:
-                if refreshed:
-                    raise AuthFailed(f"Gmail refused the access token: {message}")
-                refreshed = True
-                self._get_token(refresh=True)
-                continue
-            if _retryable(reply.status, reason):
-                if attempt >= self.max_retries:
-                    raise ProviderError(f"Gmail rate limit persisted after {attempt} retries: {message}")
-                self._backoff(attempt, _retry_after(reply.headers.get("Retry-After")))
-                attempt += 1
-                continue
-            raise _api_error(reply.status, reason, message)
+        r = self._request_with_retries(
+            method,
+            f"{self.api_base}/gmail/v1/users/me/{path}",
+            units=UNITS.get(name, 5),
+            call=name,
+            headers={"Accept": "application/json"},
+            params=params,
+            json=body,
+        )
+        return _json(r)
 
-    def _batch(self, name: str, calls: list[tuple[str, str, Any]]) -> list[_Reply]:
+    def _batch(self, name: str, calls: list[tuple[str, str, Any]]) -> list[Reply]:
         """Run ``(method, path below users/me/, json body)`` calls through the batch endpoint,
         ``fetch_batch`` per request; rate-limited parts are retried with backoff. Returns the
         replies in order (non-retryable errors are returned, not raised)."""
-        results: list[_Reply | None] = [None] * len(calls)
+        results: list[Reply | None] = [None] * len(calls)
         for start in range(0, len(calls), self.fetch_batch):
             idxs = list(range(start, min(start + self.fetch_batch, len(calls))))
-            refreshed = False
-            attempt = 0
+            retry = http.Retry(self)
             while idxs:
                 self.budget.spend(UNITS.get(name, 5) * len(idxs))
                 self.calls.extend([name] * len(idxs))
@@ -529,56 +385,45 @@ class GmailProvider:
                         },
                     )
                 except ConnectionFailed:
-                    if attempt >= self.max_retries:
+                    if not retry.backoff():
                         raise
-                    self._backoff(attempt, None)
-                    attempt += 1
                     continue
-                retry: list[int] = []
-                retry_after: float | None = None
+                again: list[int] = []
+                wait: float | None = None
                 if r.status_code >= 400:  # the whole batch failed
-                    reason, message = _error_info(r.status_code, _json(r))
+                    reason, message = self._error_info_of(r)
                     if r.status_code == 401:
-                        if refreshed:
-                            raise AuthFailed(f"Gmail refused the access token: {message}")
-                        refreshed = True
-                        self._get_token(refresh=True)
+                        if not retry.refresh_token():
+                            raise self._refused(reason, message)
                         continue
                     if not _retryable(r.status_code, reason):
                         raise _api_error(r.status_code, reason, message)
-                    retry, retry_after = idxs, _retry_after(r.headers.get("Retry-After"))
+                    again, wait = idxs, _retry_after(r.headers.get("Retry-After"))
                 else:
                     parts = _parse_batch_response(r)
                     unauthorized = False
                     for i in idxs:
                         part = parts.get(i)
                         if part is None:
-                            retry.append(i)
+                            again.append(i)
                             continue
                         reason, _ = _error_info(part.status, part.body)
                         if part.status == 401:
                             unauthorized = True
-                            retry.append(i)
+                            again.append(i)
                         elif _retryable(part.status, reason):
-                            retry.append(i)
-                            ra = _retry_after(part.headers.get("retry-after"))
-                            if ra is not None:
-                                retry_after = max(retry_after or 0.0, ra)
+                            again.append(i)
+                            wait = http.later_retry_after(wait, part.headers.get("retry-after"))
                         else:
                             results[i] = part
                     if unauthorized:
-                        if refreshed:
+                        if not retry.refresh_token():
                             raise AuthFailed("Gmail refused the access token")
-                        refreshed = True
-                        self._get_token(refresh=True)
-                        idxs = retry
+                        idxs = again
                         continue
-                if retry:
-                    if attempt >= self.max_retries:
-                        raise ProviderError(f"Gmail rate limit persisted after {attempt} retries")
-                    self._backoff(attempt, retry_after)
-                    attempt += 1
-                idxs = retry
+                if again and not retry.backoff(wait):
+                    raise ProviderError(f"Gmail rate limit persisted after {retry.attempt} retries")
+                idxs = again
         out = [r for r in results if r is not None]
         assert len(out) == len(calls)
         return out
@@ -826,7 +671,7 @@ class GmailProvider:
         replies = self._batch("messages.modify", [("POST", f"messages/{i}/modify", body) for i in ids])
         return self._check_writes(ids, replies)
 
-    def _check_writes(self, ids: list[str], replies: list[_Reply]) -> list[str]:
+    def _check_writes(self, ids: list[str], replies: list[Reply]) -> list[str]:
         ok: list[str] = []
         for mid, rep in zip(ids, replies, strict=True):
             if rep.status == 200:
@@ -939,12 +784,7 @@ def _api_error(status: int, reason: str, message: str) -> ProviderError:
 
 
 def _json(r: requests.Response) -> Any:
-    if not r.content:
-        return {}
-    try:
-        return r.json()
-    except ValueError:
-        return {"error": {"code": r.status_code, "message": r.text[:200]}}
+    return http.json_body(r)  # an unreadable body: Google's error shape, a numeric "code"
 
 
 def _batch_body(boundary: str, calls: list[tuple[int, str, str, Any]]) -> bytes:
@@ -976,13 +816,13 @@ def _batch_body(boundary: str, calls: list[tuple[int, str, str, Any]]) -> bytes:
 _CID_RE = re.compile(r"<?response-item-(\d+)>?", re.IGNORECASE)
 
 
-def _parse_batch_response(r: requests.Response) -> dict[int, _Reply]:
+def _parse_batch_response(r: requests.Response) -> dict[int, Reply]:
     """``{call index: reply}`` of a ``multipart/mixed`` batch answer (parts paired by Content-ID)."""
     m = re.search(r'boundary="?([^";]+)"?', r.headers.get("Content-Type", ""))
     if not m:
         raise ProviderError("Gmail batch answer without a multipart boundary")
     delim = b"--" + m.group(1).encode()
-    out: dict[int, _Reply] = {}
+    out: dict[int, Reply] = {}
     for chunk in r.content.split(delim)[1:]:
         if chunk.startswith(b"--"):
             break
@@ -999,7 +839,7 @@ def _parse_batch_response(r: requests.Response) -> dict[int, _Reply]:
             parsed: Any = json.loads(body) if body else {}
         except ValueError:
             parsed = {"error": {"code": status, "message": body[:200].decode("utf-8", "replace")}}
-        out[int(cid.group(1))] = _Reply(status, headers, parsed)
+        out[int(cid.group(1))] = Reply(status, headers, parsed)
     return out
 
 

@@ -101,19 +101,19 @@ to store (encrypted) again.
 from __future__ import annotations
 
 import base64
-import email.utils
+import contextlib
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
+from mailsync.providers import http
 from mailsync.providers.base import (
     AuthFailed,
     Change,
@@ -127,7 +127,8 @@ from mailsync.providers.base import (
     SetFlags,
     Upsert,
 )
-from mailsync.providers.gmail import QuotaBudget
+from mailsync.providers.http import RETRY_STATUSES, QuotaBudget, Reply, RestProvider
+from mailsync.providers.http import retry_after as _retry_after  # noqa: F401 - importable from here too
 
 __all__ = [
     "DEFAULT_API_BASE",
@@ -170,7 +171,6 @@ ROLE_BY_WELL_KNOWN = {
     "archive": "archive",
     "outbox": None,  # listed, never synced (transient)
 }
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 EXPIRED_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 AUTH_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
 
@@ -178,29 +178,18 @@ AUTH_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_requi
 # --------------------------------------------------------------------------------------------
 # Per-mailbox limits (process-wide)
 
-_LIMITS_LOCK = threading.Lock()
 _BUDGETS: dict[str, QuotaBudget] = {}
 _SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
 
 
 def budget_for(user: str, requests_per_window: int = DEFAULT_REQUESTS_PER_10_MIN) -> QuotaBudget:
     """The rolling 10-minute request budget of ``user`` (shared by every provider of that mailbox)."""
-    key = user.lower()
-    with _LIMITS_LOCK:
-        b = _BUDGETS.get(key)
-        if b is None:
-            b = _BUDGETS[key] = QuotaBudget(requests_per_window, window=BUDGET_WINDOW)
-        return b
+    return http.per_mailbox(_BUDGETS, user, lambda: QuotaBudget(requests_per_window, window=BUDGET_WINDOW))
 
 
 def semaphore_for(user: str, limit: int = MAX_CONCURRENT) -> threading.BoundedSemaphore:
     """The concurrency gate of ``user``: at most ``limit`` Graph requests in flight."""
-    key = user.lower()
-    with _LIMITS_LOCK:
-        s = _SEMAPHORES.get(key)
-        if s is None:
-            s = _SEMAPHORES[key] = threading.BoundedSemaphore(limit)
-        return s
+    return http.per_mailbox(_SEMAPHORES, user, lambda: threading.BoundedSemaphore(limit))
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,13 +308,6 @@ class MsalTokenSource:
 # Wire helpers
 
 
-@dataclass
-class _Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
 class _ApiError(ProviderError):
     def __init__(self, message: str, status: int, code: str) -> None:
         super().__init__(message)
@@ -352,22 +334,6 @@ def _api_error(status: int, code: str, message: str) -> ProviderError:
 
 def _is_expired(status: int, code: str) -> bool:
     return status == 410 or (status in (400, 404) and code.lower() in EXPIRED_CODES)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _parse_dt(text: str | None) -> datetime | None:
@@ -397,20 +363,21 @@ def _utc(dt: datetime) -> datetime:
 
 
 def _json(r: requests.Response) -> Any:
-    if not r.content:
-        return {}
-    try:
-        return r.json()
-    except ValueError:
-        return {"error": {"code": str(r.status_code), "message": r.text[:200]}}
+    return http.json_body(r, str)  # an unreadable body: Graph's error shape, a string "code"
 
 
 # --------------------------------------------------------------------------------------------
 # The provider
 
 
-class GraphProvider:
-    """A session to one Microsoft 365 mailbox (use as a context manager)."""
+class GraphProvider(RestProvider):
+    """A session to one Microsoft 365 mailbox (use as a context manager).
+
+    ``calls`` holds "METHOD path" of every request (batch parts included)."""
+
+    api_name = "Graph"
+    token_issuer = "Microsoft"
+    token_errors = AUTH_ERRORS
 
     def __init__(
         self,
@@ -431,80 +398,44 @@ class GraphProvider:
         known: Callable[[str, list[str]], Iterable[str]] | None = None,
         page_size: int = 100,
     ) -> None:
-        self._access_token = access_token
-        self.user = user
-        self.api_base = api_base.rstrip("/")
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.sleep = sleep
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        self.budget = budget or budget_for(user)
+        super().__init__(
+            access_token,
+            user=user,
+            api_base=api_base,
+            session=session,
+            timeout=timeout,
+            budget=budget or budget_for(user),
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            sleep=sleep,
+            rng=rng,
+        )
         self.max_concurrency = max(1, min(max_concurrency, MAX_CONCURRENT))
         self.semaphore = semaphore or semaphore_for(user)
         self.known = known
         self.page_size = page_size
-        self._own_session = session is None
-        self._session = session
-        self._token: str | None = None
-        self._token_lock = threading.Lock()
         self._folders: dict[str, dict[str, Any]] | None = None  # display path -> folder resource
         self._roles: dict[str, str] = {}  # folder id -> well-known name
-        self.calls: list[str] = []  # "METHOD path" of every request (batch parts included)
-        self.sleeps: list[float] = []
 
-    # -- session -------------------------------------------------------------------------------
+    # -- HTTP (errors the Graph way; the retry loop is RestProvider's) --------------------------
 
-    def __enter__(self) -> GraphProvider:
-        if self._session is None:
-            self._session = requests.Session()
-        return self
+    def _gate(self) -> contextlib.AbstractContextManager[Any]:
+        return self.semaphore
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _error_info_of(self, r: requests.Response) -> tuple[str, str]:
+        return _error_info(_json(r))
 
-    def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
+    def _refused(self, code: str, message: str) -> ProviderError:
+        return AuthFailed(f"Graph refused the access token: {code} {message}".strip())
 
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-        return self._session
+    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
+        return _ApiError(
+            f"Graph throttling persisted after {attempts} retries: {status} {code} {message}", status, code
+        )
 
-    # -- HTTP ----------------------------------------------------------------------------------
-
-    def _get_token(self, refresh: bool = False) -> str:
-        with self._token_lock:
-            if refresh:
-                invalidate = getattr(self._access_token, "invalidate", None)
-                if callable(invalidate):
-                    invalidate()
-                self._token = None
-            if self._token is None:
-                try:
-                    token = self._access_token()
-                except ProviderError:
-                    raise
-                except Exception as e:
-                    if any(err in str(e) for err in AUTH_ERRORS):
-                        raise AuthFailed(f"Microsoft refused the refresh token: {e}") from e
-                    raise ConnectionFailed(f"could not get an access token: {type(e).__name__}: {e}") from e
-                if not token:
-                    raise AuthFailed("no access token")
-                self._token = token
-            return self._token
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        step = min(self.backoff_cap, self.backoff_base * (2**attempt))
-        delay = step / 2 + self.rng.uniform(0, step / 2)  # "equal jitter"
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        self.sleeps.append(delay)
-        self.sleep(delay)
+    def _error(self, status: int, code: str, message: str) -> ProviderError:
+        return _api_error(status, code, message)
 
     def _url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("https://", "http://")):
@@ -526,7 +457,7 @@ class GraphProvider:
         headers: dict[str, str] | None = None,
         units: int = 1,
         raw: bool = False,
-    ) -> _Reply:
+    ) -> Reply:
         """One Graph call with the budget, the concurrency gate, auth retry and backoff.
 
         Returns the reply for statuses < 400; raises typed errors otherwise (the error keeps
@@ -534,64 +465,33 @@ class GraphProvider:
         url = self._url(path_or_url)
         if not self._same_origin(url):
             raise ProviderError(f"refusing to send the token to {urlsplit(url).netloc}")
-        refreshed = False
-        attempt = 0
-        while True:
-            self.budget.spend(units)
-            self.calls.append(f"{method} {urlsplit(url).path}")
-            h = {
-                "Authorization": f"Bearer {self._get_token()}",
-                "Accept": "application/json",
-                "Prefer": 'IdType="ImmutableId"',
-            }
-            if headers:
-                for k, v in headers.items():
-                    h[k] = f"{h['Prefer']}, {v}" if k == "Prefer" else v
-            try:
-                with self.semaphore:
-                    r = self.session.request(
-                        method, url, params=params, json=json_body, data=data, headers=h, timeout=self.timeout
-                    )
-            except (requests.ConnectionError, requests.Timeout) as e:
-                if attempt >= self.max_retries:
-                    raise ConnectionFailed(f"Graph unreachable: {type(e).__name__}: {e}") from e
-                self._backoff(attempt, None)
-                attempt += 1
-                continue
-            except requests.RequestException as e:
-                raise ProviderError(f"Graph request failed: {e}") from e
-            if r.status_code < 400:
-                body: Any = r.content if raw else _json(r)
-                return _Reply(r.status_code, dict(r.headers), body)
-            code, message = _error_info(_json(r))
-            if r.status_code == 401:
-                if refreshed:
-                    raise AuthFailed(f"Graph refused the access token: {code} {message}".strip())
-                refreshed = True
-                self._get_token(refresh=True)
-                continue
-            if r.status_code in RETRY_STATUSES:
-                if attempt >= self.max_retries:
-                    raise _ApiError(
-                        f"Graph throttling persisted after {attempt} retries: {r.status_code} {code} {message}",
-                        r.status_code,
-                        code,
-                    )
-                self._backoff(attempt, _retry_after(r.headers.get("Retry-After")))
-                attempt += 1
-                continue
-            raise _api_error(r.status_code, code, message)
+        h = {"Accept": "application/json", "Prefer": 'IdType="ImmutableId"'}
+        if headers:
+            for k, v in headers.items():
+                h[k] = f"{h['Prefer']}, {v}" if k == "Prefer" else v
+        r = self._request_with_retries(
+            method,
+            url,
+            units=units,
+            call=f"{method} {urlsplit(url).path}",
+            headers=h,
+            params=params,
+            json=json_body,
+            data=data,
+        )
+        body: Any = r.content if raw else _json(r)
+        return Reply(r.status_code, dict(r.headers), body)
 
     def _get(self, path: str, **kw: Any) -> Any:
         return self._request("GET", path, **kw).body
 
-    def _batch(self, calls: list[dict[str, Any]]) -> list[_Reply]:
+    def _batch(self, calls: list[dict[str, Any]]) -> list[Reply]:
         """Run ``{"method", "url", ["body"]}`` calls through ``$batch``, 20 per request; throttled
         parts are retried with backoff. Returns the replies in order (errors returned, not raised)."""
-        results: list[_Reply | None] = [None] * len(calls)
+        results: list[Reply | None] = [None] * len(calls)
         for start in range(0, len(calls), MAX_BATCH):
             idxs = list(range(start, min(start + MAX_BATCH, len(calls))))
-            attempt = 0
+            retry = http.Retry(self)
             while idxs:
                 reqs = []
                 for i in idxs:
@@ -612,30 +512,25 @@ class GraphProvider:
                     for x in (reply.body or {}).get("responses") or []
                     if isinstance(x, dict)
                 }
-                retry: list[int] = []
-                retry_after: float | None = None
+                again: list[int] = []
+                wait: float | None = None
                 for i in idxs:
                     part = by_id.get(str(i))
                     if part is None:
-                        retry.append(i)
+                        again.append(i)
                         continue
                     status = int(part.get("status") or 500)
                     headers = {str(k).lower(): str(v) for k, v in (part.get("headers") or {}).items()}
                     if status in RETRY_STATUSES:
-                        retry.append(i)
-                        ra = _retry_after(headers.get("retry-after"))
-                        if ra is not None:
-                            retry_after = max(retry_after or 0.0, ra)
+                        again.append(i)
+                        wait = http.later_retry_after(wait, headers.get("retry-after"))
                     elif status == 401:
                         raise AuthFailed("Graph refused the access token (batch part)")
                     else:
-                        results[i] = _Reply(status, headers, part.get("body"))
-                if retry:
-                    if attempt >= self.max_retries:
-                        raise ProviderError(f"Graph throttling persisted after {attempt} retries ($batch)")
-                    self._backoff(attempt, retry_after)
-                    attempt += 1
-                idxs = retry
+                        results[i] = Reply(status, headers, part.get("body"))
+                if again and not retry.backoff(wait):
+                    raise ProviderError(f"Graph throttling persisted after {retry.attempt} retries ($batch)")
+                idxs = again
         out = [r for r in results if r is not None]
         assert len(out) == len(calls)
         return out
@@ -899,7 +794,7 @@ class GraphProvider:
 
     # -- write-through (mail client) -----------------------------------------------------------
 
-    def _each(self, calls: list[dict[str, Any]]) -> list[_Reply]:
+    def _each(self, calls: list[dict[str, Any]]) -> list[Reply]:
         """One call directly, several through ``$batch``; errors other than 404 raise."""
         if len(calls) == 1:
             c = calls[0]
@@ -907,7 +802,7 @@ class GraphProvider:
                 return [self._request(c["method"], c["url"], json_body=c.get("body"))]
             except _ApiError as e:
                 if e.status == 404:
-                    return [_Reply(404, {}, None)]
+                    return [Reply(404, {}, None)]
                 raise
         replies = self._batch(calls)
         for rep in replies:

@@ -5,7 +5,8 @@ Invariants (the same shape as :mod:`mailsync.usecases.google`):
 * OAuth: msal's ``initiate_auth_code_flow`` (authorization code + PKCE S256 + nonce) with
   our own ``state``: an HMAC-signed handle of a server-side record that binds tenant, user
   and redirect URI and keeps msal's flow dict; it expires after 10 minutes and is consumed
-  by a conditional update, so it works once. The redirect allowlist is Google's.
+  by a conditional update, so it works once. The redirect allowlist is the shared one
+  (:mod:`mailsync.usecases.oauth`, with the state record and the callback's checks).
 * Every callback failure redirects to the tenant's redirect URI with an ``error`` code;
   only a state we cannot trust answers 400.
 * msal's serialized token cache is envelope-encrypted like IMAP passwords
@@ -30,38 +31,22 @@ import secrets as pysecrets
 import time
 import warnings
 from typing import Any
-from urllib.parse import urlsplit
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.config import Settings, get_settings
-from mailsync.domain.sync import iso
-from mailsync.errors import InvalidRequest, NotConfigured, Unprocessable
+from mailsync.errors import NotConfigured
 from mailsync.observability import logger
 from mailsync.providers.base import ProviderError
 from mailsync.store import crypto, keys, repo
-from mailsync.store.models import (
-    FolderItem,
-    GraphSubscriptionItem,
-    MicrosoftWatchItem,
-    OAuthStateItem,
-)
-from mailsync.usecases.accounts import credential_context, new_account_doc, now_dt
-from mailsync.usecases.google import (
-    CallbackError,
-    InvalidState,
-    _b64url,
-    check_callback,
-    consume_state,
-    redirect_allowed,
-    tenant_allowlist,
-    with_query,
-)
+from mailsync.store.models import GraphSubscriptionItem, MicrosoftWatchItem, OAuthStateItem
+from mailsync.usecases import oauth
+from mailsync.usecases.accounts import credential_context
 from mailsync.usecases.jobs import enqueue_sync
+from mailsync.usecases.oauth import CallbackError, InvalidState
 
 PROVIDER = "microsoft"
 SECRET_KEY = "microsoft_token_cache"
-STATE_TTL_SECONDS = 600
 # A mail subscription lives at most 4,230 minutes (~70 h): renew twice a day.
 RENEW_AFTER_SECONDS = 12 * 3600
 WEBHOOK_PATH = "/v1/webhooks/microsoft"
@@ -75,7 +60,7 @@ def _secret(s: Settings) -> bytes:
 
 
 def _sign(s: Settings, state_id: str) -> str:
-    return _b64url(hmac.new(_secret(s), f"ms:{state_id}".encode(), hashlib.sha256).digest())[:32]
+    return oauth.signature(_secret(s), f"ms:{state_id}")
 
 
 def _hash(value: str) -> str:
@@ -111,55 +96,40 @@ def authorize(
 
     s = get_settings()
     _secret(s)
-    u = urlsplit(redirect_uri)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise InvalidRequest("redirect_uri must be an absolute http(s) URL")
-    if not redirect_allowed(redirect_uri, tenant_allowlist(tenant_id)):
-        raise Unprocessable("redirect_uri is not on the tenant's allowlist", code="redirect_not_allowed")
-    state_id = pysecrets.token_urlsafe(24)
-    try:
-        app = token_source(None).app()
-        with warnings.catch_warnings():
-            # msal recommends form_post; our callback is a GET like Google's (the code is
-            # PKCE-bound and the state single use).
-            warnings.filterwarnings("ignore", message="response_mode='form_post'")
-            flow = app.initiate_auth_code_flow(
-                list(GRAPH_SCOPES), redirect_uri=callback_url, state=f"{state_id}.{_sign(s, state_id)}"
-            )
-    except ProviderError as e:
-        raise NotConfigured(f"Microsoft sign-in is unavailable: {e}") from e
-    now = int(time.time())
-    OAuthStateItem(
-        f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}",
-        "S",
-        provider=PROVIDER,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        redirect_uri=redirect_uri,
-        callback_url=callback_url,
-        nonce=str(flow.get("nonce") or ""),
-        verifier=str(flow.get("code_verifier") or ""),
-        flow=json.dumps(flow),
-        backfill_days=backfill_days,
-        expires_at=now + STATE_TTL_SECONDS,
-        ttl=now + STATE_TTL_SECONDS + 3600,
-    ).save()
-    return {"url": str(flow["auth_uri"])}
+
+    def start(state_id: str) -> oauth.Started:
+        try:
+            app = token_source(None).app()
+            with warnings.catch_warnings():
+                # msal recommends form_post; our callback is a GET like Google's (the code is
+                # PKCE-bound and the state single use).
+                warnings.filterwarnings("ignore", message="response_mode='form_post'")
+                flow = app.initiate_auth_code_flow(
+                    list(GRAPH_SCOPES), redirect_uri=callback_url, state=f"{state_id}.{_sign(s, state_id)}"
+                )
+        except ProviderError as e:
+            raise NotConfigured(f"Microsoft sign-in is unavailable: {e}") from e
+        return oauth.Started(
+            str(flow["auth_uri"]),
+            nonce=str(flow.get("nonce") or ""),
+            verifier=str(flow.get("code_verifier") or ""),
+            flow=json.dumps(flow),
+        )
+
+    return oauth.authorize(PROVIDER, tenant_id, user_id, redirect_uri, callback_url, backfill_days, start)
 
 
 # -------------------------------------------------------------- callback
+def _require_flow(st: OAuthStateItem) -> None:
+    if not st.flow:
+        raise InvalidState("the OAuth state carries no Microsoft flow")
+
+
 def callback(params: dict[str, str], notification_url: str = "") -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
-    try:
-        st = consume_state(params.get("state", ""), lambda i: _sign(s, i), PROVIDER)
-        if not st.flow:
-            raise InvalidState("the OAuth state carries no Microsoft flow")
-    except CallbackError as e:
-        logger.info("microsoft oauth state replayed")
-        return with_query(e.redirect_uri, error=e.code)
-    try:
-        check_callback(st, params)
+
+    def connect(st: OAuthStateItem) -> str:
         tokens = token_source(None)
         app = _app_or_callback_error(tokens, st.redirect_uri)
         try:
@@ -169,7 +139,7 @@ def callback(params: dict[str, str], notification_url: str = "") -> str:
         if not isinstance(result, dict) or "access_token" not in result:
             raise CallbackError("exchange_failed", st.redirect_uri)
         address = _mailbox_address(str(result["access_token"]), st.redirect_uri)
-        account_id = connect_account(
+        return connect_account(
             st.tenant_id,
             st.user_id,
             address,
@@ -177,10 +147,8 @@ def callback(params: dict[str, str], notification_url: str = "") -> str:
             int(st.backfill_days or 0),
             notification_url=notification_url,
         )
-    except CallbackError as e:
-        logger.info("microsoft oauth callback refused", extra={"code": e.code, "tenant_id": st.tenant_id})
-        return with_query(e.redirect_uri or st.redirect_uri, error=e.code)
-    return with_query(st.redirect_uri, account_id=account_id)
+
+    return oauth.callback(params, PROVIDER, lambda i: _sign(s, i), connect, check_state=_require_flow)
 
 
 def _mailbox_address(access_token: str, redirect_uri: str) -> str:
@@ -218,22 +186,9 @@ def connect_account(
     notification_url: str = "",
 ) -> str:
     """Create the microsoft account, or reconnect the existing one (mails and links kept)."""
-    s = get_settings()
-    existing_id = repo.account_by_email(tenant_id, email)
-    if existing_id:
-        acc = repo.get_account(tenant_id, existing_id)
-        if acc is None or acc["provider"] != PROVIDER or acc["owner"] != user_id:
-            raise CallbackError("account_exists", "")
-        repo.save_credentials_envelope(tenant_id, existing_id, _envelope(tenant_id, existing_id, cache_json))
-        acc.update(state="initial_sync", error=None, failures=0, next_due=iso(now_dt()))
-        repo.save_account(acc, s.due_shards)
-        account_id = existing_id
-    else:
-        doc = new_account_doc(
-            tenant_id, user_id, email, PROVIDER, backfill_days=backfill_days, saves_sent=True
-        )
-        account_id = doc["account_id"]
-        repo.insert_account(doc, _envelope(tenant_id, account_id, cache_json), s.due_shards)
+    account_id, _ = oauth.connect_account(
+        tenant_id, user_id, email, PROVIDER, lambda aid: _envelope(tenant_id, aid, cache_json), backfill_days
+    )
     watch = _watch(tenant_id, account_id) or MicrosoftWatchItem(
         "MSWATCH", keys.account(tenant_id, account_id), tenant_id=tenant_id, account_id=account_id
     )
@@ -250,13 +205,6 @@ def _watch(tenant_id: str, account_id: str) -> MicrosoftWatchItem | None:
         return MicrosoftWatchItem.get("MSWATCH", keys.account(tenant_id, account_id), consistent_read=True)
     except DoesNotExist:
         return None
-
-
-def _provider(acc: dict[str, Any]) -> Any:
-    from mailsync.providers.factory import make_provider
-    from mailsync.usecases.accounts import load_secrets
-
-    return make_provider(acc, load_secrets(acc))
 
 
 def save_tokens(acc: dict[str, Any], provider: Any) -> None:
@@ -278,7 +226,7 @@ def save_tokens(acc: dict[str, Any], provider: Any) -> None:
 def _list_folders_and_subscribe(tenant_id: str, account_id: str) -> None:
     acc = repo.get_account(tenant_id, account_id)
     assert acc is not None
-    provider = _provider(acc)
+    provider = oauth.provider_for(acc)
     try:
         with provider as p:
             folders = p.list_folders()
@@ -288,12 +236,7 @@ def _list_folders_and_subscribe(tenant_id: str, account_id: str) -> None:
         return
     finally:
         save_tokens(acc, provider)
-    pk = keys.account(tenant_id, account_id)
-    known = {f.name for f in repo.list_folders(tenant_id, account_id)}
-    with FolderItem.batch_write() as b:
-        for f in folders:
-            if f.name not in known:
-                b.save(FolderItem(pk, f"F#{f.name}", name=f.name, role=f.role, synced=False, present=True))
+    oauth.add_folders(tenant_id, account_id, folders)
 
 
 def _subscribe(acc: dict[str, Any], p: Any) -> bool:
@@ -439,22 +382,12 @@ def renew_subscriptions(now: float | None = None) -> int:
     marked for the account's next sync to recreate (the renewer only reads and updates)."""
     now = now or time.time()
     renewed = 0
-    for w in MicrosoftWatchItem.query("MSWATCH"):
-        try:  # the lease: only one renewer wins for this account until the next period
-            w.update(
-                actions=[MicrosoftWatchItem.renewed_at.set(int(now))],
-                condition=MicrosoftWatchItem.renewed_at < int(now - RENEW_AFTER_SECONDS),
-            )
-        except UpdateError:
-            continue
-        acc = repo.get_account(w.tenant_id, w.account_id)
-        if acc is None or acc["state"] in SKIP_STATES:
-            continue
+    for w, acc in oauth.due_for_renewal(MicrosoftWatchItem, "MSWATCH", RENEW_AFTER_SECONDS, now, SKIP_STATES):
         if not w.subscription_id:
             _mark(w.tenant_id, w.account_id, "recreate")
             continue
         try:
-            with _provider(acc) as p:
+            with oauth.provider_for(acc) as p:
                 p.renew(w.subscription_id)
             renewed += 1
         except ProviderError as e:

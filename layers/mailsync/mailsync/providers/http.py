@@ -1,0 +1,369 @@
+"""HTTP plumbing shared by the REST providers (:mod:`mailsync.providers.gmail`,
+:mod:`mailsync.providers.graph`): session, access token, quota budget, and retries.
+
+Invariants (each provider keeps its own error mapping and budget sizes):
+
+* Every request first spends its units in a per-mailbox :class:`QuotaBudget` (a sliding
+  window that sleeps when used up), so one process never outruns the provider's limits.
+* 429 and 500/502/503/504 (:data:`RETRY_STATUSES`, plus what a provider adds, e.g. Gmail's
+  403 ``rateLimitExceeded``) and connection failures are retried with exponential backoff
+  and "equal jitter" (a step of ``backoff_base * 2**attempt`` capped at ``backoff_cap``, half
+  of it fixed, half random), never shorter than ``Retry-After`` (delta-seconds or HTTP-date,
+  RFC 9110 section 10.2.3). After ``max_retries`` retries the provider's error is raised:
+  nothing was yielded for the failing step, so the engine keeps the last stored cursor.
+* A 401 asks the token source once more (calling its ``invalidate()`` if it has one), then
+  raises :class:`AuthFailed`; so does a refused refresh token (``invalid_grant`` ...).
+
+References: Gmail "Usage limits" and "Handle errors" (developers.google.com/gmail/api/reference/quota,
+.../gmail/api/guides/handle-errors: exponential backoff), Microsoft Graph "Throttling" and
+"Throttling limits" (learn.microsoft.com/graph/throttling, .../graph/throttling-limits:
+honour ``Retry-After`` on 429, 503 and 504).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+
+import requests
+
+from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
+
+__all__ = [
+    "DEFAULT_UNITS_PER_MINUTE",
+    "RETRY_STATUSES",
+    "QuotaBudget",
+    "Reply",
+    "RestProvider",
+    "Retry",
+    "json_body",
+    "later_retry_after",
+    "per_mailbox",
+    "retry_after",
+]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_UNITS_PER_MINUTE = 12_000  # Gmail allows 15,000 per user per minute
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# Quota budget
+
+
+class QuotaBudget:
+    """A sliding-minute budget of quota units for one user; :meth:`spend` sleeps when it is used up.
+
+    Thread-safe. ``clock``/``sleep`` are injectable for tests (a fake sleep must advance the clock).
+    """
+
+    def __init__(
+        self,
+        units_per_minute: int = DEFAULT_UNITS_PER_MINUTE,
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if units_per_minute < 1:
+            raise ValueError("units_per_minute must be positive")
+        self.limit = units_per_minute
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self.total = 0  # units spent since creation
+        self.waited = 0.0  # seconds slept for the budget
+        self._spent: deque[tuple[float, int]] = deque()
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        while self._spent and self._spent[0][0] <= now - self.window:
+            self._used -= self._spent.popleft()[1]
+
+    @property
+    def used(self) -> int:
+        """Units spent within the current window."""
+        with self._lock:
+            self._prune(self.clock())
+            return self._used
+
+    def spend(self, units: int) -> None:
+        units = min(max(int(units), 0), self.limit)
+        if not units:
+            return
+        with self._lock:
+            now = self.clock()
+            self._prune(now)
+            while self._used + units > self.limit and self._spent:
+                wait = max(self._spent[0][0] + self.window - now, 0.001)
+                self.waited += wait
+                self.sleep(wait)
+                now = self.clock()
+                self._prune(now)
+            self._spent.append((now, units))
+            self._used += units
+            self.total += units
+
+
+_REGISTRY_LOCK = threading.Lock()
+
+
+def per_mailbox(registry: dict[str, T], user: str, make: Callable[[], T]) -> T:
+    """The process-wide ``registry`` entry of ``user`` (case-insensitive), made on first use."""
+    key = user.lower()
+    with _REGISTRY_LOCK:
+        item = registry.get(key)
+        if item is None:
+            item = registry[key] = make()
+        return item
+
+
+# --------------------------------------------------------------------------------------------
+# Wire helpers
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def later_retry_after(current: float | None, value: str | None) -> float | None:
+    """The longer of ``current`` and the ``Retry-After`` ``value`` (of one more batch part)."""
+    seconds = retry_after(value)
+    return current if seconds is None else max(current or 0.0, seconds)
+
+
+def json_body(r: requests.Response, error_code: Callable[[int], Any] = int) -> Any:
+    """The JSON body of ``r`` (``{}`` when empty); an unreadable one becomes an error body
+    ``{"error": {"code": error_code(status), "message": <text>}}`` in the provider's shape."""
+    if not r.content:
+        return {}
+    try:
+        return r.json()
+    except ValueError:
+        return {"error": {"code": error_code(r.status_code), "message": r.text[:200]}}
+
+
+# --------------------------------------------------------------------------------------------
+# Provider base
+
+
+class Retry:
+    """The retry state of one request: backoff attempts and the single token refresh after a 401."""
+
+    def __init__(self, client: RestProvider) -> None:
+        self.client = client
+        self.attempt = 0
+        self.refreshed = False
+
+    def backoff(self, wait: float | None = None) -> bool:
+        """Sleep before the next attempt (at least ``wait`` seconds, a ``Retry-After``);
+        False, without sleeping, when ``max_retries`` are used up."""
+        if self.attempt >= self.client.max_retries:
+            return False
+        self.client._backoff(self.attempt, wait)
+        self.attempt += 1
+        return True
+
+    def refresh_token(self) -> bool:
+        """Ask the token source again after a 401; False when that was done already."""
+        if self.refreshed:
+            return False
+        self.refreshed = True
+        self.client._get_token(refresh=True)
+        return True
+
+
+class RestProvider:
+    """Session, access token, budget and retry plumbing of a REST mail provider.
+
+    Subclasses set :attr:`api_name`, :attr:`token_issuer` and :attr:`token_errors` and map
+    error answers with :meth:`_error_info_of`, :meth:`_refused`, :meth:`_persisted` and
+    :meth:`_error` (and :meth:`_should_retry` when more than :data:`RETRY_STATUSES` is retried).
+    ``access_token`` returns a valid OAuth access token; when it has an ``invalidate()``
+    method it is called after a 401 before the one retry.
+    """
+
+    api_name = "API"  # in transport error messages ("Gmail API unreachable: ...")
+    token_issuer = "The identity provider"  # in "... refused the refresh token"
+    token_errors: frozenset[str] = frozenset({"invalid_grant"})  # token source errors meaning AuthFailed
+
+    def __init__(
+        self,
+        access_token: Callable[[], str],
+        *,
+        user: str,
+        api_base: str,
+        session: requests.Session | None,
+        timeout: float,
+        budget: QuotaBudget,
+        max_retries: int,
+        backoff_base: float,
+        backoff_cap: float,
+        sleep: Callable[[float], None],
+        rng: random.Random | None,
+    ) -> None:
+        self._access_token = access_token
+        self.user = user
+        self.api_base = api_base.rstrip("/")
+        self.timeout = timeout
+        self.budget = budget
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._own_session = session is None
+        self._session = session
+        self._token: str | None = None
+        self._token_lock = threading.Lock()
+        self.calls: list[str] = []  # the calls made (batch parts included), named by the provider
+        self.sleeps: list[float] = []  # backoff sleeps requested
+
+    # -- session -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        if self._session is None:
+            self._session = requests.Session()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+        return self._session
+
+    # -- provider specifics --------------------------------------------------------------------
+
+    def _error_info_of(self, r: requests.Response) -> tuple[str, str]:
+        """(code or reason, message) of an error answer."""
+        raise NotImplementedError
+
+    def _should_retry(self, status: int, code: str) -> bool:
+        return status in RETRY_STATUSES
+
+    def _refused(self, code: str, message: str) -> ProviderError:
+        """The error of a second 401 in a row."""
+        raise NotImplementedError
+
+    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
+        """The error of a retryable answer after ``max_retries`` retries."""
+        raise NotImplementedError
+
+    def _error(self, status: int, code: str, message: str) -> ProviderError:
+        """The error of any other answer >= 400."""
+        raise NotImplementedError
+
+    def _gate(self) -> contextlib.AbstractContextManager[Any]:
+        """Held while a request is in flight (a concurrency limit); none by default."""
+        return contextlib.nullcontext()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _get_token(self, refresh: bool = False) -> str:
+        with self._token_lock:
+            if refresh:
+                invalidate = getattr(self._access_token, "invalidate", None)
+                if callable(invalidate):
+                    invalidate()
+                self._token = None
+            if self._token is None:
+                try:
+                    token = self._access_token()
+                except ProviderError:
+                    raise
+                except Exception as e:
+                    if any(err in str(e) for err in self.token_errors):
+                        raise AuthFailed(f"{self.token_issuer} refused the refresh token: {e}") from e
+                    raise ConnectionFailed(f"could not get an access token: {type(e).__name__}: {e}") from e
+                if not token:
+                    raise AuthFailed("no access token")
+                self._token = token
+            return self._token
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        step = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        delay = step / 2 + self.rng.uniform(0, step / 2)  # "equal jitter"
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self.sleeps.append(delay)
+        self.sleep(delay)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One HTTP exchange; transport failures raise :class:`ConnectionFailed`."""
+        try:
+            with self._gate():
+                return self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise ConnectionFailed(f"{self.api_name} unreachable: {type(e).__name__}: {e}") from e
+        except requests.RequestException as e:
+            raise ProviderError(f"{self.api_name} request failed: {e}") from e
+
+    def _request_with_retries(
+        self, method: str, url: str, *, units: int, call: str, headers: dict[str, str], **kwargs: Any
+    ) -> requests.Response:
+        """One API call with the budget, auth retry and backoff (see the module docstring).
+
+        Returns the answer when its status is below 400, raises the provider's error otherwise.
+        """
+        retry = Retry(self)
+        while True:
+            self.budget.spend(units)
+            self.calls.append(call)
+            h = {"Authorization": f"Bearer {self._get_token()}", **headers}
+            try:
+                r = self._send(method, url, headers=h, **kwargs)
+            except ConnectionFailed:
+                if not retry.backoff():
+                    raise
+                continue
+            if r.status_code < 400:
+                return r
+            code, message = self._error_info_of(r)
+            if r.status_code == 401:
+                if not retry.refresh_token():
+                    raise self._refused(code, message)
+                continue
+            if self._should_retry(r.status_code, code):
+                if not retry.backoff(retry_after(r.headers.get("Retry-After"))):
+                    raise self._persisted(retry.attempt, r.status_code, code, message)
+                continue
+            raise self._error(r.status_code, code, message)

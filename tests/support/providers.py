@@ -1,0 +1,58 @@
+"""Helpers of the REST provider tests (tests/integration/test_gmail_provider.py,
+test_graph_provider.py): draining a folder's change stream, what it yielded, and the real
+engine's DynamoDB/S3 mirror of one test account."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mailsync.domain.sync import AccountContext
+from mailsync.providers.base import ChangeBatch, MailProvider, Upsert
+
+if TYPE_CHECKING:
+    from mailsync.store.mirror import DynamoMirrorStore
+
+
+def drain(
+    p: MailProvider, folder: str, cursor: dict[str, Any] | None, batch_size: int = 100, *, since: datetime
+) -> tuple[list[ChangeBatch], dict[str, Any] | None]:
+    """Every batch of ``folder`` from ``cursor``, and the cursor after the last one."""
+    batches = list(p.changes(folder, cursor, since, batch_size))
+    return batches, (batches[-1].cursor if batches else cursor)
+
+
+def changes(batches: list[ChangeBatch]) -> list[Any]:
+    return [c for b in batches for c in b.changes]
+
+
+def upserts(batches: list[ChangeBatch]) -> dict[str, Upsert]:
+    return {c.ref: c for c in changes(batches) if isinstance(c, Upsert)}
+
+
+def subjects(batches: list[ChangeBatch]) -> set[str]:
+    return {str(email.message_from_bytes(u.raw)["Subject"]) for u in upserts(batches).values()}
+
+
+def engine_mirror(account_id: str, address: str, since: datetime) -> tuple[DynamoMirrorStore, AccountContext]:
+    """The mirror store and account context of a private test account of alice in tenant t1
+    (needs the ``aws`` fixture)."""
+    from mailsync.store.mirror import DynamoMirrorStore
+
+    ctx = AccountContext(
+        tenant_id="t1",
+        account_id=account_id,
+        owner="alice",
+        email=address,
+        visibility="private",
+        sync_start=since,
+    )
+    return DynamoMirrorStore("t1", account_id), ctx
+
+
+def mirror_by_subject(account_id: str) -> dict[str, dict[str, Any]]:
+    """The account's visible messages by subject."""
+    from tests.support.accounts import mirror
+
+    return {m["subject"]: m for m in mirror({"id": account_id})}
