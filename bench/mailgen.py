@@ -77,7 +77,7 @@ class MailFactory:
             if len(out) % 5 == 0:
                 out.append("")
         text = "\r\n".join(out)
-        return text[:size]
+        return text[:size].rstrip("\r")  # a cut CRLF would leave a bare CR (RFC 5322 §2.3 forbids it)
 
     def make(self, date: datetime) -> Mail:
         rng = self.rng

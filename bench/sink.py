@@ -29,9 +29,6 @@ class NullStore:
     def raw_key(self, mid: str) -> str:
         return f"{self.prefix}{mid}.eml"
 
-    def body_key(self, mid: str) -> str:
-        return f"{self.prefix}{mid}.body.json"
-
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
         return {r: self.locations[(folder, gen, r)] for r in refs if (folder, gen, r) in self.locations}
 

@@ -231,18 +231,45 @@ def test_folder_deleted_at_the_provider_removes_its_mails(tenant, dovecot, imap_
     assert alt["raw_key"] not in s3_keys()
 
 
-def test_big_bodies_go_to_s3_and_are_served_whole(tenant, dovecot, imap_user):
+def test_big_bodies_are_served_whole_from_one_ranged_read(tenant, dovecot, imap_user):
+    from email.message import EmailMessage
+
+    from mailsync.store import aws
     from mailsync.usecases import reading
 
     user, _ = imap_user
     acc = connect(dovecot, imap_user)
-    body = "Zeile mit Inhalt\n" * 8000  # ~136 KB, more than an item should hold inline
-    dovecot.append(user, "INBOX", make_mail("big", body=body))
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "k@x.de", "alice@example.com", "big"
+    msg["Message-ID"] = "<big@x.de>"
+    msg.set_content("Zeile mit Inhalt\n" * 8000)  # ~136 KB of text
+    msg.add_alternative(
+        "<p>" + "Zeile mit <b>Inhalt</b><br>" * 4000 + "<script>x()</script></p>", subtype="html"
+    )
+    msg.add_attachment(
+        b"\x00" * 3_000_000, maintype="application", subtype="octet-stream", filename="big.bin"
+    )
+    dovecot.append(user, "INBOX", msg.as_bytes())
     sync(acc)
     (m,) = mirror(acc)
-    detail = reading.get_message("t1", "alice", m["id"])
+
+    ranges: list[str | None] = []
+    s3 = aws.client("s3")
+    record = lambda params, **_: ranges.append(params.get("Range"))  # noqa: E731
+    s3.meta.events.register("before-parameter-build.s3.GetObject", record)
+    try:
+        detail = reading.get_message("t1", "alice", m["id"])
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.GetObject", record)
     assert detail["text"].count("Zeile mit Inhalt") == 8000
-    assert any(k.endswith(".body.json") for k in s3_keys(f"t/t1/a/{acc['id']}/"))
+    assert detail["html"].count("Zeile mit <b>Inhalt</b>") == 4000 and "script" not in detail["html"]
+    assert [a["filename"] for a in detail["attachments"]] == ["big.bin"]
+    # One GET of the body parts only: the 3 MB attachment (4 MB in base64) is not read.
+    assert len(ranges) == 1 and ranges[0] is not None
+    first, last = (int(x) for x in ranges[0].removeprefix("bytes=").split("-"))
+    assert 136_000 < last - first < 400_000
+    # Nothing but the raw MIME is stored in S3 for it.
+    assert s3_keys(f"t/t1/a/{acc['id']}/") == {m["raw_key"]}
 
 
 def test_servers_without_condstore_are_mirrored_too(tenant, dovecot_nocondstore, imap_user_nocondstore):

@@ -26,7 +26,6 @@ class Settings(BaseSettings):
     sync_time_budget_seconds: int = Field(600, ge=5, description="Work per worker invocation")
     sync_batch_size: int = Field(100, ge=1, le=500, description="Mails fetched and stored per batch")
     imap_timeout_seconds: float = Field(30.0, gt=0)
-    max_inline_body_bytes: int = Field(60_000, ge=1_000, description="Bodies larger go to S3")
     public_url: str = Field(
         "", description="Public base URL of the API (OAuth callbacks); else the request host"
     )

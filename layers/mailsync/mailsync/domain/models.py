@@ -33,6 +33,30 @@ class AttachmentInfo:
     size: int  # decoded bytes
 
 
+@dataclass(frozen=True)
+class BodyPart:
+    """Where one body part sits in the raw message, to be rendered when read.
+
+    ``start``/``end`` delimit the encoded payload (``raw[start:end]``); ``cte`` is
+    the lower-cased Content-Transfer-Encoding, ``charset`` the declared charset.
+    """
+
+    kind: str  # "text" (text/plain) or "html" (text/html)
+    start: int
+    end: int
+    cte: str
+    charset: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "end": self.end,
+            "cte": self.cte,
+            "charset": self.charset,
+        }
+
+
 @dataclass
 class ParsedMessage:
     """What we keep of one RFC 5322 message after parsing."""
@@ -52,6 +76,8 @@ class ParsedMessage:
     snippet: str  # first ~200 chars of the text, whitespace collapsed
     attachments: list[AttachmentInfo] = field(default_factory=list)
     size: int = 0  # raw size in bytes
+    # Located body parts (mailsync.domain.scan); None: render by parsing the whole raw.
+    body_parts: list[BodyPart] | None = None
 
     @property
     def has_attachments(self) -> bool:

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from mailsync.domain import mime, threading
 from mailsync.domain.models import Address, ParsedMessage
+from mailsync.domain.scan import scan_message
 from mailsync.providers.base import (
     Change,
     ChangeBatch,
@@ -83,7 +84,6 @@ class AccountContext:
     visibility: str
     sync_start: datetime
     backfill_days: int = 0
-    max_inline_body_bytes: int = 60_000
     auto_assign: bool = True
 
     @property
@@ -111,8 +111,6 @@ class Writes:
     """Everything one batch changes, committed by the store in a crash-safe order."""
 
     raw: dict[str, bytes] = field(default_factory=dict)  # S3 key -> MIME
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # S3 key -> {"text","html"}
-    message_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # mid -> inline {"text","html"}
     refs: dict[str, str] = field(default_factory=dict)  # ref hash -> thread id
     threads_put: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads_delete: set[str] = field(default_factory=set)
@@ -149,8 +147,6 @@ class MirrorStore(Protocol):
     """Storage port of the engine (DynamoDB + S3 in ``store.mirror``)."""
 
     def raw_key(self, mid: str) -> str: ...
-
-    def body_key(self, mid: str) -> str: ...
 
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]: ...
 
@@ -392,7 +388,7 @@ class SyncEngine:
         existing_locs = {u.ref for u in upserts if u.ref in known}
         parsed: dict[str, tuple[Upsert, ParsedMessage, str]] = {}
         for u in upserts:
-            p = mime.parse_message(u.raw)
+            p = scan_message(u.raw)  # headers and structure; bodies render when read
             key = mime.message_key(p, u.raw)
             mid = message_id_for(self.ctx.tenant_id, self.ctx.account_id, key)
             parsed[u.ref] = (u, p, key)
@@ -543,14 +539,6 @@ class SyncEngine:
         ctx = self.ctx
         raw_key = self.store.raw_key(mid)
         w.raw[raw_key] = u.raw
-        text, html, body_key = p.text, p.html, None
-        if len((text or "").encode()) + len((html or "").encode()) > ctx.max_inline_body_bytes:
-            body_key = self.store.body_key(mid)
-            w.bodies[body_key] = {"text": text, "html": html}
-            text = html = None
-        if body_key is None:
-            # Inline bodies live in their own item, outside every index (see store.mirror).
-            w.message_bodies[mid] = {"text": text, "html": html}
         received = iso(u.internal_date)
         participants = sorted({a.key for a in (*p.from_, *p.to, *p.cc, *p.bcc)})
         return {
@@ -580,7 +568,8 @@ class SyncEngine:
                 {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
                 for a in p.attachments
             ],
-            "body_key": body_key,
+            # Where the bodies sit in the raw object (None: parse it whole when read).
+            "body_parts": None if p.body_parts is None else [b.as_dict() for b in p.body_parts],
             "raw_key": raw_key,
             "size": len(u.raw),
             "visibility": ctx.visibility,
@@ -678,7 +667,7 @@ class SyncEngine:
                 if doc is None or doc["locs"]:
                     continue
                 w.messages_delete.add(mid)
-                w.s3_delete.extend(k for k in (doc.get("raw_key"), doc.get("body_key")) if k)
+                w.s3_delete.extend(k for k in (doc.get("raw_key"),) if k)
                 # Links follow the mirror: a mail that left it leaves every contact history.
                 w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
                 w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])

@@ -1,13 +1,12 @@
-"""Raw MIME and oversized bodies in S3 (SSE-KMS), keyed by tenant/account/message.
+"""Raw MIME in S3 (SSE-KMS), keyed by tenant/account/message.
 
-Key layout: ``t/<tenant>/a/<account>/m/<mid>.eml`` and ``…/<mid>.body.json``, so
-purging an account is one prefix listing.
+Key layout: ``t/<tenant>/a/<account>/m/<mid>.eml`` (and ``…/<mid>.att/<id>`` for
+large attachments handed out by presigned URL), so purging an account is one
+prefix listing. The raw object is stored as received, so a byte range of it is a
+range of the message (bodies are read that way, see ``domain.scan``).
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from mailsync.config import get_settings
 from mailsync.store import aws
@@ -19,10 +18,6 @@ def account_prefix(tenant_id: str, account_id: str) -> str:
 
 def raw_key(tenant_id: str, account_id: str, mid: str) -> str:
     return f"{account_prefix(tenant_id, account_id)}m/{mid}.eml"
-
-
-def body_key(tenant_id: str, account_id: str, mid: str) -> str:
-    return f"{account_prefix(tenant_id, account_id)}m/{mid}.body.json"
 
 
 def _put(key: str, body: bytes, content_type: str, **extra: str) -> None:
@@ -42,10 +37,6 @@ def put_raw(key: str, raw: bytes) -> None:
     _put(key, raw, "message/rfc822")
 
 
-def put_body(key: str, body: dict[str, Any]) -> None:
-    _put(key, json.dumps(body).encode(), "application/json")
-
-
 def put_attachment(key: str, data: bytes, content_type: str, filename: str | None) -> None:
     from email.utils import encode_rfc2231
 
@@ -57,8 +48,14 @@ def get(key: str) -> bytes:
     return aws.client("s3").get_object(Bucket=get_settings().bucket, Key=key)["Body"].read()
 
 
-def get_body(key: str) -> dict[str, Any]:
-    return json.loads(get(key))
+def get_range(key: str, start: int, end: int) -> bytes:
+    """``object[start:end]`` with one ranged GET (RFC 9110 §14.1.2: the last byte is inclusive)."""
+    if end <= start:
+        return b""
+    response = aws.client("s3").get_object(
+        Bucket=get_settings().bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+    )
+    return response["Body"].read()
 
 
 def delete_keys(keys: list[str]) -> None:

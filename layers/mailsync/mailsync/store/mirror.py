@@ -4,7 +4,7 @@ Reads are BatchGetItem / Query (strongly consistent inside the account partition
 so a replay after a crash sees its own earlier writes); writes are BatchWriteItem
 in the order that keeps the mirror consistent at every instant a crash may hit:
 
-1. S3 objects (raw MIME, big bodies) - a message item never points to a missing object;
+1. S3 objects (raw MIME) - a message item never points to a missing object;
 2. thread refs and thread items - a ``thread_id`` never dangles;
 3. orphan markers, then message items, then locations;
 4. deletions: S3 objects, messages, threads, and orphan markers last, so an
@@ -21,7 +21,6 @@ from mailsync.store import blobs, keys
 from mailsync.store.models import (
     AddressContactsItem,
     AddressMessageItem,
-    BodyItem,
     FolderItem,
     LinkItem,
     LocationItem,
@@ -35,7 +34,7 @@ MESSAGE_FIELDS = (
     "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
     "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
-    "body_key", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
+    "body_parts", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
     "provider_thread_id",
 )  # fmt: skip
 THREAD_FIELDS = (
@@ -114,9 +113,6 @@ class DynamoMirrorStore:
 
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)
-
-    def body_key(self, mid: str) -> str:
-        return blobs.body_key(self.t, self.a, mid)
 
     # ------------------------------------------------------------------ reads
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
@@ -201,8 +197,6 @@ class DynamoMirrorStore:
     def commit(self, w: Writes) -> None:
         for key, raw in w.raw.items():
             blobs.put_raw(key, raw)
-        for key, body in w.bodies.items():
-            blobs.put_body(key, body)
         if w.refs:
             with RefItem.batch_write() as b:
                 for h, thid in w.refs.items():
@@ -238,10 +232,6 @@ class DynamoMirrorStore:
                             account_id=self.a,
                         )
                     )
-        if w.message_bodies:
-            with BodyItem.batch_write() as b:
-                for mid, body in w.message_bodies.items():
-                    b.save(BodyItem(keys.message(self.t, mid), "B", text=body["text"], html=body["html"]))
         if w.orphans_add - w.orphans_remove:
             # Before the message is marked orphan, so a crash can never hide a mail
             # that nothing would purge later.
@@ -278,9 +268,6 @@ class DynamoMirrorStore:
             with MessageItem.batch_write() as b:
                 for mid in w.messages_delete:
                     b.delete(MessageItem(keys.message(self.t, mid), "M"))
-            with BodyItem.batch_write() as b:
-                for mid in w.messages_delete:
-                    b.delete(BodyItem(keys.message(self.t, mid), "B"))
         if w.threads_delete - set(w.threads_put):
             with ThreadItem.batch_write() as b:
                 for thid in w.threads_delete - set(w.threads_put):

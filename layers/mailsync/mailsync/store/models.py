@@ -266,7 +266,9 @@ class MessageItem(_Base):
     unread = BooleanAttribute(default=True)
     has_attachments = BooleanAttribute(default=False)
     attachments = JSONAttribute(default=list)
-    body_key = UnicodeAttribute(null=True)  # S3 key of {"text","html"} when too big for BodyItem
+    # [{"kind","start","end","cte","charset"}]: where the bodies sit in the raw object
+    # (domain.scan); null: parse the raw object whole when the message is read.
+    body_parts = JSONAttribute(null=True)
     raw_key = UnicodeAttribute()
     size = NumberAttribute(default=0)
     visibility = UnicodeAttribute(default="private")
@@ -291,18 +293,6 @@ class MessageItem(_Base):
     by_folder = GSI3()
     by_thread = GSI4()
     unassigned = GSI5()
-
-
-class BodyItem(_Base):
-    """``T#<t>#M#<mid>`` / ``B``: the inline text and sanitized HTML of a message.
-
-    Kept apart from the message item so that the five indexes, which project the
-    message item whole, never copy bodies: a new mail costs a fraction of the write
-    units, and a flag change or move rewrites only the small item.
-    """
-
-    text = UnicodeAttribute(null=True)
-    html = UnicodeAttribute(null=True)
 
 
 class ThreadItem(_Base):
@@ -379,7 +369,6 @@ ALL_MODELS: tuple[type[_Base], ...] = (
     OrphanItem,
     MessageItem,
     ThreadItem,
-    BodyItem,
     ContactItem,
     LinkItem,
     AddressContactsItem,

@@ -32,7 +32,6 @@ from mailsync.store import blobs, crypto, keys, repo
 from mailsync.store.models import (
     AccountItem,
     AddressMessageItem,
-    BodyItem,
     EmailLockItem,
     FolderItem,
     LinkItem,
@@ -114,7 +113,6 @@ def account_context(acc: dict[str, Any], s: Settings) -> AccountContext:
         visibility=(acc.get("settings") or {}).get("visibility", "private"),
         sync_start=parse_iso(acc["sync_start"]),
         backfill_days=acc["backfill_days"],
-        max_inline_body_bytes=s.max_inline_body_bytes,
         auto_assign=bool((acc.get("settings") or {}).get("auto_assign", True)),
     )
 
@@ -366,9 +364,6 @@ def purge_account(tenant_id: str, account_id: str, email: str) -> None:
     with MessageItem.batch_write() as b:
         for mid in mids:
             b.delete(MessageItem(keys.message(tenant_id, mid), "M"))
-    with BodyItem.batch_write() as b:
-        for mid in mids:
-            b.delete(BodyItem(keys.message(tenant_id, mid), "B"))
     with ThreadItem.batch_write() as b:
         for th in thread_ids:
             b.delete(ThreadItem(keys.thread(tenant_id, th), "TH"))

@@ -1,8 +1,8 @@
 """Read use cases: messages and threads, owner-only in this release.
 
 Every read is one GetItem or one Query page (plus at most one more GetItem to
-authorise a filter, and one S3 GET for a body too big for its item), so an API
-call costs at most 3 DynamoDB requests. Pages are newest first; ``cursor`` is the
+authorise a filter; a message's bodies are one ranged S3 GET of its raw object),
+so an API call costs at most 3 DynamoDB requests. Pages are newest first; ``cursor`` is the
 encoded LastEvaluatedKey and must belong to the partition being read.
 """
 
@@ -16,7 +16,7 @@ from pynamodb.indexes import GlobalSecondaryIndex
 from mailsync.errors import InvalidCursor, NotFound
 from mailsync.store import blobs, keys, repo
 from mailsync.store.mirror import message_doc, thread_doc
-from mailsync.store.models import BodyItem, MessageItem, ThreadItem
+from mailsync.store.models import MessageItem, ThreadItem
 
 
 def link_views(doc: dict[str, Any]) -> list[dict[str, str]]:
@@ -106,21 +106,13 @@ def visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
 
 def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     doc = visible_message(tenant_id, user_id, mid)
-    if doc.get("body_key"):  # too big for an item: in S3
-        body = blobs.get_body(doc["body_key"])
-        text, html = body.get("text"), body.get("html")
-    else:
-        try:
-            item = BodyItem.get(keys.message(tenant_id, mid), "B")
-            text, html = item.text, item.html
-        except DoesNotExist:
-            text = html = None
+    text, html = _render_body(doc)
     return {
         **summary(doc),
         "bcc": doc.get("bcc") or [],
         "reply_to": doc.get("reply_to") or [],
         "text": text,
-        "html": html,  # sanitized when stored (domain.sanitize)
+        "html": html,  # sanitized (domain.sanitize)
         "attachments": doc.get("attachments") or [],
         "headers": {
             "message_id": doc.get("header_message_id"),
@@ -128,6 +120,30 @@ def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
             "references": doc.get("references") or [],
         },
     }
+
+
+def _render_body(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``(text, sanitized html)`` of a message, rendered from its raw object.
+
+    Ingest only located the body parts (``domain.scan``): one ranged GET reads the
+    bytes from the first to the last of them, whatever the attachments weigh. A
+    message without locations (unusual MIME, or filed before they were kept) is
+    parsed whole.
+    """
+    from mailsync.domain import mime  # the parsers load on the first read, not at cold start
+
+    parts = doc.get("body_parts")
+    if parts is None:
+        parsed = mime.parse_message(blobs.get(doc["raw_key"]))
+        return parsed.text, parsed.html
+    if not parts:
+        return None, None
+    start = min(int(p["start"]) for p in parts)
+    data = blobs.get_range(doc["raw_key"], start, max(int(p["end"]) for p in parts))
+    return mime.render_located(
+        (p["kind"], data[int(p["start"]) - start : int(p["end"]) - start], p["cte"], p["charset"])
+        for p in parts
+    )
 
 
 def _thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
