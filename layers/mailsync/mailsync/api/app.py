@@ -15,7 +15,7 @@ OpenAPI spec is generated from the same types that validate requests.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -23,15 +23,21 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailsync.api import schemas
-from mailsync.domain import detect as detect_mod
 from mailsync.errors import InvalidRequest, MailsyncError, MissingUser, Unauthorized, UnsupportedMediaType
+from mailsync.lazy import lazy_module
 from mailsync.observability import logger
 from mailsync.store import repo
-from mailsync.usecases import accounts, reading
+
+if TYPE_CHECKING:
+    from mailsync.domain import detect as detect_mod
+    from mailsync.usecases import accounts, reading
+else:  # loaded by the first request that needs them (cold starts)
+    detect_mod = lazy_module("mailsync.domain.detect")
+    accounts = lazy_module("mailsync.usecases.accounts")
+    reading = lazy_module("mailsync.usecases.reading")
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -48,10 +54,6 @@ PUBLIC_PATHS = {
     "/v1/oauth/microsoft/callback",
     "/v1/webhooks/microsoft",
 }
-
-
-def APIKeyIn_header(name: str, description: str) -> APIKey:  # noqa: N802
-    return APIKey(name=name, description=description, **{"in": APIKeyIn.header})
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -153,6 +155,9 @@ def handle_unexpected(e: Exception) -> Response:
 # ------------------------------------------------------------ openapi
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
+    # The OpenAPI models are ~100 ms of imports that only this route needs.
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
+
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
@@ -163,7 +168,9 @@ def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
             "`X-User-Id: <user>`. Errors are `{code, message}`.",
             security_schemes={
                 "apiKey": HTTPBearer(description="The tenant's API key"),
-                "user": APIKeyIn_header("X-User-Id", "The tenant's acting user"),
+                "user": APIKey(
+                    name="X-User-Id", description="The tenant's acting user", **{"in": APIKeyIn.header}
+                ),
             },
             security=[{"apiKey": [], "user": []}],
         ),

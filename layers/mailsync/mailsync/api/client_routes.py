@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.errors import InvalidRequest
-from mailsync.usecases import client
+from mailsync.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from mailsync.usecases import client
+else:
+    client = lazy_module("mailsync.usecases.client")
 
 router = APIGatewayHttpRouter()
 

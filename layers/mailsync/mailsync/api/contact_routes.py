@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
-from mailsync.usecases import contacts
+from mailsync.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from mailsync.usecases import contacts
+else:
+    contacts = lazy_module("mailsync.usecases.contacts")
 
 router = APIGatewayHttpRouter()
 

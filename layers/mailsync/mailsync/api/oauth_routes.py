@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -10,7 +10,13 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
 from mailsync.config import get_settings
-from mailsync.usecases import google, microsoft
+from mailsync.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from mailsync.usecases import google, microsoft
+else:
+    google = lazy_module("mailsync.usecases.google")
+    microsoft = lazy_module("mailsync.usecases.microsoft")
 
 router = APIGatewayHttpRouter()
 
