@@ -68,3 +68,47 @@ def test_worker_handler_syncs_and_reports_partial_failures(tenant, dovecot, imap
     result = worker(event, LambdaContext("worker"))
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
     assert [m["subject"] for m in mirror(acc)] == ["via worker"]
+
+
+def test_scheduler_batches_many_accounts_over_all_shards(tenant):
+    """35 due accounts (more than one SendMessageBatch per shard for some) are all sent
+    exactly once, and a job the queue refuses keeps its account due for the next tick."""
+    from mailsync.store import aws, repo
+
+    s = get_settings()
+    docs = [accounts.new_account_doc("t1", "alice", f"u{i}@example.com", "imap") for i in range(35)]
+    for doc in docs:
+        repo.save_account(doc, s.due_shards)
+    assert {int(k.split("#")[1]) for k in (repo.due_index_keys(d, s.due_shards)[0] for d in docs)} == set(
+        range(s.due_shards)
+    )  # the accounts spread over every shard
+    drain()
+
+    refused = docs[7]["account_id"]
+    sqs = aws.client("sqs")
+
+    def remember(params, context, **_):
+        context["entries"] = params["Entries"]  # per request: the shards run in parallel
+
+    def refuse_one(parsed, context, **_):
+        # SQS answers per entry: turn the refused account's entry into a failure, as SQS
+        # reports throttling or an internal error for one entry of a batch.
+        bad = {e["Id"] for e in context["entries"] if refused in e["MessageGroupId"]}
+        parsed["Successful"] = [e for e in parsed.get("Successful", []) if e["Id"] not in bad]
+        parsed["Failed"] = [{"Id": i, "SenderFault": False, "Code": "InternalError"} for i in bad]
+
+    sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", remember)
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", refuse_one)
+    try:
+        sent = load_handler("scheduler")({}, LambdaContext("scheduler"))["enqueued"]
+    finally:
+        sqs.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", remember)
+        sqs.meta.events.unregister("after-call.sqs.SendMessageBatch", refuse_one)
+    groups = sorted(m["Attributes"]["MessageGroupId"] for m in drain())
+    assert groups == sorted(f"t1:{d['account_id']}" for d in docs)  # one job per account, no duplicate
+    assert sent == 34  # the refused one is not counted as sent ...
+    assert {a for _, a, _ in due_accounts()} == {refused}  # ... and stays due; the others moved on
+
+    assert load_handler("scheduler")({}, LambdaContext("scheduler"))["enqueued"] == 1
+    assert [m["Attributes"]["MessageGroupId"] for m in drain()] == [f"t1:{refused}"]  # sent on the next tick
+    assert {a for _, a, _ in due_accounts()} == set()

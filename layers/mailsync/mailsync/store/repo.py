@@ -170,6 +170,26 @@ def due_index_keys(doc: dict[str, Any], due_shards: int) -> tuple[str, str] | No
 SYNC_OWNED_STATES = ("initial_sync", "active", "error")
 
 
+def push_due(tenant_id: str, account_id: str, due: str, next_due: str) -> bool:
+    """Move an account's due time from ``due`` to ``next_due`` with one conditional
+    UpdateItem (no read). False when the account changed meanwhile (synced, paused,
+    deleted): then its own writer has already set the due time it needs."""
+    from pynamodb.exceptions import UpdateError
+
+    item = AccountItem(keys.account(tenant_id, account_id), "A")
+    try:  # the due time lives in the due index key (see account_item)
+        item.update(
+            actions=[AccountItem.gsi2sk.set(f"{next_due}#{tenant_id}#{account_id}")],
+            condition=(AccountItem.gsi2sk == f"{due}#{tenant_id}#{account_id}")
+            & AccountItem.state.is_in(*SYNC_OWNED_STATES),
+        )
+        return True
+    except UpdateError as e:
+        if e.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
 def update_sync_fields(doc: dict[str, Any], due_shards: int, *, fields: tuple[str, ...]) -> bool:
     """Write only the fields the sync worker owns, and only while the account is syncable.
 
