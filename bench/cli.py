@@ -108,6 +108,8 @@ def run_size(n: int, args: argparse.Namespace, d: Dovecot, meter: Meter) -> dict
     # 1. initial sync
     r["a"] = min((imapside.raw_fetch(d, user) for _ in range(2)), key=lambda x: x["seconds"])
     log(f"{n}: (a) raw {r['a']['seconds']:.2f} s")
+    r["a2"] = min((imapside.raw_fetch_ours(d, user) for _ in range(2)), key=lambda x: x["seconds"])
+    log(f"{n}: (a') raw, our reader {r['a2']['seconds']:.2f} s")
     mb = off = None
     if not args.skip_tools:
         mb = tools.Mbsync(d.host, d.port, user, pw)
@@ -213,6 +215,17 @@ def figures(res: dict[str, Any], args: argparse.Namespace) -> list[Figure]:
             )
         F.append(
             Figure(
+                f"initial.a2.{n}",
+                f"initial {n}: (a') raw, engine's FETCH reader",
+                n_rate(r, r["a2"]),
+                "mail/s",
+                rate_a,
+                "(a)",
+                rate_ratio(r["a2"], a),
+            )
+        )
+        F.append(
+            Figure(
                 f"initial.e_over_a.{n}",
                 f"initial {n}: (e) engine + no-op sink",
                 rate_e,
@@ -224,7 +237,29 @@ def figures(res: dict[str, Any], args: argparse.Namespace) -> list[Figure]:
                 rate_ratio(e, a) >= 0.8,
             )
         )
+        F.append(
+            Figure(
+                f"initial.e_over_a2.{n}",
+                f"initial {n}: (e) vs (a') (engine share)",
+                rate_e,
+                "mail/s",
+                n_rate(r, r["a2"]),
+                "(a')",
+                rate_ratio(e, r["a2"]),
+            )
+        )
         if "b" in r:
+            F.append(
+                Figure(
+                    f"initial.e_over_b.{n}",
+                    f"initial {n}: (e) vs mbsync",
+                    rate_e,
+                    "mail/s",
+                    n_rate(r, r["b"]),
+                    "(b) mbsync",
+                    rate_ratio(e, r["b"]),
+                )
+            )
             F.append(
                 Figure(
                     f"initial.d_over_b.{n}",
