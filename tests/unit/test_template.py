@@ -39,6 +39,7 @@ EXPECTED_ENV = {
     "MAILSYNC_QUEUE_URL",
     "MAILSYNC_KMS_KEY_ID",
     "MAILSYNC_POLL_SECONDS",
+    "MAILSYNC_DUE_SHARDS",
 }
 
 
@@ -124,6 +125,9 @@ def test_global_environment(template: dict[str, Any]) -> None:
     assert env["MAILSYNC_QUEUE_URL"] == {"Ref": "SyncQueue"}
     assert env["MAILSYNC_POLL_SECONDS"] == {"Ref": "PollSeconds"}
     assert template["Parameters"]["PollSeconds"]["Default"] == 300
+    assert env["MAILSYNC_DUE_SHARDS"] == {"Ref": "DueShards"}
+    due = template["Parameters"]["DueShards"]
+    assert (due["MinValue"], due["MaxValue"]) == (1, 64)  # the range Settings.due_shards accepts
 
 
 def test_mailsync_variables_are_settings_fields(template: dict[str, Any]) -> None:

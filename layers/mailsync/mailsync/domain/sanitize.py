@@ -1,7 +1,8 @@
-"""Sanitising of untrusted e-mail HTML before it is stored or shown.
+"""Sanitising of untrusted e-mail HTML before anyone sees it.
 
 Every HTML body that leaves :mod:`mailsync.domain.mime` goes through
-:func:`sanitize_html`; the raw HTML is never kept. The output is meant to be
+:func:`sanitize_html`; unsanitized HTML is never stored in a table or served
+(only the raw MIME object in S3 holds the mail as the provider sent it). The output is meant to be
 rendered inside a CRM page, so it must neither run code nor leak anything to a
 remote party when it is merely displayed.
 
