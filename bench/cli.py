@@ -108,7 +108,7 @@ def run_size(n: int, args: argparse.Namespace, d: Dovecot, meter: Meter) -> dict
     # 1. initial sync
     r["a"] = min((imapside.raw_fetch(d, user) for _ in range(2)), key=lambda x: x["seconds"])
     log(f"{n}: (a) raw {r['a']['seconds']:.2f} s")
-    r["a2"] = min((imapside.raw_fetch_ours(d, user) for _ in range(2)), key=lambda x: x["seconds"])
+    r["a2"] = min((imapside.raw_fetch(d, user, ours=True) for _ in range(2)), key=lambda x: x["seconds"])
     log(f"{n}: (a') raw, our reader {r['a2']['seconds']:.2f} s")
     mb = off = None
     if not args.skip_tools:

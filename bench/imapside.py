@@ -28,51 +28,35 @@ def fill(dovecot: Dovecot, user: str, folder: str, mails: Sequence[Mail]) -> lis
 
 
 def raw_fetch(
-    dovecot: Dovecot, user: str, folder: str = "INBOX", batch: int = RAW_FETCH_BATCH
+    dovecot: Dovecot, user: str, folder: str = "INBOX", batch: int = RAW_FETCH_BATCH, ours: bool = False
 ) -> dict[str, Any]:
-    """(a) The protocol limit: one connection, every body in FETCHes of ``batch`` UIDs, nothing stored."""
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    n = size = 0
-    with dovecot.client(user) as c:
-        c.select_folder(folder, readonly=True)
-        uids = sorted(c.search("ALL"))
-        for i in range(0, len(uids), batch):
-            for item in c.fetch(uids[i : i + batch], ["BODY.PEEK[]"]).values():
-                size += len(item[b"BODY[]"])
-                n += 1
-    return {
-        "seconds": time.perf_counter() - t0,
-        "cpu_seconds": time.process_time() - cpu0,
-        "messages": n,
-        "bytes": size,
-    }
+    """The protocol limit: one connection, every body in FETCHes of ``batch`` UIDs, nothing stored.
 
-
-def raw_fetch_ours(
-    dovecot: Dovecot, user: str, folder: str = "INBOX", batch: int = RAW_FETCH_BATCH
-) -> dict[str, Any]:
-    """(a') The same as :func:`raw_fetch` through the engine's own FETCH reader
-    (``mailsync.providers.imap.read_fetch``): the protocol limit of the code the engine runs."""
+    (a) reads the responses with imapclient; (a') (``ours``) with the engine's own FETCH
+    reader (``mailsync.providers.imap.read_fetch``), the code the engine runs.
+    """
     from mailsync.providers.imap import compress_uids, read_fetch
 
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    n = size = 0
+    sizes: list[int] = []
     with dovecot.client(user) as c:
         c.select_folder(folder, readonly=True)
         uids = sorted(c.search("ALL"))
         imap = c._imap
         for i in range(0, len(uids), batch):
+            if not ours:
+                sizes += [
+                    len(item[b"BODY[]"]) for item in c.fetch(uids[i : i + batch], ["BODY.PEEK[]"]).values()
+                ]
+                continue
             for chunk in compress_uids(uids[i : i + batch]):
                 tag = imap._command("UID", "FETCH", chunk, "(BODY.PEEK[])")
-                for item in read_fetch(imap.readline, imap.read, tag).values():
-                    size += len(item.raw or b"")
-                    n += 1
+                sizes += [len(item.raw or b"") for item in read_fetch(imap.readline, imap.read, tag).values()]
                 imap.tagged_commands.pop(tag, None)
     return {
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - cpu0,
-        "messages": n,
-        "bytes": size,
+        "messages": len(sizes),
+        "bytes": sum(sizes),
     }

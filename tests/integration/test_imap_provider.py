@@ -203,6 +203,23 @@ def test_batches_and_resume_from_intermediate_cursor(dovecot, imap_user):
     assert kinds(delta) == [("Upsert", str(late))]
 
 
+def test_initial_load_stopped_between_batches_leaves_the_connection_usable(dovecot, imap_user):
+    """The next batch is requested before the current one is handed over (pipelining); a
+    consumer that stops there (time budget) must not leave its responses on the wire."""
+    user = imap_user[0]
+    uids = dovecot.append_many(user, "INBOX", [make_mail(f"p{i}") for i in range(5)])
+    dovecot.append(user, "Archive", make_mail("in archive"))
+    with provider(dovecot, imap_user) as prov:
+        stream = prov.changes("INBOX", None, SINCE, batch_size=2)
+        first = next(stream)
+        assert [int(c.ref) for c in first.changes] == uids[:2]
+        stream.close()  # the FETCH of uids[2:4] is in flight here
+        archive = sync(prov, "Archive")
+        assert [email.message_from_bytes(c.raw)["Subject"] for c in flat(archive)] == ["in archive"]
+        resumed = sync(prov, "INBOX", cursor=first.cursor, batch_size=2)
+    assert [int(c.ref) for c in flat(resumed)] == uids[2:]
+
+
 # -- delta (QRESYNC) ---------------------------------------------------------------------------
 
 

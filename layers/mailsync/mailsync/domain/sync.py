@@ -667,7 +667,8 @@ class SyncEngine:
                 if doc is None or doc["locs"]:
                     continue
                 w.messages_delete.add(mid)
-                w.s3_delete.extend(k for k in (doc.get("raw_key"),) if k)
+                if doc.get("raw_key"):
+                    w.s3_delete.append(doc["raw_key"])
                 # Links follow the mirror: a mail that left it leaves every contact history.
                 w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
                 w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])

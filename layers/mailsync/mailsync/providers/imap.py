@@ -57,6 +57,7 @@ Cost of a sync
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -647,14 +648,31 @@ class ImapProvider:
     def _fetch_messages(self, uids: list[int], items: str) -> dict[int, _Fetched]:
         """``UID FETCH`` of UID/FLAGS/INTERNALDATE/BODY[] through :func:`read_fetch`: the
         bulk path of every initial load, so its reader is built for throughput."""
+        return self._read_fetches(self._send_fetch(uids, items))
+
+    def _send_fetch(self, uids: list[int], items: str) -> list[bytes]:
+        """Send the ``UID FETCH`` commands for ``uids``; their responses are read by
+        :meth:`_read_fetches`, possibly after other work (RFC 3501 §5.5 pipelining)."""
+        imap = self._conn._imap
+        return [imap._command("UID", "FETCH", chunk, items) for chunk in compress_uids(uids)]
+
+    def _read_fetches(self, tags: list[bytes]) -> dict[int, _Fetched]:
+        """Read the responses of the FETCH commands ``tags``, in order. Every one is read
+        even when an earlier one failed, so the connection stays in step."""
         imap = self._conn._imap
         out: dict[int, _Fetched] = {}
-        for chunk in compress_uids(uids):
-            tag = imap._command("UID", "FETCH", chunk, items)
+        failed: imaplib.IMAP4.error | None = None
+        for tag in tags:
             try:
                 out.update(read_fetch(imap.readline, imap.read, tag, imap._append_untagged))
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as e:
+                failed = failed or e
             finally:
                 imap.tagged_commands.pop(tag, None)  # completed here, not through imaplib
+        if failed is not None:
+            raise failed
         return out
 
     def _search(self, criteria: list[Any]) -> list[int]:
@@ -730,13 +748,17 @@ class ImapProvider:
             raise ValueError("batch_size must be >= 1")
         since = _utc(since)
         gen = self._changes(folder, cursor, since, batch_size)
-        while True:
+        try:
+            while True:
+                with self._errors():
+                    try:
+                        batch = next(gen)
+                    except StopIteration:
+                        return
+                yield batch
+        finally:
             with self._errors():
-                try:
-                    batch = next(gen)
-                except StopIteration:
-                    return
-            yield batch
+                gen.close()  # a consumer that stops early: an in-flight FETCH is read off now
 
     def _changes(
         self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int
@@ -817,29 +839,40 @@ class ImapProvider:
             return c
 
         chunks = list(_chunks(todo, batch_size)) or [[]]
-        for i, chunk in enumerate(chunks):
-            changes: list[Change] = [Reset(folder)] if reset and i == 0 else []
-            fetched = self._fetch_messages(chunk, "(UID FLAGS INTERNALDATE BODY.PEEK[])") if chunk else {}
-            for uid in chunk:
-                f = fetched.get(uid)
-                if f is None or f.raw is None or f.internal_date is None or f.internal_date < since:
-                    continue  # expunged meanwhile, or older than since
-                is_unread = _SEEN not in f.flags
-                changes.append(Upsert(folder, str(uid), f.raw, is_unread, f.internal_date))
-                if mode == "plain":
-                    known.add(uid)
-                    if is_unread:
-                        unread.add(uid)
-            done += len(chunk)
-            last = i == len(chunks) - 1
-            yield ChangeBatch(
-                folder=folder,
-                changes=changes,
-                cursor=make_cursor(None if last else chunk[-1]),
-                done=last,
-                initial=True,
-                progress=(done, total),
-            )
+        items = "(UID FLAGS INTERNALDATE BODY.PEEK[])"
+        pending = self._send_fetch(chunks[0], items)
+        try:
+            for i, chunk in enumerate(chunks):
+                changes: list[Change] = [Reset(folder)] if reset and i == 0 else []
+                tags, pending = pending, []
+                fetched = self._read_fetches(tags)
+                # Ask for the next batch before this one is handed over: the server reads and
+                # sends it while the engine stores this one (pipelining, RFC 3501 §5.5).
+                pending = self._send_fetch(chunks[i + 1], items) if i + 1 < len(chunks) else []
+                for uid in chunk:
+                    f = fetched.get(uid)
+                    if f is None or f.raw is None or f.internal_date is None or f.internal_date < since:
+                        continue  # expunged meanwhile, or older than since
+                    is_unread = _SEEN not in f.flags
+                    changes.append(Upsert(folder, str(uid), f.raw, is_unread, f.internal_date))
+                    if mode == "plain":
+                        known.add(uid)
+                        if is_unread:
+                            unread.add(uid)
+                done += len(chunk)
+                last = i == len(chunks) - 1
+                yield ChangeBatch(
+                    folder=folder,
+                    changes=changes,
+                    cursor=make_cursor(None if last else chunk[-1]),
+                    done=last,
+                    initial=True,
+                    progress=(done, total),
+                )
+        finally:
+            if pending:  # the consumer stopped early (time budget): keep the connection in step
+                with contextlib.suppress(imaplib.IMAP4.error):
+                    self._read_fetches(pending)
 
     # delta with QRESYNC -----------------------------------------------------------------------
 
