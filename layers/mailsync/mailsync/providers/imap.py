@@ -60,7 +60,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -762,7 +762,7 @@ class ImapProvider:
 
     def _changes(
         self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int
-    ) -> Iterator[ChangeBatch]:
+    ) -> Generator[ChangeBatch, None, None]:
         if not cursor:
             yield from self._initial(folder, None, since, batch_size, reset=False)
             return
