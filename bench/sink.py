@@ -29,6 +29,9 @@ class NullStore:
     def raw_key(self, mid: str) -> str:
         return f"{self.prefix}{mid}.eml"
 
+    def object_keys(self, doc: dict[str, Any]) -> list[str]:
+        return [doc["raw_key"]] if doc.get("raw_key") else []
+
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
         return {r: self.locations[(folder, gen, r)] for r in refs if (folder, gen, r) in self.locations}
 

@@ -175,5 +175,14 @@ def test_large_attachment_redirects_to_a_short_lived_url(tenant, dovecot, imap_u
     from urllib.parse import unquote, urlsplit
 
     key = unquote(urlsplit(headers["Location"]).path).lstrip("/")
-    obj = boto3.client("s3").get_object(Bucket=get_settings().bucket, Key=key)
+    s3 = boto3.client("s3")
+    obj = s3.get_object(Bucket=get_settings().bucket, Key=key)
     assert obj["Body"].read() == big and obj["ContentType"] == "image/tiff"
+
+    # Deleted at the provider: the copy goes with the mail (mirror, don't archive).
+    prefix = key.rsplit("/m/", 1)[0] + "/m/"
+    dovecot.delete(user, "INBOX", dovecot.uids(user, "INBOX"))
+    sync(acc)
+    sync(acc)  # an orphan is purged after one more pass over the folders
+    assert mirror(acc) == []
+    assert s3.list_objects_v2(Bucket=get_settings().bucket, Prefix=prefix).get("KeyCount") == 0

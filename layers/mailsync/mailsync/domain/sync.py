@@ -148,6 +148,10 @@ class MirrorStore(Protocol):
 
     def raw_key(self, mid: str) -> str: ...
 
+    def object_keys(self, doc: dict[str, Any]) -> list[str]:
+        """Every stored object of a message (raw MIME and what derives from it)."""
+        ...
+
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]: ...
 
     def list_locations(self, folder: str, gen: int | None = None) -> Iterator[tuple[int, str, str]]: ...
@@ -667,8 +671,7 @@ class SyncEngine:
                 if doc is None or doc["locs"]:
                     continue
                 w.messages_delete.add(mid)
-                if doc.get("raw_key"):
-                    w.s3_delete.append(doc["raw_key"])
+                w.s3_delete.extend(self.store.object_keys(doc))
                 # Links follow the mirror: a mail that left it leaves every contact history.
                 w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
                 w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])

@@ -1,15 +1,19 @@
 """Raw MIME in S3 (SSE-KMS), keyed by tenant/account/message.
 
 Key layout: ``t/<tenant>/a/<account>/m/<mid>.eml`` (and ``…/<mid>.att/<id>`` for
-large attachments handed out by presigned URL), so purging an account is one
+large attachments handed out by presigned URL, purged with their message), so purging an account is one
 prefix listing. The raw object is stored as received, so a byte range of it is a
 range of the message (bodies are read that way, see ``domain.scan``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailsync.config import get_settings
 from mailsync.store import aws
+
+LARGE_ATTACHMENT_BYTES = 5 * 1024 * 1024  # served through a presigned copy, not inline
 
 
 def account_prefix(tenant_id: str, account_id: str) -> str:
@@ -31,6 +35,23 @@ def _put(key: str, body: bytes, content_type: str, **extra: str) -> None:
         SSEKMSKeyId=s.kms_key_id,
         **extra,
     )
+
+
+def attachment_key(raw_key: str, attachment_id: str) -> str:
+    """The presigned copy of a large attachment, next to its message's raw object."""
+    return f"{raw_key.rsplit('.', 1)[0]}.att/{attachment_id}"
+
+
+def message_keys(doc: dict[str, Any]) -> list[str]:
+    """Every object a message may have: its raw MIME and the copies of its large
+    attachments (made on first download; deleting one that was never made is a no-op)."""
+    raw_key = doc.get("raw_key")
+    if not raw_key:
+        return []
+    large = [
+        a["id"] for a in doc.get("attachments") or [] if int(a.get("size") or 0) > LARGE_ATTACHMENT_BYTES
+    ]
+    return [raw_key, *(attachment_key(raw_key, i) for i in large)]
 
 
 def put_raw(key: str, raw: bytes) -> None:

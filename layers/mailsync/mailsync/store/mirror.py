@@ -114,6 +114,9 @@ class DynamoMirrorStore:
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)
 
+    def object_keys(self, doc: dict[str, Any]) -> list[str]:
+        return blobs.message_keys(doc)
+
     # ------------------------------------------------------------------ reads
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
         if not refs:

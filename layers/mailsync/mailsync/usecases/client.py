@@ -224,9 +224,6 @@ def delete_message(
     s.engine.apply_local(s.states, _move_changes(s, doc, sources, trash, mappings))
 
 
-ATTACHMENT_INLINE_LIMIT = 5 * 1024 * 1024  # larger ones answer with a presigned S3 redirect
-
-
 def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:
     """Bytes of one attachment (received or sent mail), or a short-lived S3 URL when large."""
     from mailsync.domain import mime
@@ -239,8 +236,8 @@ def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -
     if found is None:
         raise NotFound("attachment not found")
     filename, content_type, data = found
-    if len(data) > ATTACHMENT_INLINE_LIMIT:
-        key = f"{doc['raw_key'].rsplit('.', 1)[0]}.att/{attachment_id}"
+    if len(data) > blobs.LARGE_ATTACHMENT_BYTES:  # a presigned redirect, purged with the message
+        key = blobs.attachment_key(doc["raw_key"], attachment_id)
         blobs.put_attachment(key, data, content_type, filename)
         return {"redirect": blobs.presigned_url(key, seconds=300)}
     return {"filename": filename, "content_type": content_type, "data": data}
