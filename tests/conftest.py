@@ -55,6 +55,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         yield env
         get_settings.cache_clear()
         aws_mod.reset()
+        from mailsync.store import crypto
+
+        crypto.forget_data_keys()
 
 
 def _provision_in_process() -> dict[str, str]:

@@ -8,8 +8,15 @@ Invariants:
   ciphertext copied to another account cannot be decrypted there.
 * ``Secret`` wraps plaintext values so that ``repr``/``str`` (and hence any
   accidental log of a structure containing it) prints ``'***'``.
+* A decrypted data key is kept in process memory for at most
+  :data:`DATA_KEY_CACHE_SECONDS`, keyed by its encrypted blob *and* the
+  encryption context, so a warm worker polling an account every few minutes does
+  not call KMS each time, and a ciphertext presented under another context still
+  goes to KMS (and fails there). A new envelope (new password, reconnect) has a new
+  encrypted key, hence a miss.
 
-Follows the AWS KMS "envelope encryption" pattern (GenerateDataKey / Decrypt).
+Follows the AWS KMS "envelope encryption" pattern (GenerateDataKey / Decrypt) and
+the AWS Encryption SDK's data key caching (bounded entries and age).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,11 +57,38 @@ def encrypt(secrets: dict[str, str], *, key_id: str, context: dict[str, str]) ->
     return {"v": 1, "key": _b64(dk["CiphertextBlob"]), "nonce": _b64(nonce), "ct": _b64(ct)}
 
 
+DATA_KEY_CACHE_SECONDS = 300.0
+DATA_KEY_CACHE_ENTRIES = 1000
+_data_keys: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+_data_keys_lock = threading.Lock()
+
+
+def _data_key(encrypted: str, context: dict[str, str]) -> bytes:
+    entry = (encrypted, json.dumps(context, sort_keys=True))
+    now = time.monotonic()
+    with _data_keys_lock:
+        hit = _data_keys.get(entry)
+        if hit is not None and now - hit[0] < DATA_KEY_CACHE_SECONDS:
+            return hit[1]
+    plain: bytes = aws.client("kms").decrypt(
+        CiphertextBlob=base64.b64decode(encrypted), EncryptionContext=context
+    )["Plaintext"]
+    with _data_keys_lock:
+        _data_keys[entry] = (now, plain)
+        _data_keys.move_to_end(entry)
+        while len(_data_keys) > DATA_KEY_CACHE_ENTRIES:
+            _data_keys.popitem(last=False)
+    return plain
+
+
+def forget_data_keys() -> None:
+    """Drop every cached data key (tests, and a key rotation drill)."""
+    with _data_keys_lock:
+        _data_keys.clear()
+
+
 def decrypt(envelope: dict[str, Any], *, context: dict[str, str]) -> dict[str, Secret]:
-    kms = aws.client("kms")
-    plain_key = kms.decrypt(CiphertextBlob=base64.b64decode(envelope["key"]), EncryptionContext=context)[
-        "Plaintext"
-    ]
+    plain_key = _data_key(envelope["key"], context)
     aad = json.dumps(context, sort_keys=True).encode()
     data = AESGCM(plain_key).decrypt(
         base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ct"]), aad
