@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = {"api": "ApiFunction", "scheduler": "SchedulerFunction", "sync_worker": "SyncWorkerFunction"}
+FUNCTIONS = {
+    "api": "ApiFunction",
+    "scheduler": "SchedulerFunction",
+    "sync_worker": "SyncWorkerFunction",
+    "watch_renewer": "WatchRenewerFunction",
+}
 
 # Runs in the fresh interpreter: import the handler module, then look for botocore clients.
 _PROBE = """
