@@ -321,6 +321,9 @@ def serve(
 
     api = load_handler("api")
     from mailsync.api.app import app
+    from mailsync.lazy import load_all
+
+    load_all()  # requests are served on threads: no lazy first load may race (see mailsync.lazy)
 
     app.enable_swagger(path="/docs", title="mailsync API", version="1.0.0")
     from mailsync.config import get_settings
