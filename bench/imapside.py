@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.mailgen import Mail
+from bench.timing import settled_heap
 from mailsync.local.dovecot import Dovecot
 
 RAW_FETCH_BATCH = 500
@@ -37,26 +38,31 @@ def raw_fetch(
     """
     from mailsync.providers.imap import compress_uids, read_fetch
 
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    sizes: list[int] = []
-    with dovecot.client(user) as c:
-        c.select_folder(folder, readonly=True)
-        uids = sorted(c.search("ALL"))
-        imap = c._imap
-        for i in range(0, len(uids), batch):
-            if not ours:
-                sizes += [
-                    len(item[b"BODY[]"]) for item in c.fetch(uids[i : i + batch], ["BODY.PEEK[]"]).values()
-                ]
-                continue
-            for chunk in compress_uids(uids[i : i + batch]):
-                tag = imap._command("UID", "FETCH", chunk, "(BODY.PEEK[])")
-                sizes += [len(item.raw or b"") for item in read_fetch(imap.readline, imap.read, tag).values()]
-                imap.tagged_commands.pop(tag, None)
+    with settled_heap():
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        sizes: list[int] = []
+        with dovecot.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = sorted(c.search("ALL"))
+            imap = c._imap
+            for i in range(0, len(uids), batch):
+                if not ours:
+                    sizes += [
+                        len(item[b"BODY[]"])
+                        for item in c.fetch(uids[i : i + batch], ["BODY.PEEK[]"]).values()
+                    ]
+                    continue
+                for chunk in compress_uids(uids[i : i + batch]):
+                    tag = imap._command("UID", "FETCH", chunk, "(BODY.PEEK[])")
+                    sizes += [
+                        len(item.raw or b"") for item in read_fetch(imap.readline, imap.read, tag).values()
+                    ]
+                    imap.tagged_commands.pop(tag, None)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
-        "seconds": time.perf_counter() - t0,
-        "cpu_seconds": time.process_time() - cpu0,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
         "messages": len(sizes),
         "bytes": sum(sizes),
     }

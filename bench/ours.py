@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.meter import Meter, Snapshot
 from bench.sink import NullStore
+from bench.timing import settled_heap
 from mailsync.local.dovecot import Dovecot
 
 REGION = "eu-central-1"
@@ -108,9 +109,10 @@ class OurAccount:
         wire0 = d.session_bytes(self.user)
         before: Snapshot = self.meter.snap()
         profiler = _profiler(profile)
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = sync_account(TENANT, self.acc["id"], provider_factory=self.rec)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        with settled_heap():
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = sync_account(TENANT, self.acc["id"], provider_factory=self.rec)
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if profiler is not None:
             _save_profile(profiler, profile)  # type: ignore[arg-type]
         aws = self.meter.snap() - before
@@ -156,12 +158,13 @@ def sink_sync(
     store = store or NullStore()
     engine = SyncEngine(store, ctx, batch_size=_batch_size())
     profiler = _profiler(profile)
-    t0, c0 = time.perf_counter(), time.process_time()
-    with ImapProvider(dovecot.host, dovecot.port, "none", user, password) as provider:
-        states = engine.reconcile_folders(provider.list_folders(), "all", [])
-        report = engine.run(provider, states, time.monotonic() + 3600)
-        commands = list(provider.commands)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with settled_heap():
+        t0, c0 = time.perf_counter(), time.process_time()
+        with ImapProvider(dovecot.host, dovecot.port, "none", user, password) as provider:
+            states = engine.reconcile_folders(provider.list_folders(), "all", [])
+            report = engine.run(provider, states, time.monotonic() + 3600)
+            commands = list(provider.commands)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if profiler is not None:
         _save_profile(profiler, profile)  # type: ignore[arg-type]
     return {

@@ -42,7 +42,6 @@ __all__ = ["scan_message"]
 # value with its continuation lines, up to the line end.
 _FIELD = rb"([\x21-\x39\x3b-\x7e]+):[ \t]*((?:[^\r\n]|\r?\n[ \t])*)(?:\r?\n|\Z)"
 _HEADER_FIELD = re.compile(_FIELD)
-_HEADER_BLOCK = re.compile(rb"(?:" + _FIELD + rb")*")
 _HEAD = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:/[A-Za-z0-9!#$%&'*+.^_`|~-]+)?")
 _CTYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+/[a-z0-9!#$%&'*+.^_`|~-]+")
 _PARAM = re.compile(
@@ -111,13 +110,17 @@ def _headers(buf: bytes, start: int, end: int) -> tuple[dict[str, list[str]], in
         block_end, body_start = lf + 1, lf + 2
     else:
         block_end = body_start = end
-    block = buf[start:block_end]
-    if not _HEADER_BLOCK.fullmatch(block):
-        raise _Fallback  # a line the feed parser would treat as body, or a stray continuation
     out: dict[str, list[str]] = {}
-    for name, value in _HEADER_FIELD.findall(block):
+    pos = start
+    for field in _HEADER_FIELD.finditer(buf, start, block_end):
+        if field.start() != pos:
+            raise _Fallback  # a line the feed parser would treat as body, or a stray continuation
+        pos = field.end()
+        name, value = field.groups()
         # email.policy.EmailPolicy.header_source_parse: leading blanks and the line end go.
         out.setdefault(name.decode("ascii").lower(), []).append(value.decode("ascii", "surrogateescape"))
+    if pos != block_end:
+        raise _Fallback
     return out, body_start
 
 
