@@ -110,6 +110,35 @@ class _Base:
         """Our API user ``name`` for this run (IMAP keeps the plain name)."""
         return name if self.provider == "imap" else f"{name}-{self.provider}"
 
+    def _oauth_account_id(self, callback: str, provider: str, **browser: Any) -> str:
+        """Follow the provider's redirect back to our callback as a browser does (no tenant
+        auth: the signed state carries it); the account id it redirects the user with."""
+        assert callback.startswith(f"{self.service.url}/v1/oauth/{provider}/callback?"), callback
+        back = requests.get(callback, allow_redirects=False, **browser)
+        assert back.status_code == 302, (back.status_code, back.text)
+        location = back.headers["Location"]
+        query = parse_qs(urlsplit(location).query)
+        assert location.startswith(REDIRECT + "?") and "account_id" in query, location
+        return str(query["account_id"][0])
+
+    def _connected(
+        self, http: requests.Session, account_id: str, settings: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The connected account, with ``settings`` applied. The OAuth flow takes no settings,
+        and a sync that is already running keeps the settings it started with (visibility is
+        stamped at ingest), so the first sync finishes first."""
+        url = self.service.url
+        if settings:
+            self.service.wait_for(
+                lambda: http.get(f"{url}/v1/accounts/{account_id}").json()["state"] == "active",
+                what="first sync",
+            )
+            r = http.patch(f"{url}/v1/accounts/{account_id}/settings", json=settings)
+            assert r.status_code == 200, r.text
+        r = http.get(f"{url}/v1/accounts/{account_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
     def sync(self, http: requests.Session, account_id: str) -> None:
         """``POST /v1/accounts/{id}/sync``; the scenario waits for what it expects."""
         r = http.post(f"{self.service.url}/v1/accounts/{account_id}/sync")
@@ -297,27 +326,9 @@ class GoogleMailbox(_Base):
         self.fake.next_login(self.self_address)  # the user consents at Google
         at_google = requests.get(r.json()["url"], allow_redirects=False, timeout=10)
         assert at_google.status_code == 302, at_google.text
-        callback = at_google.headers["Location"]
-        assert callback.startswith(f"{url}/v1/oauth/google/callback?"), callback
-        back = requests.get(callback, allow_redirects=False, timeout=30)  # no tenant auth: a browser
-        assert back.status_code == 302, (back.status_code, back.text)
-        location = back.headers["Location"]
-        query = parse_qs(urlsplit(location).query)
-        assert location.startswith(REDIRECT + "?") and "account_id" in query, location
-        account_id = query["account_id"][0]
+        account_id = self._oauth_account_id(at_google.headers["Location"], "google", timeout=30)
         assert self.fake.mailbox(self.self_address).watch  # users.watch at connect (push)
-        if settings:
-            # The flow takes no settings. A sync that is already running keeps the settings it
-            # started with (e.g. visibility is stamped at ingest), so let the first one finish.
-            self.service.wait_for(
-                lambda: http.get(f"{url}/v1/accounts/{account_id}").json()["state"] == "active",
-                what="first sync",
-            )
-            r = http.patch(f"{url}/v1/accounts/{account_id}/settings", json=settings)
-            assert r.status_code == 200, r.text
-        r = http.get(f"{url}/v1/accounts/{account_id}")
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+        return self._connected(http, account_id, settings)
 
     def deliver(
         self,
@@ -433,27 +444,10 @@ class MicrosoftMailbox(_Base):
         self.fake.next_login(self.self_address)  # the user signs in and consents at Microsoft
         at_ms = requests.get(r.json()["url"], allow_redirects=False, timeout=10, verify=self.fake.ca_bundle)
         assert at_ms.status_code == 302, at_ms.text
-        callback = at_ms.headers["Location"]
-        assert callback.startswith(f"{url}/v1/oauth/microsoft/callback?"), callback
-        back = requests.get(callback, allow_redirects=False, timeout=60)  # no tenant auth: a browser
-        assert back.status_code == 302, (back.status_code, back.text)
-        location = back.headers["Location"]
-        query = parse_qs(urlsplit(location).query)
-        assert location.startswith(REDIRECT + "?") and "account_id" in query, location
-        account_id = query["account_id"][0]
+        account_id = self._oauth_account_id(at_ms.headers["Location"], "microsoft", timeout=60)
         # Subscribed at connect: the fake's validation call reached our webhook.
         assert any(s.user == self.self_address.lower() for s in self.fake.subscriptions.values())
-        if settings:
-            # As for Google: the flow takes no settings, let the first sync finish first.
-            self.service.wait_for(
-                lambda: http.get(f"{url}/v1/accounts/{account_id}").json()["state"] == "active",
-                what="first sync",
-            )
-            r = http.patch(f"{url}/v1/accounts/{account_id}/settings", json=settings)
-            assert r.status_code == 200, r.text
-        r = http.get(f"{url}/v1/accounts/{account_id}")
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+        return self._connected(http, account_id, settings)
 
     def deliver(
         self,
