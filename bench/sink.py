@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from mailsync.domain.sync import FolderState, Writes
+from mailsync.store import blobs
 
 
 class NullStore:
@@ -30,7 +31,7 @@ class NullStore:
         return f"{self.prefix}{mid}.eml"
 
     def object_keys(self, doc: dict[str, Any]) -> list[str]:
-        return [doc["raw_key"]] if doc.get("raw_key") else []
+        return blobs.message_keys(doc)
 
     def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]:
         return {r: self.locations[(folder, gen, r)] for r in refs if (folder, gen, r) in self.locations}

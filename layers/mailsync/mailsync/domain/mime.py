@@ -71,6 +71,7 @@ __all__ = [
     "parse_message",
     "render_located",
     "select_parts",
+    "snippet",
 ]
 
 SNIPPET_LENGTH = 200
@@ -514,9 +515,21 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", out).strip()
 
 
-def _snippet(text: str | None) -> str:
+_SNIPPET_WINDOW = 1024  # characters collapsed for the snippet before the whole text is
+
+
+def snippet(text: str | None) -> str:
+    """The first :data:`SNIPPET_LENGTH` characters of ``text`` with whitespace collapsed.
+
+    A long text is only collapsed as far as its first window (the word cut at the
+    window's end is dropped, so the result is the same as collapsing it all).
+    """
     if not text:
         return ""
+    if len(text) > _SNIPPET_WINDOW:
+        head = " ".join(text[:_SNIPPET_WINDOW].split()[:-1])
+        if len(head) > SNIPPET_LENGTH:
+            return head[:SNIPPET_LENGTH].rstrip()
     collapsed = " ".join(text.split())
     return collapsed[:SNIPPET_LENGTH].rstrip()
 
@@ -570,7 +583,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         text = text_leaf.text() if text_leaf else None
         html = html_leaf.text() if html_leaf else None
         parsed.text, parsed.html = finish_body(text, html)
-        parsed.snippet = _snippet(parsed.text)
+        parsed.snippet = snippet(parsed.text)
     except Exception:  # noqa: BLE001, S110 - keep the headers when the body is unreadable
         pass
     return parsed

@@ -54,7 +54,6 @@ _WORDS = re.compile(rf"{_WORD}(?:[ \t]+{_WORD})*")  # RFC 2047 words between bla
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _IDENTITY = frozenset({"", "7bit", "8bit", "binary"})
 _MAX_DEPTH = 20
-_SNIPPET_WINDOW = 1024  # characters collapsed for the snippet before trying the whole text
 
 
 class _Fallback(Exception):
@@ -90,9 +89,9 @@ def _scan(raw: bytes) -> ParsedMessage:
             parts.append(BodyPart(kind, leaf.location[0], leaf.location[1], leaf.cte, leaf.charset))
     parsed.body_parts = parts
     if text_leaf is not None:
-        parsed.snippet = _snippet(text_leaf.text())
+        parsed.snippet = mime.snippet(text_leaf.text())
     elif html_leaf is not None:
-        parsed.snippet = _snippet(mime.html_to_text(html_leaf.text()))
+        parsed.snippet = mime.snippet(mime.html_to_text(html_leaf.text()))
     return parsed
 
 
@@ -279,14 +278,3 @@ def _filename(disposition: dict[str, str], content_type: dict[str, str]) -> str 
     name = mime.decode_header_value(name).strip()
     name = name.replace("/", "_").replace("\\", "_").replace("\x00", "")
     return name or None
-
-
-def _snippet(text: str) -> str:
-    # The snippet of a long text only needs its beginning; the word cut at the
-    # window's end is dropped so that the result equals mime._snippet(text).
-    if len(text) > _SNIPPET_WINDOW:
-        words = text[:_SNIPPET_WINDOW].split()[:-1]
-        head = " ".join(words)
-        if len(head) > mime.SNIPPET_LENGTH:
-            return head[: mime.SNIPPET_LENGTH].rstrip()
-    return mime._snippet(text)
