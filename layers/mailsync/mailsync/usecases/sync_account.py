@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -193,12 +193,13 @@ def due_accounts(now: str | None = None, settings: Settings | None = None) -> li
     """(tenant, account, due) of every account due by ``now``: a Query per shard."""
     s = settings or get_settings()
     now = now or iso(now_dt())
-    out = []
-    for shard in range(s.due_shards):
-        for item in AccountItem.due.query(keys.due_shard(shard), AccountItem.gsi2sk <= f"{now}#~"):
-            due, tenant_id, account_id = item.gsi2sk.split("#", 2)
-            out.append((tenant_id, account_id, due))
-    return out
+    return [due for shard in range(s.due_shards) for due in _due_in_shard(shard, now)]
+
+
+def _due_in_shard(shard: int, now: str) -> Iterator[tuple[str, str, str]]:
+    for item in AccountItem.due.query(keys.due_shard(shard), AccountItem.gsi2sk <= f"{now}#~"):
+        due, tenant_id, account_id = item.gsi2sk.split("#", 2)
+        yield tenant_id, account_id, due
 
 
 SCHEDULER_THREADS = 16
@@ -219,19 +220,13 @@ def schedule(settings: Settings | None = None) -> int:
 
 def _schedule_shard(shard: int, now: str, s: Settings) -> int:
     sent = 0
-    due: list[tuple[str, str, str]] = []
-    query = AccountItem.due.query(keys.due_shard(shard), AccountItem.gsi2sk <= f"{now}#~")
-    for item in itertools.chain(query, [None]):
-        if item is not None:
-            when, tenant_id, account_id = item.gsi2sk.split("#", 2)
-            due.append((tenant_id, account_id, when))
-        if len(due) == 100 or (item is None and due):
-            # The dedup id makes a retried tick enqueue the same job once; the due time moves
-            # only for jobs the queue accepted, so a refused one is sent again next tick.
-            accepted = enqueue_syncs([(t, a, "schedule", f"{t}:{a}:{w}") for t, a, w in due])
-            next_due = next_due_after(s.poll_seconds)
-            for i in accepted:
-                repo.push_due(due[i][0], due[i][1], due[i][2], next_due)
-            sent += len(accepted)
-            due = []
+    accounts = _due_in_shard(shard, now)
+    while due := list(itertools.islice(accounts, 100)):
+        # The dedup id makes a retried tick enqueue the same job once; the due time moves
+        # only for jobs the queue accepted, so a refused one is sent again next tick.
+        accepted = enqueue_syncs([(t, a, "schedule", f"{t}:{a}:{w}") for t, a, w in due])
+        next_due = next_due_after(s.poll_seconds)
+        for i in accepted:
+            repo.push_due(due[i][0], due[i][1], due[i][2], next_due)
+        sent += len(accepted)
     return sent
