@@ -24,7 +24,8 @@ Written from the published references, for the subset mailsync uses:
   ``GET /me``; mailFolders (list with ``$top``/``$skip`` paging and ``@odata.nextLink``,
   ``includeHiddenFolders``, get by id or well-known name: ``msgfolderroot``, ``inbox``,
   ``sentitems``, ``deleteditems``, ``drafts``, ``junkemail``, ``archive``, ``outbox``;
-  ``childFolders``; create); ``GET /me/mailFolders/{id}/messages/delta`` (``$select``,
+  ``childFolders``; create); ``GET /me/mailFolders/{id}/messages`` (``$top``/``$skip``,
+  ``$select``, ``$filter=internetMessageId eq '<id>'``); ``GET /me/mailFolders/{id}/messages/delta`` (``$select``,
   ``$filter=receivedDateTime ge|gt <instant>`` on the first call only, ``Prefer:
   odata.maxpagesize=N`` (default 10), ``@odata.nextLink`` pages then ``@odata.deltaLink``;
   a round from a delta token reports new and changed messages and ``{"id", "@removed":
@@ -1719,6 +1720,16 @@ class FakeGraph(base.FakeServer):
         msgs = sorted(
             (m for m in box.messages.values() if m.folder_id == fid), key=lambda m: m.received, reverse=True
         )
+        flt = (query.get("$filter") or [""])[-1].strip()
+        if flt:
+            # The one filter mailsync lists with; Graph supports eq on internetMessageId.
+            fm = re.fullmatch(r"internetMessageId\s+eq\s+'((?:[^']|'')*)'", flt, re.IGNORECASE)
+            if not fm:
+                raise _HttpError(
+                    400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes."
+                )
+            wanted = fm.group(1).replace("''", "'")
+            msgs = [m for m in msgs if m.internet_message_id == wanted]
         top = int((query.get("$top") or ["10"])[-1])
         skip = int((query.get("$skip") or ["0"])[-1])
         imm = self._immutable(headers)

@@ -508,6 +508,9 @@ def test_client_operations(graph, provider):
     with pytest.raises(KeyError):
         graph.message(USER, b)
     provider.set_seen("Inbox", [b], True)  # vanished meanwhile: no error
+    c = graph.deliver(USER, make_mail("c", message_id="it's@example.com"))  # a quote: OData-escaped
+    assert provider.locate("Inbox", "it's@example.com") == [c]
+    assert provider.locate("Work", "it's@example.com") == [] == provider.locate("Nope", "x@y")
     assert provider.append("Sent Items", b"raw") is None
     assert graph.requests["messages.delete"] == 1 and graph.requests["messages.move"] == 2
 

@@ -174,6 +174,37 @@ def test_client_and_send(tenant, microsoft):
     assert sorted(subjects(api, aid)) == ["Neu", "Re: Frage"]
 
 
+def test_writes_before_the_sent_copy_synced_back_reach_graph(tenant, microsoft):
+    """sendMail does not name the Sent copy; until the delta brings it the mirror holds a
+    pending ref. A move, a read flag or a delete in that window must still reach the copy
+    Graph filed (found by its internetMessageId), and the next sync must not bring it back."""
+    api = ApiClient("key-t1", "alice")
+    aid = connect(api, microsoft)
+    microsoft.create_folder(EMAIL, "Kunden")
+    sync_account("t1", aid)
+    sent = api.post(
+        f"/v1/accounts/{aid}/send", {"to": ["kunde@example.org"], "subject": "Police", "text": "x"}
+    )
+    other = api.post(
+        f"/v1/accounts/{aid}/send", {"to": ["kunde@example.org"], "subject": "Tarif", "text": "y"}
+    )
+    assert sent.status == other.status == 202, sent.body
+    (copy,) = [m for m in microsoft.messages_in(EMAIL, "sentitems") if b"Police" in m.raw]
+
+    r = api.patch(f"/v1/threads/{sent.body['thread_id']}", {"folder": "Kunden", "unread": True})
+    assert r.status == 200, r.body
+    assert microsoft.folder_of(EMAIL, copy.immutable_id) != "sentitems"
+    assert microsoft.message(EMAIL, copy.immutable_id).is_read is False
+    assert api.delete(f"/v1/messages/{other.body['id']}").status == 204
+    assert [m for m in microsoft.messages_in(EMAIL, "sentitems")] == []
+    assert len(microsoft.messages_in(EMAIL, "deleteditems")) == 1
+
+    sync_account("t1", aid)
+    sync_account("t1", aid)
+    msgs = api.get("/v1/messages", account_id=aid).body["items"]
+    assert [(m["subject"], m["folder"], m["unread"]) for m in msgs] == [("Police", "Kunden", True)]
+
+
 # ------------------------------------------------------------------------------- webhook
 
 

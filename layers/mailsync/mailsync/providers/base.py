@@ -162,3 +162,14 @@ class MailClient(Protocol):
     def append(self, folder: str, raw: bytes, flags: Iterable[str] = (), date: datetime | None = None) -> Any:
         """Store ``raw`` in ``folder``; returns its new ref when the provider reports it."""
         ...
+
+
+PENDING = "pending-"  # a ref prefix: the provider filed the copy but has not named it yet
+
+
+class Locator(Protocol):
+    """Providers that file sent mail themselves without naming it (Graph ``sendMail``): the
+    mirror holds a ``pending-…`` ref until the delta brings the copy; a write before that
+    finds the copy by its Message-ID."""
+
+    def locate(self, folder: str, message_id: str) -> list[str]: ...

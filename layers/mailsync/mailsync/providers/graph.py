@@ -844,6 +844,21 @@ class GraphProvider(RestProvider):
                 out[mid] = str(rep.body["id"])
         return out
 
+    def locate(self, folder: str, message_id: str) -> list[str]:
+        """The ids of the copies of ``message_id`` (bare, as stored) in ``folder``:
+        ``GET /me/mailFolders/{id}/messages?$filter=internetMessageId eq '<...>'``. Finds the Sent
+        copy Graph filed for a ``sendMail`` before the delta brought its id back."""
+        try:
+            fid = self.folder_id(folder)
+        except FolderGone:
+            return []
+        literal = f"<{message_id}>".replace("'", "''")  # OData string literal
+        body = self._get(
+            f"me/mailFolders/{quote(fid, safe='')}/messages",
+            params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id", "$top": "10"},
+        )
+        return [str(v["id"]) for v in (body or {}).get("value", []) if v.get("id")]
+
     def delete(self, folder: str, refs: Iterable[str]) -> None:
         """A move to Deleted Items; from Deleted Items itself, ``DELETE`` (to Recoverable Items)."""
         ids = list(dict.fromkeys(str(r) for r in refs))

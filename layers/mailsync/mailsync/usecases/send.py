@@ -32,7 +32,7 @@ from mailsync.domain.sync import SyncEngine, message_id_for
 from mailsync.errors import BadGateway, Conflict, MailsyncError, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers import smtp
-from mailsync.providers.base import MailClient, ProviderError, Upsert
+from mailsync.providers.base import PENDING, MailClient, ProviderError, Upsert
 from mailsync.providers.factory import make_provider
 from mailsync.store import aws, keys, repo
 from mailsync.store.mirror import DynamoMirrorStore
@@ -140,7 +140,7 @@ def send(
         # createReply needs the parent's Graph id; a copy we filed ourselves ("pending-…",
         # not synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent.
         refs = [str(loc).split(":", 1)[1] for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
-        real = [r for r in refs if not r.startswith("pending-")]
+        real = [r for r in refs if not r.startswith(PENDING)]
         reply_ref = real[0] if real else None
         results = _send_via_graph(acc, raw, recipients, provider_factory, reply_ref)
     else:
@@ -279,7 +279,7 @@ def _file_and_store(
         if sent_ref is not None:
             ref = sent_ref  # the provider filed it and told us where
         elif acc.get("saves_sent"):
-            ref = "pending-" + hashlib.sha256(header_id.encode()).hexdigest()[:16]
+            ref = PENDING + hashlib.sha256(header_id.encode()).hexdigest()[:16]
         else:
             with provider_factory(acc, load_secrets(acc)) as provider:
                 client: MailClient = provider  # type: ignore[assignment]
