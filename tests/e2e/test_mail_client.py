@@ -4,7 +4,6 @@ real SMTP server, or the fake Google (Gmail sends and files Sent itself)."""
 from __future__ import annotations
 
 import base64
-import time
 
 import pytest
 
@@ -87,8 +86,7 @@ def test_client_routes_end_to_end(service, mailbox):
     assert mailbox.trash_folder in mailbox.folders_of(sent_ref)
 
     # After another sync nothing is duplicated and the thread is as we left it.
-    mailbox.sync(http, aid)
-    time.sleep(3)
+    mailbox.sync_done(http, aid)
     msgs = http.get(f"{url}/v1/messages", params={"account_id": aid}).json()["items"]
     assert [(m["subject"], m["folder"]) for m in msgs] == [("Re: Police", mailbox.extra)]
     r = http.patch(f"{url}/v1/messages/{msgs[0]['id']}", json={"folder": "Nirgendwo"})
