@@ -56,7 +56,7 @@ build:
 	infra/sam-build.sh
 
 # Performance evidence (issue 5): prints the table, writes bench/results/latest.json.
-# BENCH_ARGS: --sizes 1000,10000 (default) | --quick | --skip-tools | --skip-api | --build | --profile
+# BENCH_ARGS: --sizes 1000,10000 (default) | --quick | --skip-tools | --skip-api | --no-build | --profile
 BENCH_ARGS ?=
 bench: install dovecot
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip-tools", action="store_true", help="skip (b) mbsync and (c) offlineimap")
     p.add_argument("--skip-api", action="store_true", help="skip the API phase")
-    p.add_argument("--build", action="store_true", help="run infra/sam-build.sh for the artefact sizes")
+    p.add_argument(
+        "--no-build",
+        dest="build",
+        action="store_false",
+        help="skip infra/sam-build.sh (artefact sizes then come from an existing .aws-sam/build, if any)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -44,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.sizes = [100] if a.quick else [int(s) for s in a.sizes.split(",") if s.strip()]
     if a.quick:
         a.skip_tools = a.skip_api = True
+        a.build = False
     return a
 
 
@@ -521,7 +527,7 @@ def figures(res: dict[str, Any], args: argparse.Namespace) -> list[Figure]:
                 )
             )
     else:
-        F.append(Figure("artefact", "artefact: not built (run with --build)", None))
+        F.append(Figure("artefact", "artefact: not built (--no-build and no .aws-sam/build)", None))
     if "api" in res:
         api = res["api"]
         for k, label in (("threads", "GET /v1/threads"), ("message", "GET /v1/messages/{id}")):
