@@ -10,6 +10,7 @@ documents and S3 objects are dropped (counted only).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -74,3 +75,6 @@ class NullStore:
 
     def delete_folder(self, name: str) -> None:
         self.folders.pop(name, None)
+
+    def lock(self) -> nullcontext[None]:
+        return nullcontext()  # one engine, one thread: nothing to exclude

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,7 +75,6 @@ class Mailbox(Protocol):
         settings: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
     def sync(self, http: requests.Session, account_id: str) -> None: ...
-    def sync_done(self, http: requests.Session, account_id: str) -> None: ...
     def deliver(
         self,
         subject: str,
@@ -145,19 +143,6 @@ class _Base:
         """``POST /v1/accounts/{id}/sync``; the scenario waits for what it expects."""
         r = http.post(f"{self.service.url}/v1/accounts/{account_id}/sync")
         assert r.status_code == 202, r.text
-
-    def sync_done(self, http: requests.Session, account_id: str) -> None:
-        """Sync and wait until a sync finished after this call (``sync.last_success_at`` has
-        whole seconds, so the previous one is at least a second older)."""
-        url = self.service.url
-
-        def last() -> Any:
-            return http.get(f"{url}/v1/accounts/{account_id}").json()["sync"]["last_success_at"]
-
-        before = last()
-        time.sleep(1.1)
-        self.sync(http, account_id)
-        self.service.wait_for(lambda: last() != before, what="a finished sync")
 
     def _raw(
         self,

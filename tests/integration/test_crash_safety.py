@@ -9,6 +9,7 @@ import pytest
 
 from mailsync.config import get_settings
 from mailsync.store import keys
+from mailsync.store import mirror as mirror_store
 from mailsync.store.models import MessageItem, ThreadItem
 from mailsync.usecases import accounts
 from tests.support.accounts import connect, mirror, sync
@@ -97,6 +98,8 @@ def seed(dovecot, user):
 
 def test_crash_at_every_write_converges(tenant, dovecot, monkeypatch):
     counter = WriteCounter(monkeypatch)
+    # A crash at the lock's release leaves the lease to run out; keep that wait short here.
+    monkeypatch.setattr(mirror_store, "LOCK_LEASE_SECONDS", 1.0)
 
     # Reference: the same scenario without crashes.
     ref_user = dovecot.new_user("ref")

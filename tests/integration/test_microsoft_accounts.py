@@ -6,6 +6,7 @@ subscription renewal."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -251,6 +252,8 @@ def test_lifecycle_events(tenant, microsoft, event):
     sync_account("t1", aid)
     drain()
     sid = subscription_of(microsoft)
+    if event == "reauthorizationRequired":  # Graph asks near the end of the subscription's life
+        microsoft.subscriptions[sid].expiration -= timedelta(hours=12)
     before = microsoft.subscriptions[sid].expiration
     payload = microsoft.lifecycle_event(sid, event)
     if event == "subscriptionRemoved":

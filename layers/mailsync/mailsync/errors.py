@@ -64,3 +64,9 @@ class BadGateway(MailsyncError):
 
 class NotConfigured(MailsyncError):
     status, code = 503, "not_configured"
+
+
+class AccountBusy(MailsyncError):
+    """Another writer held the account's mirror for longer than we wait; retry shortly."""
+
+    status, code = 503, "account_busy"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -176,6 +177,11 @@ class MirrorStore(Protocol):
 
     def delete_folder(self, name: str) -> None: ...
 
+    def lock(self) -> AbstractContextManager[None]:
+        """Exclusive use of the account's mirror (reentrant): a sync and the mail client
+        both read, merge and write the same message items."""
+        ...
+
 
 @dataclass
 class SyncReport:
@@ -318,6 +324,10 @@ class SyncEngine:
             self._drop_locations(st.name, pending)
 
     def _drop_locations(self, folder: str, locs: list[tuple[int, str, str]]) -> int:
+        with self.store.lock():
+            return self._drop_locations_locked(folder, locs)
+
+    def _drop_locations_locked(self, folder: str, locs: list[tuple[int, str, str]]) -> int:
         w = Writes()
         msgs = self.store.get_messages({mid for _, _, mid in locs})
         thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
@@ -376,7 +386,11 @@ class SyncEngine:
 
     # ------------------------------------------------------------------- batch
     def apply_batch(self, st: FolderState, batch: ChangeBatch, report: SyncReport | None = None) -> None:
-        report = report or SyncReport()
+        """Apply one batch: read, merge and write under the account's lock, then move the cursor."""
+        with self.store.lock():
+            self._apply_batch(st, batch, report or SyncReport())
+
+    def _apply_batch(self, st: FolderState, batch: ChangeBatch, report: SyncReport) -> None:
         folder = st.name
         for c in batch.changes:
             if isinstance(c, Reset):
@@ -494,12 +508,18 @@ class SyncEngine:
         by_folder: dict[str, list[Change]] = {}
         for c in changes:
             by_folder.setdefault(c.folder, []).append(c)
-        for folder, folder_changes in by_folder.items():
-            st = states.get(folder)
-            if st is None or not st.synced or st.cursor is None:
-                continue  # not mirrored (yet): its initial load will see the result
-            self.apply_batch(st, ChangeBatch(folder, folder_changes, cursor=st.cursor, done=st.initial_done))
-        self.purge_orphans()
+        with self.store.lock():
+            # Re-read under the lock: a sync may have moved a cursor since ``states`` was read,
+            # and saving that older state would rewind it.
+            fresh = self.store.get_folders()
+            for folder, folder_changes in by_folder.items():
+                st = fresh.get(folder)
+                if st is None or not st.synced or st.cursor is None:
+                    continue  # not mirrored (yet): its initial load will see the result
+                batch = ChangeBatch(folder, folder_changes, cursor=st.cursor, done=st.initial_done)
+                self.apply_batch(st, batch)
+                states[folder] = st
+            self.purge_orphans()
 
     def _reconcile_old_gens(self, st: FolderState) -> None:
         """After a reload (UIDVALIDITY change), drop locations of the old generations.
@@ -661,22 +681,27 @@ class SyncEngine:
         mids = self.store.list_orphans()
         purged = 0
         for i in range(0, len(mids), self.batch_size):
-            chunk = mids[i : i + self.batch_size]
-            msgs = self.store.get_messages(chunk)
-            w = Writes()
-            thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
-            for mid in chunk:
-                w.orphans_remove.add(mid)
-                doc = msgs.get(mid)
-                if doc is None or doc["locs"]:
-                    continue
-                w.messages_delete.add(mid)
-                w.s3_delete.extend(self.store.object_keys(doc))
-                # Links follow the mirror: a mail that left it leaves every contact history.
-                w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
-                w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])
-                thread_changes.setdefault(doc["thread_id"], {})[mid] = None
-                purged += 1
-            self._apply_thread_changes(thread_changes, w)
-            self.store.commit(w)
+            with self.store.lock():
+                purged += self._purge_chunk(mids[i : i + self.batch_size])
+        return purged
+
+    def _purge_chunk(self, chunk: list[str]) -> int:
+        purged = 0
+        msgs = self.store.get_messages(chunk)
+        w = Writes()
+        thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
+        for mid in chunk:
+            w.orphans_remove.add(mid)
+            doc = msgs.get(mid)
+            if doc is None or doc["locs"]:
+                continue
+            w.messages_delete.add(mid)
+            w.s3_delete.extend(self.store.object_keys(doc))
+            # Links follow the mirror: a mail that left it leaves every contact history.
+            w.links_delete.extend((cid, doc["received_at"], mid) for cid in doc.get("links") or {})
+            w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])
+            thread_changes.setdefault(doc["thread_id"], {})[mid] = None
+            purged += 1
+        self._apply_thread_changes(thread_changes, w)
+        self.store.commit(w)
         return purged

@@ -9,14 +9,26 @@ in the order that keeps the mirror consistent at every instant a crash may hit:
 3. orphan markers, then message items, then locations;
 4. deletions: S3 objects, messages, threads, and orphan markers last, so an
    interrupted purge is found and finished by the next run.
+
+A sync and the mail client (write-through, send) both read, merge and write the same
+message, thread and location items; each such step holds the account's lock
+(:meth:`DynamoMirrorStore.lock`, a lease item taken with a conditional UpdateItem and
+freed with a conditional DeleteItem), so neither overwrites the other's merge.
 """
 
 from __future__ import annotations
 
+import random
+import time
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from pynamodb.exceptions import DeleteError, UpdateError
+
 from mailsync.domain.sync import FolderState, Writes
+from mailsync.errors import AccountBusy
 from mailsync.store import blobs, keys
 from mailsync.store.models import (
     AddressContactsItem,
@@ -25,6 +37,7 @@ from mailsync.store.models import (
     LinkItem,
     LocationItem,
     MessageItem,
+    MirrorLockItem,
     OrphanItem,
     RefItem,
     ThreadItem,
@@ -105,11 +118,64 @@ def folder_state(item: FolderItem) -> FolderState:
     )
 
 
+LOCK_LEASE_SECONDS = 60.0  # a holder that died frees the account after this
+LOCK_WAIT_SECONDS = 30.0  # a step holds the lock for one batch (well under a second)
+
+
+def _conditional(e: Exception) -> bool:
+    cause = getattr(e, "cause_response_code", None) or ""
+    return "ConditionalCheckFailed" in str(cause) or "ConditionalCheckFailed" in str(e)
+
+
 class DynamoMirrorStore:
-    def __init__(self, tenant_id: str, account_id: str) -> None:
+    def __init__(self, tenant_id: str, account_id: str, *, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.t = tenant_id
         self.a = account_id
         self.pk = keys.account(tenant_id, account_id)
+        self.lock_wait = lock_wait
+        self._held = 0  # reentrancy depth
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the account's mirror lock (reentrant); :class:`AccountBusy` after ``lock_wait``."""
+        if self._held:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+            return
+        token, item = uuid.uuid4().hex, MirrorLockItem(self.pk, "LOCK")
+        deadline, delay = time.monotonic() + self.lock_wait, 0.02
+        while True:
+            now = time.time()
+            try:
+                item.update(
+                    actions=[
+                        MirrorLockItem.owner.set(token),
+                        MirrorLockItem.until.set(now + LOCK_LEASE_SECONDS),
+                    ],
+                    condition=MirrorLockItem.owner.does_not_exist() | (MirrorLockItem.until < now),
+                )
+                break
+            except UpdateError as e:
+                if not _conditional(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise AccountBusy("the account is being written by another sync; retry") from e
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
+        self._held = 1
+        try:
+            yield
+        finally:
+            self._held = 0
+            try:
+                item.delete(condition=MirrorLockItem.owner == token)
+            except DeleteError as e:
+                if not _conditional(e):
+                    raise
+                # Our lease ran out and another writer holds it now: nothing of ours to free.
 
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)

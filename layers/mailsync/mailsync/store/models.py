@@ -216,6 +216,14 @@ class FolderItem(_Base):
     last_sync_at = UnicodeAttribute(null=True)
 
 
+class MirrorLockItem(_Base):
+    """``T#<t>#A#<a>`` / ``LOCK``: the writer applying changes to this account's mirror now
+    (a lease: ``until`` frees it when a holder died)."""
+
+    owner = UnicodeAttribute()
+    until = NumberAttribute()
+
+
 class LocationItem(_Base):
     """``T#<t>#A#<a>`` / ``L#<folder hash>#<gen>#<ref>``: provider location → message."""
 
