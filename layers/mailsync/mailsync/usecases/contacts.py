@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -32,7 +32,7 @@ from mailsync.domain import compose
 from mailsync.domain.sync import iso, link_entry, utcnow
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import keys, repo
-from mailsync.store.mirror import message_doc, message_item, thread_doc, thread_item
+from mailsync.store.mirror import DynamoMirrorStore, message_doc, message_item, thread_doc, thread_item
 from mailsync.store.models import (
     AddressContactsItem,
     AddressMessageItem,
@@ -163,6 +163,25 @@ def _save_messages(docs: list[dict[str, Any]]) -> None:
             b.save(message_item(d))
 
 
+def _update_messages(
+    tenant_id: str, mids: list[str], change: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Apply ``change`` to the messages ``mids`` and write those it changed (True), under each
+    account's mirror lock with a consistent read (a sync merges into the same items)."""
+    by_account: dict[str, list[str]] = {}
+    for m in MessageItem.batch_get([(keys.message(tenant_id, mid), "M") for mid in mids]):
+        by_account.setdefault(m.account_id, []).append(m.mid)
+    changed: list[dict[str, Any]] = []
+    for account_id, ids in by_account.items():
+        store = DynamoMirrorStore(tenant_id, account_id)
+        with store.lock():
+            got = store.get_messages(ids)
+            mine = [got[m] for m in ids if m in got and change(got[m])]
+            _save_messages(mine)
+        changed.extend(mine)
+    return changed
+
+
 def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> int:
     """Retroactive auto links: every mirrored message an added address takes part in."""
     auto_assign: dict[str, bool] = {}
@@ -170,30 +189,27 @@ def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> i
     for email in emails:
         pending = [i.mid for i in AddressMessageItem.query(keys.address_messages(tenant_id, email))]
         for i in range(0, len(pending), 100):
-            chunk = pending[i : i + 100]
-            docs = [
-                message_doc(m)
-                for m in MessageItem.batch_get([(keys.message(tenant_id, m), "M") for m in chunk])
-            ]
-            changed, entries = [], []
-            for d in docs:
+            entries: list[dict[str, Any]] = []
+
+            def add_link(d: dict[str, Any], email: str = email, entries: list[Any] = entries) -> bool:
                 if d.get("orphan"):
-                    continue
+                    return False
                 if d["account_id"] not in auto_assign:
                     acc = repo.get_account(tenant_id, d["account_id"])
                     auto_assign[d["account_id"]] = bool(
                         acc and (acc["settings"] or {}).get("auto_assign", True)
                     )
                 if not auto_assign[d["account_id"]]:
-                    continue
+                    return False
                 link = d["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
                 if email in link["auto"]:
-                    continue
+                    return False
                 link["auto"] = sorted({*link["auto"], email})
-                changed.append(d)
                 entries.append(link_entry(d, cid))
+                return True
+
+            changed = _update_messages(tenant_id, pending[i : i + 100], add_link)
             _put_links(tenant_id, entries)
-            _save_messages(changed)
             linked += len(changed)
     return linked
 
@@ -223,26 +239,25 @@ def _unlink_addresses(tenant_id: str, cid: str, removed: set[str], *, new_kind: 
     links = _contact_links(tenant_id, cid)
     for i in range(0, len(links), 100):
         chunk = links[i : i + 100]
-        docs = {
-            m.mid: message_doc(m)
-            for m in MessageItem.batch_get([(keys.message(tenant_id, ln.mid), "M") for ln in chunk])
-        }
-        changed = []
+        drop: set[str] = set()
+
+        def narrow(d: dict[str, Any], drop: set[str] = drop) -> bool:
+            if cid not in d["links"]:
+                return False
+            link = d["links"][cid]
+            if new_kind:
+                link["kind"] = new_kind
+            link["auto"] = [e for e in link["auto"] if e not in removed]
+            if not link["auto"] and not link["manual"]:
+                del d["links"][cid]
+                drop.add(d["mid"])
+            return True
+
+        kept = {d["mid"] for d in _update_messages(tenant_id, [ln.mid for ln in chunk], narrow)}
         with LinkItem.batch_write() as b:
             for ln in chunk:
-                d = docs.get(ln.mid)
-                if d is None or cid not in d["links"]:
+                if ln.mid in drop or ln.mid not in kept:  # unlinked, or the message is gone
                     b.delete(ln)
-                    continue
-                link = d["links"][cid]
-                if new_kind:
-                    link["kind"] = new_kind
-                link["auto"] = [e for e in link["auto"] if e not in removed]
-                if not link["auto"] and not link["manual"]:
-                    del d["links"][cid]
-                    b.delete(ln)
-                changed.append(d)
-        _save_messages(changed)
 
 
 def delete_contact(tenant_id: str, cid: str) -> None:
@@ -252,13 +267,7 @@ def delete_contact(tenant_id: str, cid: str) -> None:
     links = _contact_links(tenant_id, cid)
     for i in range(0, len(links), 100):
         chunk = links[i : i + 100]
-        docs = [
-            message_doc(m)
-            for m in MessageItem.batch_get([(keys.message(tenant_id, ln.mid), "M") for ln in chunk])
-        ]
-        for d in docs:
-            d["links"].pop(cid, None)
-        _save_messages(docs)
+        _update_messages(tenant_id, [ln.mid for ln in chunk], lambda d: d["links"].pop(cid, None) is not None)
         with LinkItem.batch_write() as b:
             for ln in chunk:
                 b.delete(ln)
@@ -294,48 +303,60 @@ def _own_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
     return th
 
 
+def _thread_under_lock(tenant_id: str, th: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The thread and its messages read again, consistently, by the holder of the account's
+    mirror lock (a sync may have merged into them since the index was read)."""
+    store = DynamoMirrorStore(tenant_id, th["account_id"])
+    mids = [m.mid for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, th["thread_id"]))]
+    fresh = store.get_threads([th["thread_id"]]).get(th["thread_id"]) or th
+    got = store.get_messages(mids)
+    return fresh, [got[m] for m in mids if m in got]  # in the index's order
+
+
 def link_thread(tenant_id: str, user_id: str, thread_id: str, cid: str, follow: bool) -> dict[str, Any]:
     th = _own_thread(tenant_id, user_id, thread_id)
     c = _get(tenant_id, cid)
     if c is None:
         raise NotFound("contact not found")
-    docs = [message_doc(m) for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id))]
-    entries, linked = [], []
-    for d in docs:
-        if d.get("orphan"):
-            continue
-        link = d["links"].setdefault(cid, {"kind": c.kind, "auto": [], "manual": False})
-        link["manual"] = True
-        entries.append(link_entry(d, cid))
-        linked.append(d["mid"])
-    _put_links(tenant_id, entries)
-    _save_messages([d for d in docs if d["mid"] in linked])
-    if follow:
-        th["follow"] = {**th.get("follow", {}), cid: c.kind}
-    else:
-        th.get("follow", {}).pop(cid, None)
-    thread_item(th).save()
+    with DynamoMirrorStore(tenant_id, th["account_id"]).lock():
+        th, docs = _thread_under_lock(tenant_id, th)
+        entries, linked = [], []
+        for d in docs:
+            if d.get("orphan"):
+                continue
+            link = d["links"].setdefault(cid, {"kind": c.kind, "auto": [], "manual": False})
+            link["manual"] = True
+            entries.append(link_entry(d, cid))
+            linked.append(d["mid"])
+        _put_links(tenant_id, entries)
+        _save_messages([d for d in docs if d["mid"] in linked])
+        if follow:
+            th["follow"] = {**th.get("follow", {}), cid: c.kind}
+        else:
+            th.get("follow", {}).pop(cid, None)
+        thread_item(th).save()
     return {"thread_id": thread_id, "contact_id": cid, "follow": follow, "linked": linked}
 
 
 def unlink_thread(tenant_id: str, user_id: str, thread_id: str, cid: str) -> None:
     th = _own_thread(tenant_id, user_id, thread_id)
-    docs = [message_doc(m) for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id))]
-    changed = []
-    with LinkItem.batch_write() as b:
-        for d in docs:
-            link = d["links"].get(cid)
-            if not link or not link["manual"]:
-                continue
-            link["manual"] = False
-            if not link["auto"]:
-                del d["links"][cid]
-                b.delete(LinkItem(keys.contact(tenant_id, cid), keys.link_sk(d["received_at"], d["mid"])))
-            changed.append(d)
-    _save_messages(changed)
-    if cid in th.get("follow", {}):
-        th["follow"].pop(cid)
-        thread_item(th).save()
+    with DynamoMirrorStore(tenant_id, th["account_id"]).lock():
+        th, docs = _thread_under_lock(tenant_id, th)
+        changed = []
+        with LinkItem.batch_write() as b:
+            for d in docs:
+                link = d["links"].get(cid)
+                if not link or not link["manual"]:
+                    continue
+                link["manual"] = False
+                if not link["auto"]:
+                    del d["links"][cid]
+                    b.delete(LinkItem(keys.contact(tenant_id, cid), keys.link_sk(d["received_at"], d["mid"])))
+                changed.append(d)
+        _save_messages(changed)
+        if cid in th.get("follow", {}):
+            th["follow"].pop(cid)
+            thread_item(th).save()
 
 
 # ------------------------------------------------------------- histories
