@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailsync.domain.sync import FolderState, SyncEngine
+from mailsync.domain.sync import SyncEngine
 from mailsync.errors import AccountBusy
 from mailsync.providers.base import FolderInfo, Upsert
 from mailsync.store import keys
@@ -25,12 +25,12 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
 
 
-def folders(engine: SyncEngine, store: DynamoMirrorStore) -> dict[str, FolderState]:
+def folders(engine: SyncEngine, store: DynamoMirrorStore) -> None:
+    """INBOX and Sent, mirrored and caught up."""
     states = engine.reconcile_folders([FolderInfo("INBOX", "inbox"), FolderInfo("Sent", "sent")], "all", [])
     for st in states.values():
         st.cursor, st.initial_done = {"phase": "delta"}, True
         store.save_folder(st)
-    return states
 
 
 def locs_of(store: DynamoMirrorStore, folder: str, ref: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def test_a_second_writer_waits_and_merges_instead_of_overwriting(aws):
     second must wait for it and then merge, so the mail keeps both copies."""
     store_a, ctx = engine_mirror("a_lock", "carla@example.com", NOW - timedelta(days=1))
     engine_a = SyncEngine(store_a, ctx)
-    states = folders(engine_a, store_a)
+    folders(engine_a, store_a)
     raw = make_mail("Re: Police", "carla@example.com", "carla@example.com", message_id="r1@x")
 
     read_done = threading.Event()
@@ -57,14 +57,12 @@ def test_a_second_writer_waits_and_merges_instead_of_overwriting(aws):
         return out
 
     store_a.get_messages = slow_read  # type: ignore[method-assign]
-    first = threading.Thread(
-        target=engine_a.apply_local, args=(dict(states), [Upsert("INBOX", "7", raw, True, NOW)])
-    )
+    first = threading.Thread(target=engine_a.apply_local, args=([Upsert("INBOX", "7", raw, True, NOW)],))
     first.start()
     assert read_done.wait(10)
     store_b = DynamoMirrorStore("t1", "a_lock")
     started = time.monotonic()
-    SyncEngine(store_b, ctx).apply_local(dict(states), [Upsert("Sent", "3", raw, False, NOW)])
+    SyncEngine(store_b, ctx).apply_local([Upsert("Sent", "3", raw, False, NOW)])
     waited = time.monotonic() - started
     first.join(10)
 

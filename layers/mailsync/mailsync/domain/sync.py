@@ -498,7 +498,7 @@ class SyncEngine:
         if batch.done and st.old_gens:
             self._reconcile_old_gens(st)
 
-    def apply_local(self, states: dict[str, FolderState], changes: list[Change]) -> None:
+    def apply_local(self, changes: list[Change]) -> None:
         """Apply changes we made ourselves at the provider (mail client write-through).
 
         The folder cursors stay where they are: the next sync sees the same changes
@@ -509,8 +509,8 @@ class SyncEngine:
         for c in changes:
             by_folder.setdefault(c.folder, []).append(c)
         with self.store.lock():
-            # Re-read under the lock: a sync may have moved a cursor since ``states`` was read,
-            # and saving that older state would rewind it.
+            # Read under the lock: a sync may have moved a cursor since the caller looked,
+            # and saving an older state would rewind it.
             fresh = self.store.get_folders()
             for folder, folder_changes in by_folder.items():
                 st = fresh.get(folder)
@@ -518,7 +518,6 @@ class SyncEngine:
                     continue  # not mirrored (yet): its initial load will see the result
                 batch = ChangeBatch(folder, folder_changes, cursor=st.cursor, done=st.initial_done)
                 self.apply_batch(st, batch)
-                states[folder] = st
             self.purge_orphans()
 
     def _reconcile_old_gens(self, st: FolderState) -> None:

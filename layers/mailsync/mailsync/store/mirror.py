@@ -122,11 +122,6 @@ LOCK_LEASE_SECONDS = 60.0  # a holder that died frees the account after this
 LOCK_WAIT_SECONDS = 30.0  # a step holds the lock for one batch (well under a second)
 
 
-def _conditional(e: Exception) -> bool:
-    cause = getattr(e, "cause_response_code", None) or ""
-    return "ConditionalCheckFailed" in str(cause) or "ConditionalCheckFailed" in str(e)
-
-
 class DynamoMirrorStore:
     def __init__(self, tenant_id: str, account_id: str, *, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.t = tenant_id
@@ -159,7 +154,7 @@ class DynamoMirrorStore:
                 )
                 break
             except UpdateError as e:
-                if not _conditional(e):
+                if e.cause_response_code != "ConditionalCheckFailedException":
                     raise
                 if time.monotonic() >= deadline:
                     raise AccountBusy("the account is being written by another sync; retry") from e
@@ -173,7 +168,7 @@ class DynamoMirrorStore:
             try:
                 item.delete(condition=MirrorLockItem.owner == token)
             except DeleteError as e:
-                if not _conditional(e):
+                if e.cause_response_code != "ConditionalCheckFailedException":
                     raise
                 # Our lease ran out and another writer holds it now: nothing of ours to free.
 

@@ -216,7 +216,7 @@ def _update_docs(
             removed.add(d["mid"])
         d["folder"] = folder
         d["locs"] = {folder: "moved"}
-    s.engine.apply_local(s.states, changes)
+    s.engine.apply_local(changes)
     out = []
     for d in docs:
         view = summary(d)
@@ -254,13 +254,13 @@ def delete_message(
         # Already in Trash (or there is none): purge at the provider.
         ops = [("delete", (f, [_ref(loc)])) for f, loc in doc["locs"].items()]
         s.write_through(ops, _pending([doc]))
-        s.engine.apply_local(s.states, [Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
+        s.engine.apply_local([Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
         return
     sources = [f for f in doc["locs"] if f != trash]
     mappings = s.write_through(
         [("move", (src, [_ref(doc["locs"][src])], trash)) for src in sources], _pending([doc])
     )
-    s.engine.apply_local(s.states, _move_changes(s, doc, sources, trash, mappings))
+    s.engine.apply_local(_move_changes(s, doc, sources, trash, mappings))
 
 
 def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:

@@ -292,7 +292,7 @@ def _file_and_store(
     if ref is None or not st.synced or st.cursor is None:
         return False
     engine = SyncEngine(store, account_context(acc, get_settings()))
-    engine.apply_local(states, [Upsert(sent, ref, raw, False, now, thread_hint=thread_hint)])
+    engine.apply_local([Upsert(sent, ref, raw, False, now, thread_hint=thread_hint)])
     return True
 
 
