@@ -164,12 +164,6 @@ class MailClient(Protocol):
         ...
 
 
-PENDING = "pending-"  # a ref prefix: the provider filed the copy but has not named it yet
-
-
-class Locator(Protocol):
-    """Providers that file sent mail themselves without naming it (Graph ``sendMail``): the
-    mirror holds a ``pending-…`` ref until the delta brings the copy; a write before that
-    finds the copy by its Message-ID."""
-
-    def locate(self, folder: str, message_id: str) -> list[str]: ...
+# A ref prefix: the provider filed the copy (Graph ``sendMail``) but has not named it yet.
+# ``pending-<Message-ID>``; the provider's write-through methods look such refs up.
+PENDING = "pending-"

@@ -115,6 +115,7 @@ import requests
 
 from mailsync.providers import http
 from mailsync.providers.base import (
+    PENDING,
     AuthFailed,
     Change,
     ChangeBatch,
@@ -813,7 +814,7 @@ class GraphProvider(RestProvider):
 
     def set_seen(self, folder: str, refs: Iterable[str], seen: bool) -> None:
         """``PATCH /me/messages/{id}`` ``{"isRead": seen}``."""
-        ids = list(dict.fromkeys(str(r) for r in refs))
+        ids = self._ids(folder, refs)
         if ids:
             self._each(
                 [
@@ -824,7 +825,7 @@ class GraphProvider(RestProvider):
 
     def move(self, folder: str, refs: Iterable[str], dest: str) -> dict[str, str]:
         """``POST /me/messages/{id}/move``; returns ``{old id: new id}`` (equal with immutable ids)."""
-        ids = list(dict.fromkeys(str(r) for r in refs))
+        ids = self._ids(folder, refs)
         if not ids:
             return {}
         dest_id = self._dest_id(dest)
@@ -844,6 +845,15 @@ class GraphProvider(RestProvider):
                 out[mid] = str(rep.body["id"])
         return out
 
+    def _ids(self, folder: str, refs: Iterable[str]) -> list[str]:
+        """Graph ids of ``refs`` in ``folder``, without repeats. A ``pending-<Message-ID>`` ref (our
+        mirror of a ``sendMail`` Sent copy the delta has not brought back yet) is looked up; a copy
+        Graph has not filed yet is skipped (the sync brings it)."""
+        out: list[str] = []
+        for r in dict.fromkeys(str(r) for r in refs):
+            out.extend(self.locate(folder, r[len(PENDING) :]) if r.startswith(PENDING) else [r])
+        return list(dict.fromkeys(out))
+
     def locate(self, folder: str, message_id: str) -> list[str]:
         """The ids of the copies of ``message_id`` (bare, as stored) in ``folder``:
         ``GET /me/mailFolders/{id}/messages?$filter=internetMessageId eq '<...>'``. Finds the Sent
@@ -861,7 +871,7 @@ class GraphProvider(RestProvider):
 
     def delete(self, folder: str, refs: Iterable[str]) -> None:
         """A move to Deleted Items; from Deleted Items itself, ``DELETE`` (to Recoverable Items)."""
-        ids = list(dict.fromkeys(str(r) for r in refs))
+        ids = self._ids(folder, refs)
         if not ids:
             return
         in_trash = False

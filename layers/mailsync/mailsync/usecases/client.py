@@ -27,16 +27,7 @@ from mailsync.config import get_settings
 from mailsync.domain.sync import FolderState, SyncEngine, parse_iso
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
-from mailsync.providers.base import (
-    PENDING,
-    Change,
-    Locator,
-    MailClient,
-    ProviderError,
-    Remove,
-    SetFlags,
-    Upsert,
-)
+from mailsync.providers.base import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
 from mailsync.providers.factory import make_provider
 from mailsync.store import blobs, keys, repo
 from mailsync.store.mirror import DynamoMirrorStore, message_doc
@@ -97,30 +88,13 @@ class _Session:
                 return name
         return None
 
-    def write_through(
-        self, ops: Iterable[tuple[str, Any]], pending: dict[str, str] | None = None
-    ) -> list[Any]:
-        """Run provider operations ``(name, (folder, refs, ...))`` in one session; 502 when the
-        provider refuses. ``pending`` maps ``pending-…`` refs to their Message-ID: they are
-        looked up at the provider first (a copy not filed yet is skipped; the sync brings it)."""
+    def write_through(self, ops: Iterable[tuple[str, Any]]) -> list[Any]:
+        """Run provider operations in one session; 502 when the provider refuses."""
         results = []
         try:
             with self.provider_factory(self.acc, load_secrets(self.acc)) as provider:
                 client: MailClient = provider  # type: ignore[assignment]
-                found: dict[tuple[str, str], list[str]] = {}
                 for name, args in ops:
-                    folder, refs, *rest = args
-                    if pending and any(r in pending for r in refs):
-                        locator: Locator = provider  # type: ignore[assignment]
-                        real: list[str] = []
-                        for r in refs:
-                            if r not in pending:
-                                real.append(r)
-                                continue
-                            if (folder, r) not in found:
-                                found[folder, r] = locator.locate(folder, pending[r])
-                            real.extend(found[folder, r])
-                        args = (folder, real, *rest)
                     results.append(getattr(client, name)(*args))
         except ProviderError as e:
             logger.warning("provider refused a client operation", extra={"code": getattr(e, "code", "")})
@@ -197,7 +171,7 @@ def _update_docs(
         if sources:
             move_plan.append((d, sources))
             ops.extend(("move", (src, [_ref(d["locs"][src])], folder)) for src in sources)
-    results = s.write_through(ops, _pending(docs))
+    results = s.write_through(ops)
 
     changes: list[Change] = []
     if unread is not None:
@@ -225,17 +199,6 @@ def _update_docs(
     return out
 
 
-def _pending(docs: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """``pending-…`` refs (a Sent copy the provider filed without naming it) → Message-ID."""
-    return {
-        _ref(loc): str(d["header_message_id"])
-        for d in docs
-        if d.get("header_message_id")
-        for loc in d["locs"].values()
-        if _ref(loc).startswith(PENDING)
-    }
-
-
 def _by_folder(docs: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for d in docs:
@@ -253,13 +216,11 @@ def delete_message(
     if trash is None or trash in doc["locs"] and len(doc["locs"]) == 1:
         # Already in Trash (or there is none): purge at the provider.
         ops = [("delete", (f, [_ref(loc)])) for f, loc in doc["locs"].items()]
-        s.write_through(ops, _pending([doc]))
+        s.write_through(ops)
         s.engine.apply_local([Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
         return
     sources = [f for f in doc["locs"] if f != trash]
-    mappings = s.write_through(
-        [("move", (src, [_ref(doc["locs"][src])], trash)) for src in sources], _pending([doc])
-    )
+    mappings = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash)) for src in sources])
     s.engine.apply_local(_move_changes(s, doc, sources, trash, mappings))
 
 

@@ -279,7 +279,7 @@ def _file_and_store(
         if sent_ref is not None:
             ref = sent_ref  # the provider filed it and told us where
         elif acc.get("saves_sent"):
-            ref = PENDING + hashlib.sha256(header_id.encode()).hexdigest()[:16]
+            ref = PENDING + header_id.strip("<>")  # the provider finds it by Message-ID
         else:
             with provider_factory(acc, load_secrets(acc)) as provider:
                 client: MailClient = provider  # type: ignore[assignment]
