@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from mailsync.domain.sync import AccountContext, SyncEngine
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     AuthFailed,
     FolderGone,
     ProviderError,

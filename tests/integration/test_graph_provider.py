@@ -20,7 +20,7 @@ import msal
 import pytest
 
 from mailsync.domain.sync import AccountContext, SyncEngine
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     AuthFailed,
     FolderGone,
     ProviderError,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     AuthFailed,
     ChangeBatch,
     ConnectionFailed,

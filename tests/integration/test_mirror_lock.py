@@ -13,7 +13,7 @@ import pytest
 
 from mailsync.domain.sync import SyncEngine
 from mailsync.errors import AccountBusy
-from mailsync.providers.base import FolderInfo, Upsert
+from mailsync.domain.ports import FolderInfo, Upsert
 from mailsync.store import keys
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.store.models import MirrorLockItem

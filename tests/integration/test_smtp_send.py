@@ -17,7 +17,7 @@ import pytest
 
 from mailsync.domain.compose import compose, envelope_recipients, parse_address
 from mailsync.domain.mime import parse_message
-from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.providers.smtp import SmtpAuthFailed, SmtpConnectionFailed, SmtpRejected, send
 from tests.support.dovecot import Dovecot, free_port
 from tests.support.smtp import SmtpServer

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mailsync.domain.sync import AccountContext
-from mailsync.providers.base import ChangeBatch, MailProvider, Upsert
+from mailsync.domain.ports import ChangeBatch, MailProvider, Upsert
 
 if TYPE_CHECKING:
     from mailsync.store.mirror import DynamoMirrorStore

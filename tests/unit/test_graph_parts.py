@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mailsync.providers.base import AuthFailed, ProviderError, Remove, SetFlags, Upsert
+from mailsync.domain.ports import AuthFailed, ProviderError, Remove, SetFlags, Upsert
 from mailsync.providers.graph import (
     GraphProvider,
     MsalTokenSource,

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from mailsync.domain import mime, threading
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.scan import scan_message
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     Change,
     ChangeBatch,
     FolderGone,

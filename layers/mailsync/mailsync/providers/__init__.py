@@ -1,1 +1,1 @@
-"""Provider adapters (IMAP now; Gmail and Graph later) behind :mod:`mailsync.providers.base`."""
+"""Provider adapters (IMAP now; Gmail and Graph later) behind :mod:`mailsync.domain.ports`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailsync.config import get_settings
-from mailsync.providers.base import MailProvider
+from mailsync.domain.ports import MailProvider
 
 
 def make_provider(account: dict[str, Any], secrets: dict[str, Any]) -> MailProvider:

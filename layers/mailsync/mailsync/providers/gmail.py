@@ -1,5 +1,5 @@
-"""Gmail adapter: :class:`GmailProvider` implements :class:`~mailsync.providers.base.MailProvider`
-and :class:`~mailsync.providers.base.MailClient` over the Gmail REST API v1 with plain ``requests``.
+"""Gmail adapter: :class:`GmailProvider` implements :class:`~mailsync.domain.ports.MailProvider`
+and :class:`~mailsync.domain.ports.MailClient` over the Gmail REST API v1 with plain ``requests``.
 
 References (https://developers.google.com/gmail/api/reference/rest and guides):
 
@@ -84,7 +84,7 @@ from typing import Any
 import requests
 
 from mailsync.providers import http
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     AuthFailed,
     Change,
     ChangeBatch,

@@ -1,5 +1,5 @@
 """Microsoft 365 / Outlook adapter: :class:`GraphProvider` implements
-:class:`~mailsync.providers.base.MailProvider` and :class:`~mailsync.providers.base.MailClient`
+:class:`~mailsync.domain.ports.MailProvider` and :class:`~mailsync.domain.ports.MailClient`
 over Microsoft Graph v1.0 with plain ``requests`` (no msgraph SDK).
 
 References followed (https://learn.microsoft.com/graph/...):
@@ -114,7 +114,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 
 from mailsync.providers import http
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     PENDING,
     AuthFailed,
     Change,

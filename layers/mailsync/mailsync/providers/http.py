@@ -36,7 +36,7 @@ from typing import Any, Self, TypeVar
 import requests
 
 from mailsync.observability import trace_http
-from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 
 trace_http()  # every call to Google or Microsoft goes through code that imports this module
 

@@ -1,4 +1,4 @@
-"""IMAP adapter: :class:`ImapProvider` implements :class:`mailsync.providers.base.MailProvider`.
+"""IMAP adapter: :class:`ImapProvider` implements :class:`mailsync.domain.ports.MailProvider`.
 
 Protocols: IMAP4rev1 (RFC 3501), CONDSTORE/QRESYNC (RFC 7162), SPECIAL-USE
 mailboxes (RFC 6154), MOVE (RFC 6851), UIDPLUS (RFC 4315), ENABLE (RFC 5161),
@@ -72,7 +72,7 @@ from imapclient.datetime_util import parse_to_datetime
 from imapclient.imapclient import decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
-from mailsync.providers.base import (
+from mailsync.domain.ports import (
     AuthFailed,
     Change,
     ChangeBatch,

@@ -11,7 +11,7 @@ Protocol references:
   ``none`` (local relays) only when the server advertises AUTH.
 * RFC 6152 (8BITMIME) / RFC 1870 (SIZE) are used when the server offers them.
 
-Errors are typed subclasses of :mod:`mailsync.providers.base` errors:
+Errors are typed subclasses of :mod:`mailsync.domain.ports` errors:
 :class:`SmtpAuthFailed`, :class:`SmtpConnectionFailed` and
 :class:`SmtpRejected` (the server refused the sender, the content or every
 recipient). When only some recipients are refused the message is sent to the
@@ -27,7 +27,7 @@ import smtplib
 import ssl
 from typing import Any
 
-from mailsync.providers.base import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 
 __all__ = ["SECURITY", "SmtpAuthFailed", "SmtpConnectionFailed", "SmtpRejected", "send"]
 
@@ -184,7 +184,7 @@ def send(
     recipient. Raises :class:`SmtpRejected` when nothing was sent because the
     server refused the sender, the data or every recipient,
     :class:`SmtpAuthFailed`, :class:`SmtpConnectionFailed`, or
-    :class:`~mailsync.providers.base.ProviderError` (no STARTTLS/AUTH offered,
+    :class:`~mailsync.domain.ports.ProviderError` (no STARTTLS/AUTH offered,
     other protocol errors).
     """
     if security not in SECURITY:

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 from mailsync.config import Settings, get_settings
 from mailsync.errors import NotConfigured, Unauthorized
 from mailsync.observability import logger
-from mailsync.providers.base import ProviderError
+from mailsync.domain.ports import ProviderError
 from mailsync.store import crypto, keys, repo
 from mailsync.store.models import GoogleAddressItem, OAuthStateItem, WatchItem
 from mailsync.usecases import oauth

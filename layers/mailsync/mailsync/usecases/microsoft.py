@@ -37,7 +37,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from mailsync.config import Settings, get_settings
 from mailsync.errors import NotConfigured
 from mailsync.observability import logger
-from mailsync.providers.base import ProviderError
+from mailsync.domain.ports import ProviderError
 from mailsync.store import crypto, keys, repo
 from mailsync.store.models import GraphSubscriptionItem, MicrosoftWatchItem, OAuthStateItem
 from mailsync.usecases import oauth

@@ -44,7 +44,7 @@ from mailsync.config import get_settings
 from mailsync.domain.sync import iso
 from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable
 from mailsync.observability import logger, trace_http
-from mailsync.providers.base import FolderInfo
+from mailsync.domain.ports import FolderInfo
 from mailsync.store import keys, repo
 from mailsync.store.models import FolderItem, MicrosoftWatchItem, OAuthStateItem, TenantItem, WatchItem
 from mailsync.usecases.accounts import new_account_doc, now_dt
