@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 
-from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.domain.ports import (
     AuthFailed,
     FolderGone,
@@ -22,6 +21,7 @@ from mailsync.domain.ports import (
     Reset,
     SetFlags,
 )
+from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.providers.gmail import CredentialsTokenSource, GmailProvider, QuotaBudget
 from tests.fakes.gmail import FakeGoogle
 from tests.support.dovecot import make_mail

@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import msal
 import pytest
 
-from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.domain.ports import (
     AuthFailed,
     FolderGone,
@@ -28,6 +27,7 @@ from mailsync.domain.ports import (
     Reset,
     SetFlags,
 )
+from mailsync.domain.sync import AccountContext, SyncEngine
 from mailsync.providers.gmail import QuotaBudget
 from mailsync.providers.graph import GRAPH_SCOPES, GraphProvider, MsalTokenSource
 from tests.fakes.graph import FakeGraph

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from mailsync.domain.ports import FolderInfo, Upsert
 from mailsync.domain.sync import SyncEngine
 from mailsync.errors import AccountBusy
-from mailsync.domain.ports import FolderInfo, Upsert
 from mailsync.store import keys
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.store.models import MirrorLockItem

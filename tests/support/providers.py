@@ -8,8 +8,8 @@ import email
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mailsync.domain.sync import AccountContext
 from mailsync.domain.ports import ChangeBatch, MailProvider, Upsert
+from mailsync.domain.sync import AccountContext
 
 if TYPE_CHECKING:
     from mailsync.store.mirror import DynamoMirrorStore

@@ -37,7 +37,6 @@ from typing import Any, Protocol
 
 from mailsync.domain import mime, threading
 from mailsync.domain.models import Address, ParsedMessage
-from mailsync.domain.scan import scan_message
 from mailsync.domain.ports import (
     Change,
     ChangeBatch,
@@ -49,6 +48,7 @@ from mailsync.domain.ports import (
     SetFlags,
     Upsert,
 )
+from mailsync.domain.scan import scan_message
 
 
 def iso(dt: datetime) -> str:

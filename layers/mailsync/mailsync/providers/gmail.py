@@ -83,7 +83,6 @@ from typing import Any
 
 import requests
 
-from mailsync.providers import http
 from mailsync.domain.ports import (
     AuthFailed,
     Change,
@@ -97,6 +96,7 @@ from mailsync.domain.ports import (
     SetFlags,
     Upsert,
 )
+from mailsync.providers import http
 from mailsync.providers.http import DEFAULT_UNITS_PER_MINUTE, RETRY_STATUSES, QuotaBudget, Reply, RestProvider
 from mailsync.providers.http import retry_after as _retry_after
 

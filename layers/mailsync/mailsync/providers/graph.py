@@ -113,7 +113,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from mailsync.providers import http
 from mailsync.domain.ports import (
     PENDING,
     AuthFailed,
@@ -128,6 +127,7 @@ from mailsync.domain.ports import (
     SetFlags,
     Upsert,
 )
+from mailsync.providers import http
 from mailsync.providers.http import RETRY_STATUSES, QuotaBudget, Reply, RestProvider
 from mailsync.providers.http import retry_after as _retry_after  # noqa: F401 - importable from here too
 

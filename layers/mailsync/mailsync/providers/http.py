@@ -35,8 +35,8 @@ from typing import Any, Self, TypeVar
 
 import requests
 
-from mailsync.observability import trace_http
 from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.observability import trace_http
 
 trace_http()  # every call to Google or Microsoft goes through code that imports this module
 

@@ -23,10 +23,10 @@ from typing import Any
 from mailsync.config import Settings, get_settings
 from mailsync.domain import detect as detect_mod
 from mailsync.domain import hostguard
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, MailProvider, ProviderError
 from mailsync.domain.sync import AccountContext, iso, parse_iso
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, MailProvider, ProviderError
 from mailsync.providers.factory import make_provider
 from mailsync.store import blobs, crypto, keys, repo
 from mailsync.store.models import (

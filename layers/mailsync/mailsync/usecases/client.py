@@ -24,10 +24,10 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.config import get_settings
+from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
 from mailsync.domain.sync import FolderState, SyncEngine, parse_iso
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
-from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
 from mailsync.providers.factory import make_provider
 from mailsync.store import blobs, keys, repo
 from mailsync.store.mirror import DynamoMirrorStore, message_doc

@@ -36,9 +36,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mailsync.config import Settings, get_settings
+from mailsync.domain.ports import ProviderError
 from mailsync.errors import NotConfigured, Unauthorized
 from mailsync.observability import logger
-from mailsync.domain.ports import ProviderError
 from mailsync.store import crypto, keys, repo
 from mailsync.store.models import GoogleAddressItem, OAuthStateItem, WatchItem
 from mailsync.usecases import oauth

@@ -35,9 +35,9 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.config import Settings, get_settings
+from mailsync.domain.ports import ProviderError
 from mailsync.errors import NotConfigured
 from mailsync.observability import logger
-from mailsync.domain.ports import ProviderError
 from mailsync.store import crypto, keys, repo
 from mailsync.store.models import GraphSubscriptionItem, MicrosoftWatchItem, OAuthStateItem
 from mailsync.usecases import oauth

@@ -41,10 +41,10 @@ from urllib.parse import urlencode, urlsplit
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.config import get_settings
+from mailsync.domain.ports import FolderInfo
 from mailsync.domain.sync import iso
 from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable
 from mailsync.observability import logger, trace_http
-from mailsync.domain.ports import FolderInfo
 from mailsync.store import keys, repo
 from mailsync.store.models import FolderItem, MicrosoftWatchItem, OAuthStateItem, TenantItem, WatchItem
 from mailsync.usecases.accounts import new_account_doc, now_dt

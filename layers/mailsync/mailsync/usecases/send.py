@@ -28,11 +28,11 @@ from typing import Any
 from mailsync.config import get_settings
 from mailsync.domain import compose as compose_mod
 from mailsync.domain import mime
+from mailsync.domain.ports import PENDING, MailClient, ProviderError, Upsert
 from mailsync.domain.sync import SyncEngine, message_id_for
 from mailsync.errors import BadGateway, Conflict, MailsyncError, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers import smtp
-from mailsync.domain.ports import PENDING, MailClient, ProviderError, Upsert
 from mailsync.providers.factory import make_provider
 from mailsync.store import aws, keys, repo
 from mailsync.store.mirror import DynamoMirrorStore

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailsync.config import Settings, get_settings
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.domain.sync import FolderState, SyncEngine, iso
 from mailsync.observability import logger, metrics
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.providers.factory import make_provider
 from mailsync.store import keys, repo
 from mailsync.store.mirror import DynamoMirrorStore
