@@ -32,10 +32,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mailsync.domain import mime, threading
+from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.ports import (
     Change,
@@ -49,19 +50,6 @@ from mailsync.domain.ports import (
     Upsert,
 )
 from mailsync.domain.scan import scan_message
-
-
-def iso(dt: datetime) -> str:
-    """ISO 8601 UTC with a ``Z``, second precision (sorts lexicographically)."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(s: str) -> datetime:
-    return datetime.fromisoformat(s.replace("Z", "+00:00"))
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _h(*parts: str) -> str:

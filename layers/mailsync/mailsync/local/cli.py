@@ -21,7 +21,7 @@ def _bind() -> None:
 
 def create_tenant(name: str) -> dict[str, str]:
     """Create a tenant and its API key in DynamoDB (``AWS_ENDPOINT_URL`` honoured)."""
-    from mailsync.domain.sync import iso, utcnow
+    from mailsync.domain.clock import iso, utcnow
     from mailsync.store import repo
 
     _bind()

@@ -149,7 +149,7 @@ DEV_REDIRECTS = ["http://127.0.0.1:*", "http://localhost:*"]
 
 def ensure_tenant(tenant_id: str, name: str, api_key: str) -> None:
     """The dev tenant: its API key, and OAuth redirects allowed to loopback addresses."""
-    from mailsync.domain.sync import iso, utcnow
+    from mailsync.domain.clock import iso, utcnow
     from mailsync.store import repo
 
     if repo.tenant_for_key(api_key) is None:

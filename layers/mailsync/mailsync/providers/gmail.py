@@ -83,6 +83,7 @@ from typing import Any
 
 import requests
 
+from mailsync.domain.clock import as_utc
 from mailsync.domain.ports import (
     AuthFailed,
     Change,
@@ -221,10 +222,6 @@ def _b64url_decode(text: str) -> bytes:
 
 def _ms_to_dt(ms: str | int) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _error_info(status: int, body: Any) -> tuple[str, str]:
@@ -493,7 +490,7 @@ class GmailProvider(RestProvider):
         self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int = 100
     ) -> Iterator[ChangeBatch]:
         label = self.label_id(folder)
-        since = _utc(since)
+        since = as_utc(since)
         batch_size = max(1, batch_size)
         if not cursor or cursor.get("v") != CURSOR_VERSION or "historyId" not in cursor:
             yield from self._initial(folder, label, since, batch_size, None, reset=bool(cursor))

@@ -113,6 +113,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
+from mailsync.domain.clock import as_utc, iso
 from mailsync.domain.ports import (
     PENDING,
     AuthFailed,
@@ -353,14 +354,6 @@ def _parse_dt(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _json(r: requests.Response) -> Any:
@@ -644,7 +637,7 @@ class GraphProvider(RestProvider):
         self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int = 100
     ) -> Iterator[ChangeBatch]:
         fid = self.folder_id(folder)
-        since = _utc(since)
+        since = as_utc(since)
         batch_size = max(1, min(batch_size, 1000))
         valid = (
             isinstance(cursor, dict)
@@ -669,7 +662,7 @@ class GraphProvider(RestProvider):
     def _first_url(self, fid: str, since: datetime) -> str:
         """The first delta request of a round, as a link (so a cursor can replay it)."""
         query = urlencode(
-            {"$select": ",".join(DELTA_SELECT), "$filter": f"receivedDateTime ge {_iso(since)}"},
+            {"$select": ",".join(DELTA_SELECT), "$filter": f"receivedDateTime ge {iso(since)}"},
             quote_via=quote,
             safe="$,:",
         )
@@ -940,7 +933,7 @@ class GraphProvider(RestProvider):
             "changeType": change_type,
             "notificationUrl": notification_url,
             "resource": resource,
-            "expirationDateTime": _iso(
+            "expirationDateTime": iso(
                 datetime.now(UTC) + timedelta(minutes=min(minutes, MAX_SUBSCRIPTION_MINUTES))
             ),
             "clientState": client_state,
@@ -951,7 +944,7 @@ class GraphProvider(RestProvider):
 
     def renew(self, subscription_id: str, minutes: int = MAX_SUBSCRIPTION_MINUTES - 5) -> dict[str, Any]:
         """``PATCH /subscriptions/{id}`` with a new ``expirationDateTime``."""
-        exp = _iso(datetime.now(UTC) + timedelta(minutes=min(minutes, MAX_SUBSCRIPTION_MINUTES)))
+        exp = iso(datetime.now(UTC) + timedelta(minutes=min(minutes, MAX_SUBSCRIPTION_MINUTES)))
         return dict(
             self._request(
                 "PATCH",

@@ -72,6 +72,7 @@ from imapclient.datetime_util import parse_to_datetime
 from imapclient.imapclient import decode_utf7
 from imapclient.response_parser import parse_fetch_response, parse_response
 
+from mailsync.domain.clock import as_utc
 from mailsync.domain.ports import (
     AuthFailed,
     Change,
@@ -231,10 +232,6 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i : i + size]
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 # --------------------------------------------------------------------------------------------
 # Provider
 
@@ -339,7 +336,7 @@ def _internaldate(text: str) -> datetime | None:
     month = _MONTHS.get(m.group(2).lower()) if m else None
     if m is None or month is None:
         try:
-            return _utc(parse_to_datetime(text.encode("ascii", "replace"), normalise=False))
+            return as_utc(parse_to_datetime(text.encode("ascii", "replace"), normalise=False))
         except (ValueError, TypeError):
             return None
     offset = timedelta(hours=int(m.group(8)), minutes=int(m.group(9)))
@@ -746,7 +743,7 @@ class ImapProvider:
         """Stream the changes of ``folder`` after ``cursor`` (see the module docstring)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        since = _utc(since)
+        since = as_utc(since)
         gen = self._changes(folder, cursor, since, batch_size)
         try:
             while True:
@@ -1029,7 +1026,7 @@ class ImapProvider:
         for uid, item in self._uid_fetch(f"{first}:*", "(UID INTERNALDATE)").items():
             idate = item.get(b"INTERNALDATE")
             if first <= uid < below and isinstance(idate, datetime):
-                out[uid] = _utc(idate)
+                out[uid] = as_utc(idate)
         return out
 
     def _upserts(self, folder: str, uids: list[int], since: datetime) -> list[Change]:

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from mailsync.config import Settings, get_settings
 from mailsync.domain import detect as detect_mod
 from mailsync.domain import hostguard
+from mailsync.domain.clock import iso, parse_iso, utcnow
 from mailsync.domain.ports import AuthFailed, ConnectionFailed, MailProvider, ProviderError
-from mailsync.domain.sync import AccountContext, iso, parse_iso
+from mailsync.domain.sync import AccountContext
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers.factory import make_provider
@@ -52,10 +53,6 @@ DEFAULT_SETTINGS = {
 }
 
 
-def now_dt() -> datetime:
-    return datetime.now(UTC)
-
-
 def credential_context(tenant_id: str, account_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "account_id": account_id}
 
@@ -72,7 +69,7 @@ def new_account_doc(
     saves_sent: bool = False,
 ) -> dict[str, Any]:
     """A new account, in ``initial_sync`` and due now; the sync starts at its creation."""
-    now = iso(now_dt())
+    now = iso(utcnow())
     return {
         "tenant_id": tenant_id,
         "account_id": "acc_" + pysecrets.token_hex(8),
@@ -283,7 +280,7 @@ def update_settings(tenant_id: str, user_id: str, account_id: str, patch: dict[s
     acc["settings"] = new
     folders_changed = (new["folder_mode"], new["folders"]) != (current["folder_mode"], current["folders"])
     if folders_changed and acc["state"] not in ("paused", "auth_error"):
-        acc["next_due"] = iso(now_dt())
+        acc["next_due"] = iso(utcnow())
     repo.save_account(acc, get_settings().due_shards)
     if folders_changed and acc["state"] not in ("paused", "auth_error"):
         enqueue_sync(tenant_id, account_id, "settings")
@@ -316,7 +313,7 @@ def resume(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
             "folders_total"
         )
         acc["state"] = "active" if done else "initial_sync"
-        acc["next_due"] = iso(now_dt())
+        acc["next_due"] = iso(utcnow())
         acc["failures"] = 0
         repo.save_account(acc, get_settings().due_shards)
         enqueue_sync(tenant_id, account_id, "resume")
@@ -390,4 +387,4 @@ def backoff_seconds(failures: int, poll: int) -> int:
 
 
 def next_due_after(seconds: int) -> str:
-    return iso(now_dt() + timedelta(seconds=seconds))
+    return iso(utcnow() + timedelta(seconds=seconds))

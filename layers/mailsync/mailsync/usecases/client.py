@@ -24,8 +24,9 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.config import get_settings
+from mailsync.domain.clock import parse_iso
 from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
-from mailsync.domain.sync import FolderState, SyncEngine, parse_iso
+from mailsync.domain.sync import FolderState, SyncEngine
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers.factory import make_provider

@@ -29,7 +29,8 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.domain import compose
-from mailsync.domain.sync import iso, link_entry, utcnow
+from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.sync import link_entry
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import keys, repo
 from mailsync.store.mirror import DynamoMirrorStore, message_doc, message_item, thread_doc, thread_item

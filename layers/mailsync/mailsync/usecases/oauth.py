@@ -41,13 +41,13 @@ from urllib.parse import urlencode, urlsplit
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.config import get_settings
+from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import FolderInfo
-from mailsync.domain.sync import iso
 from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable
 from mailsync.observability import logger, trace_http
 from mailsync.store import keys, repo
 from mailsync.store.models import FolderItem, MicrosoftWatchItem, OAuthStateItem, TenantItem, WatchItem
-from mailsync.usecases.accounts import new_account_doc, now_dt
+from mailsync.usecases.accounts import new_account_doc
 
 trace_http()  # the token exchanges with Google and Microsoft are HTTP calls
 
@@ -243,7 +243,7 @@ def connect_account(
         if acc is None or acc["provider"] != provider or acc["owner"] != user_id:
             raise CallbackError("account_exists", "")
         repo.save_credentials_envelope(tenant_id, existing_id, envelope_for(existing_id))
-        acc.update(state="initial_sync", error=None, failures=0, next_due=iso(now_dt()))
+        acc.update(state="initial_sync", error=None, failures=0, next_due=iso(utcnow()))
         repo.save_account(acc, s.due_shards)
         return existing_id, False
     doc = new_account_doc(tenant_id, user_id, email, provider, backfill_days=backfill_days, saves_sent=True)

@@ -28,6 +28,7 @@ from typing import Any
 from mailsync.config import get_settings
 from mailsync.domain import compose as compose_mod
 from mailsync.domain import mime
+from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import PENDING, MailClient, ProviderError, Upsert
 from mailsync.domain.sync import SyncEngine, message_id_for
 from mailsync.errors import BadGateway, Conflict, MailsyncError, NotFound, Unprocessable
@@ -155,7 +156,7 @@ def send(
         view = summary(own_message(tenant_id, user_id, mid)) if stored else None
     except NotFound:
         view = None
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = iso(utcnow())
     if view is None:  # Sent is not mirrored: still answer with what was sent
         view = {
             "id": mid,

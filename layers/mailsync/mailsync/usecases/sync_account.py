@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailsync.config import Settings, get_settings
+from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
-from mailsync.domain.sync import FolderState, SyncEngine, iso
+from mailsync.domain.sync import FolderState, SyncEngine
 from mailsync.observability import logger, metrics
 from mailsync.providers.factory import make_provider
 from mailsync.store import keys, repo
@@ -33,7 +34,6 @@ from mailsync.usecases.accounts import (
     backoff_seconds,
     load_secrets,
     next_due_after,
-    now_dt,
     purge_account,
 )
 from mailsync.usecases.jobs import enqueue_sync, enqueue_syncs
@@ -146,7 +146,7 @@ def sync_account(
         # Google and Microsoft push changes; polling only backs push up, at a slow interval.
         next_due=next_due_after(_poll_seconds(acc, s)),
     )
-    acc["sync"]["last_success_at"] = iso(now_dt())
+    acc["sync"]["last_success_at"] = iso(utcnow())
     if not _save(acc, s):
         current = repo.get_account(tenant_id, account_id)
         if current is None or current["state"] == "deleting":
@@ -192,7 +192,7 @@ def _save(acc: dict[str, Any], s: Settings) -> bool:
 def due_accounts(now: str | None = None, settings: Settings | None = None) -> list[tuple[str, str, str]]:
     """(tenant, account, due) of every account due by ``now``: a Query per shard."""
     s = settings or get_settings()
-    now = now or iso(now_dt())
+    now = now or iso(utcnow())
     return [due for shard in range(s.due_shards) for due in _due_in_shard(shard, now)]
 
 
@@ -213,7 +213,7 @@ def schedule(settings: Settings | None = None) -> int:
     read of the account, so one tick handles tens of thousands of accounts.
     """
     s = settings or get_settings()
-    now = iso(now_dt())
+    now = iso(utcnow())
     with ThreadPoolExecutor(max_workers=min(s.due_shards, SCHEDULER_THREADS)) as pool:
         return sum(pool.map(lambda shard: _schedule_shard(shard, now, s), range(s.due_shards)))
 
