@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
+from mailsync.api.params import Id, caller
 from mailsync.errors import InvalidRequest
 from mailsync.lazy import lazy_module
 
@@ -19,21 +20,15 @@ else:
 router = APIGatewayHttpRouter()
 
 
-def _ctx() -> tuple[str, str]:
-    resolver = router.api_resolver
-    assert resolver is not None
-    return resolver.context["tenant_id"], resolver.context["user_id"]
-
-
 def _require_change(body: schemas.MessagePatchIn) -> None:
     if body.unread is None and body.folder is None:
         raise InvalidRequest("nothing to change: give unread and/or folder")
 
 
 @router.patch("/v1/messages/<message_id>", tags=["mail client"], summary="Mark read/unread and/or move")
-def patch_message(message_id: str, body: schemas.MessagePatchIn) -> schemas.MessageChanged:
+def patch_message(message_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChanged:
     _require_change(body)
-    t, u = _ctx()
+    t, u = caller(router)
     return schemas.MessageChanged.model_validate(
         client.update_message(t, u, message_id, unread=body.unread, folder=body.folder)
     )
@@ -42,8 +37,8 @@ def patch_message(message_id: str, body: schemas.MessagePatchIn) -> schemas.Mess
 @router.delete(
     "/v1/messages/<message_id>", tags=["mail client"], summary="Move to Trash (purge if already there)"
 )
-def delete_message(message_id: str):  # noqa: ANN201 - 204, no body
-    t, u = _ctx()
+def delete_message(message_id: Id):  # noqa: ANN201 - 204, no body
+    t, u = caller(router)
     client.delete_message(t, u, message_id)
     return Response(status_code=204, body=None)
 
@@ -51,9 +46,9 @@ def delete_message(message_id: str):  # noqa: ANN201 - 204, no body
 @router.patch(
     "/v1/threads/<thread_id>", tags=["mail client"], summary="Apply read state / move to a whole thread"
 )
-def patch_thread(thread_id: str, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
+def patch_thread(thread_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
     _require_change(body)
-    t, u = _ctx()
+    t, u = caller(router)
     items = client.update_thread(t, u, thread_id, unread=body.unread, folder=body.folder)
     return schemas.MessageChangedList.model_validate({"items": items})
 
@@ -63,10 +58,10 @@ def patch_thread(thread_id: str, body: schemas.MessagePatchIn) -> schemas.Messag
     tags=["mail client"],
     summary="Download an attachment (302 to a short-lived URL when large)",
 )
-def get_attachment(message_id: str, attachment_id: str):  # noqa: ANN201 - binary body
+def get_attachment(message_id: Id, attachment_id: Id):  # noqa: ANN201 - binary body
     from email.utils import encode_rfc2231
 
-    t, u = _ctx()
+    t, u = caller(router)
     found = client.get_attachment(t, u, message_id, attachment_id)
     if "redirect" in found:
         return Response(status_code=302, headers={"Location": found["redirect"]}, body=None)
@@ -85,10 +80,10 @@ def get_attachment(message_id: str, attachment_id: str):  # noqa: ANN201 - binar
     summary="Send a mail (signature appended, filed in Sent); Idempotency-Key makes retries safe",
     responses={202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}}},
 )
-def send_mail(account_id: str, body: schemas.SendIn):  # noqa: ANN201 - 202 with SentMessage
+def send_mail(account_id: Id, body: schemas.SendIn):  # noqa: ANN201 - 202 with SentMessage
     from mailsync.usecases.send import send_idempotent
 
-    t, u = _ctx()
+    t, u = caller(router)
     resolver = router.api_resolver
     assert resolver is not None
     key = (resolver.current_event.headers.get("idempotency-key") or "").strip() or None

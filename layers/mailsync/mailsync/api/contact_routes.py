@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
+from mailsync.api.params import Cursor, Id, Limit, caller, json_response
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -17,21 +17,6 @@ else:
     contacts = lazy_module("mailsync.usecases.contacts")
 
 router = APIGatewayHttpRouter()
-
-ContactId = Annotated[str, Path(min_length=1, max_length=128)]
-Id = Annotated[str, Path(min_length=1, max_length=128)]
-Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=2048)]
-
-
-def _ctx() -> tuple[str, str]:
-    resolver = router.api_resolver
-    assert resolver is not None
-    return resolver.context["tenant_id"], resolver.context["user_id"]
-
-
-def _json(status: int, body: Any) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @router.put(
@@ -43,30 +28,30 @@ def _json(status: int, body: Any) -> Response[Any]:
         201: {"description": "Created", "content": {"application/json": {"model": schemas.Contact}}},
     },
 )
-def put_contact(contact_id: ContactId, body: schemas.ContactIn) -> Response[Any]:
-    t, _ = _ctx()
+def put_contact(contact_id: Id, body: schemas.ContactIn) -> Response[Any]:
+    t, _ = caller(router)
     view, created = contacts.put_contact(t, contact_id, body.model_dump())
-    return _json(201 if created else 200, view)
+    return json_response(201 if created else 200, view)
 
 
 @router.post("/v1/contacts:batch", tags=["contacts"], summary="Upsert up to 500 contacts (initial import)")
 def batch_contacts(body: schemas.ContactBatchIn) -> schemas.ContactBatchOut:
-    t, _ = _ctx()
+    t, _ = caller(router)
     items = contacts.batch_put(t, [c.model_dump() for c in body.contacts])
     return schemas.ContactBatchOut.model_validate({"items": items})
 
 
 @router.get("/v1/contacts/<contact_id>", tags=["contacts"], summary="A contact the caller may see")
-def get_contact(contact_id: ContactId) -> schemas.Contact:
-    t, u = _ctx()
+def get_contact(contact_id: Id) -> schemas.Contact:
+    t, u = caller(router)
     return schemas.Contact.model_validate(contacts.get_contact(t, u, contact_id))
 
 
 @router.delete(
     "/v1/contacts/<contact_id>", tags=["contacts"], summary="Delete a contact and its links (mails stay)"
 )
-def delete_contact(contact_id: ContactId):  # noqa: ANN201 - 204, no body
-    t, _ = _ctx()
+def delete_contact(contact_id: Id):  # noqa: ANN201 - 204, no body
+    t, _ = caller(router)
     contacts.delete_contact(t, contact_id)
     return Response(status_code=204, body=None)
 
@@ -74,8 +59,8 @@ def delete_contact(contact_id: ContactId):  # noqa: ANN201 - 204, no body
 @router.get(
     "/v1/contacts/<contact_id>/messages", tags=["contacts"], summary="The contact's history, newest first"
 )
-def contact_messages(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.MessageList:
-    t, u = _ctx()
+def contact_messages(contact_id: Id, limit: Limit = 50, cursor: Cursor = None) -> schemas.MessageList:
+    t, u = caller(router)
     return schemas.MessageList.model_validate(
         contacts.contact_messages(t, u, contact_id, limit=limit, cursor=cursor)
     )
@@ -84,8 +69,8 @@ def contact_messages(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = 
 @router.get(
     "/v1/contacts/<contact_id>/threads", tags=["contacts"], summary="The contact's threads, newest first"
 )
-def contact_threads(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList:
-    t, u = _ctx()
+def contact_threads(contact_id: Id, limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList:
+    t, u = caller(router)
     return schemas.ThreadList.model_validate(
         contacts.contact_threads(t, u, contact_id, limit=limit, cursor=cursor)
     )
@@ -100,8 +85,8 @@ def contact_threads(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = N
     },
 )
 def link_thread(thread_id: Id, body: schemas.ThreadLinkIn) -> Response[Any]:
-    t, u = _ctx()
-    return _json(201, contacts.link_thread(t, u, thread_id, body.contact_id, body.follow))
+    t, u = caller(router)
+    return json_response(201, contacts.link_thread(t, u, thread_id, body.contact_id, body.follow))
 
 
 @router.delete(
@@ -109,7 +94,7 @@ def link_thread(thread_id: Id, body: schemas.ThreadLinkIn) -> Response[Any]:
     tags=["contacts"],
     summary="Remove the thread's manual links to a contact",
 )
-def unlink_thread(thread_id: Id, contact_id: ContactId):  # noqa: ANN201 - 204, no body
-    t, u = _ctx()
+def unlink_thread(thread_id: Id, contact_id: Id):  # noqa: ANN201 - 204, no body
+    t, u = caller(router)
     contacts.unlink_thread(t, u, thread_id, contact_id)
     return Response(status_code=204, body=None)

@@ -1,4 +1,6 @@
-"""Hosted OAuth for Google Workspace, and the Gmail push webhook."""
+"""Hosted OAuth (Google Workspace, Microsoft 365) and the provider webhooks (Gmail push via
+Pub/Sub, Graph change notifications). The callbacks and webhooks are public paths: the
+signed state, or the provider's token / clientState, authenticates them."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
+from mailsync.api.params import caller
 from mailsync.config import get_settings
 from mailsync.lazy import lazy_module
 
@@ -53,10 +56,8 @@ def google_authorize(
     redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
     backfill_days: Annotated[int, Query(ge=0, le=30, description="Also load this many days before now")] = 0,
 ) -> AuthorizeUrl:
-    ctx = _resolver().context
-    return AuthorizeUrl.model_validate(
-        google.authorize(ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url(), backfill_days)
-    )
+    t, u = caller(router)
+    return AuthorizeUrl.model_validate(google.authorize(t, u, redirect_uri, _callback_url(), backfill_days))
 
 
 @router.get(
@@ -86,11 +87,9 @@ def microsoft_authorize(
     redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
     backfill_days: Annotated[int, Query(ge=0, le=30, description="Also load this many days before now")] = 0,
 ) -> AuthorizeUrl:
-    ctx = _resolver().context
+    t, u = caller(router)
     return AuthorizeUrl.model_validate(
-        microsoft.authorize(
-            ctx["tenant_id"], ctx["user_id"], redirect_uri, _callback_url("microsoft"), backfill_days
-        )
+        microsoft.authorize(t, u, redirect_uri, _callback_url("microsoft"), backfill_days)
     )
 
 
