@@ -32,7 +32,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from mailsync.domain.mime import html_to_text
+from mailsync.domain.mimetext import html_to_text
 from mailsync.domain.models import Address
 
 __all__ = [

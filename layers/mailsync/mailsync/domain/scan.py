@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from mailsync.domain import mime
+from mailsync.domain import mime, mimeheaders, mimetext
 from mailsync.domain.models import BodyPart, ParsedMessage
 
 __all__ = ["scan_message"]
@@ -89,9 +89,9 @@ def _scan(raw: bytes) -> ParsedMessage:
             parts.append(BodyPart(kind, leaf.location[0], leaf.location[1], leaf.cte, leaf.charset))
     parsed.body_parts = parts
     if text_leaf is not None:
-        parsed.snippet = mime.snippet(text_leaf.text())
+        parsed.snippet = mimetext.snippet(text_leaf.text())
     elif html_leaf is not None:
-        parsed.snippet = mime.snippet(mime.html_to_text(html_leaf.text()))
+        parsed.snippet = mimetext.snippet(mimetext.html_to_text(html_leaf.text()))
     return parsed
 
 
@@ -199,7 +199,7 @@ def _walk(
             disposition=disposition[0] if disposition else None,
             filename=lambda: _filename(disposition[1] if disposition else {}, params),
             payload=lambda: mime.decode_transfer(raw[location[0] : location[1]], cte),
-            text=lambda: mime.decode_bytes(
+            text=lambda: mimeheaders.decode_bytes(
                 mime.decode_transfer(raw[location[0] : location[1]], cte), charset and charset.lower()
             ),
             charset=charset and charset.lower(),
@@ -275,6 +275,6 @@ def _filename(disposition: dict[str, str], content_type: dict[str, str]) -> str 
         name = content_type.get("name")
     if not name:
         return None
-    name = mime.decode_header_value(name).strip()
+    name = mimeheaders.decode_header_value(name).strip()
     name = name.replace("/", "_").replace("\\", "_").replace("\x00", "")
     return name or None
