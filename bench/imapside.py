@@ -34,9 +34,10 @@ def raw_fetch(
     """The protocol limit: one connection, every body in FETCHes of ``batch`` UIDs, nothing stored.
 
     (a) reads the responses with imapclient; (a') (``ours``) with the engine's own FETCH
-    reader (``mailsync.providers.imap.read_fetch``), the code the engine runs.
+    reader (``mailsync.providers.imap.fetch.read_fetch``), the code the engine runs.
     """
-    from mailsync.providers.imap import compress_uids, read_fetch
+    from mailsync.providers.imap.fetch import read_fetch
+    from mailsync.providers.imap.uidset import compress_uids
 
     with settled_heap():
         t0 = time.perf_counter()

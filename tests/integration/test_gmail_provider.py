@@ -22,7 +22,8 @@ from mailsync.domain.ports import (
     SetFlags,
 )
 from mailsync.domain.sync import AccountContext, SyncEngine
-from mailsync.providers.gmail import CredentialsTokenSource, GmailProvider, QuotaBudget
+from mailsync.providers.gmail import CredentialsTokenSource, GmailProvider
+from mailsync.providers.http import QuotaBudget
 from tests.fakes.gmail import FakeGoogle
 from tests.support.dovecot import make_mail
 from tests.support.providers import changes, drain, engine_mirror, mirror_by_subject, subjects, upserts

@@ -28,8 +28,8 @@ from mailsync.domain.ports import (
     SetFlags,
 )
 from mailsync.domain.sync import AccountContext, SyncEngine
-from mailsync.providers.gmail import QuotaBudget
 from mailsync.providers.graph import GRAPH_SCOPES, GraphProvider, MsalTokenSource
+from mailsync.providers.http import QuotaBudget
 from tests.fakes.graph import FakeGraph
 from tests.support.dovecot import make_mail
 from tests.support.providers import changes, drain, engine_mirror, mirror_by_subject, subjects, upserts

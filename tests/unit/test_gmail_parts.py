@@ -9,14 +9,11 @@ from email.utils import format_datetime
 import pytest
 import requests
 
-from mailsync.providers.gmail import (
-    QuotaBudget,
-    _apply_record,
-    _batch_body,
-    _parse_batch_response,
-    _retry_after,
-    budget_for,
-)
+from mailsync.providers.gmail import budget_for
+from mailsync.providers.gmail.client import _batch_body, _parse_batch_response
+from mailsync.providers.gmail.sync import _apply_record
+from mailsync.providers.http import QuotaBudget
+from mailsync.providers.http import retry_after as _retry_after
 from tests.fakes.gmail import FakeGoogle
 
 pytestmark = pytest.mark.unit

@@ -11,17 +11,10 @@ from typing import Any
 import pytest
 
 from mailsync.domain.ports import AuthFailed, ProviderError, Remove, SetFlags, Upsert
-from mailsync.providers.graph import (
-    GraphProvider,
-    MsalTokenSource,
-    _api_error,
-    _error_info,
-    _is_expired,
-    _parse_dt,
-    _retry_after,
-    budget_for,
-    semaphore_for,
-)
+from mailsync.providers.graph import GraphProvider, MsalTokenSource, budget_for, semaphore_for
+from mailsync.providers.graph.client import _api_error, _error_info
+from mailsync.providers.graph.sync import _is_expired, _parse_dt
+from mailsync.providers.http import retry_after as _retry_after
 from tests.fakes.graph import _mime_from_json, graph_error
 
 pytestmark = pytest.mark.unit

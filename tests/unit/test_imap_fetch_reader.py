@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailsync.providers.imap import read_fetch
+from mailsync.providers.imap.fetch import read_fetch
 
 pytestmark = pytest.mark.unit
 

@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from mailsync.providers.imap import (
+from mailsync.providers.imap.roles import folder_infos
+from mailsync.providers.imap.uidset import (
     MAX_UID_SET_LEN,
-    _parse_copyuid,
     _parse_vanished,
     compress_uids,
-    folder_infos,
     format_uid_set,
     parse_uid_set,
 )
+from mailsync.providers.imap.writes import _parse_copyuid
 
 pytestmark = pytest.mark.unit
 

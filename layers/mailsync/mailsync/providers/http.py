@@ -13,6 +13,11 @@ Invariants (each provider keeps its own error mapping and budget sizes):
   nothing was yielded for the failing step, so the engine keeps the last stored cursor.
 * A 401 asks the token source once more (calling its ``invalidate()`` if it has one), then
   raises :class:`AuthFailed`; so does a refused refresh token (``invalid_grant`` ...).
+* Any other answer >= 400 raises :class:`ApiError` (:func:`api_error`), which keeps the HTTP
+  ``status`` and the provider's error ``code`` for the callers that branch on them (an expired
+  cursor, a folder that is gone). What differs per provider is only how its error body reads:
+  each passes a small parser, :attr:`RestProvider.error_info` (Gmail: ``error.errors[].reason``;
+  Graph: ``error.code``), and the code type of a body it cannot read (:func:`json_body`).
 
 References: Gmail "Usage limits" and "Handle errors" (developers.google.com/gmail/api/reference/quota,
 .../gmail/api/guides/handle-errors: exponential backoff), Microsoft Graph "Throttling" and
@@ -42,11 +47,13 @@ trace_http()  # every call to Google or Microsoft goes through code that imports
 
 __all__ = [
     "DEFAULT_UNITS_PER_MINUTE",
+    "ApiError",
     "RETRY_STATUSES",
     "QuotaBudget",
     "Reply",
     "RestProvider",
     "Retry",
+    "api_error",
     "json_body",
     "later_retry_after",
     "per_mailbox",
@@ -177,6 +184,32 @@ def json_body(r: requests.Response, error_code: Callable[[int], Any] = int) -> A
         return {"error": {"code": error_code(r.status_code), "message": r.text[:200]}}
 
 
+class ApiError(ProviderError):
+    """An error answer (status >= 400) of a REST API; ``status`` and the provider's error
+    ``code`` (Gmail: the ``reason``; Graph: ``error.code``) stay on the exception."""
+
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def api_error(
+    api: str,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    auth: Callable[[str, str], ProviderError],
+    auth_codes: frozenset[str] = frozenset(),
+) -> ProviderError:
+    """The error of an answer >= 400: ``auth(code, message)`` (an :class:`AuthFailed`) for a 401
+    or one of the provider's ``auth_codes``, else :class:`ApiError` ``"<api> API <status> <code>: ..."``."""
+    if status == 401 or code in auth_codes:
+        return auth(code, message)
+    return ApiError(f"{api} API {status} {code}: {message}".replace("  ", " "), status, code)
+
+
 # --------------------------------------------------------------------------------------------
 # Provider base
 
@@ -210,9 +243,10 @@ class Retry:
 class RestProvider:
     """Session, access token, budget and retry plumbing of a REST mail provider.
 
-    Subclasses set :attr:`api_name`, :attr:`token_issuer` and :attr:`token_errors` and map
-    error answers with :meth:`_error_info_of`, :meth:`_refused`, :meth:`_persisted` and
-    :meth:`_error` (and :meth:`_should_retry` when more than :data:`RETRY_STATUSES` is retried).
+    Subclasses set :attr:`api_name`, :attr:`token_issuer`, :attr:`token_errors`, their error
+    body parser :attr:`error_info` and :attr:`error_code`, and map error answers with
+    :meth:`_refused`, :meth:`_persisted` and :meth:`_error` (and :meth:`_should_retry` when
+    more than :data:`RETRY_STATUSES` is retried).
     ``access_token`` returns a valid OAuth access token; when it has an ``invalidate()``
     method it is called after a 401 before the one retry.
     """
@@ -220,6 +254,7 @@ class RestProvider:
     api_name = "API"  # in transport error messages ("Gmail API unreachable: ...")
     token_issuer = "The identity provider"  # in "... refused the refresh token"
     token_errors: frozenset[str] = frozenset({"invalid_grant"})  # token source errors meaning AuthFailed
+    error_code: Callable[[int], Any] = int  # the type of "code" in the provider's error bodies
 
     def __init__(
         self,
@@ -276,9 +311,23 @@ class RestProvider:
 
     # -- provider specifics --------------------------------------------------------------------
 
+    @staticmethod
+    def error_info(body: Any, status: int) -> tuple[str, str]:
+        """(code or reason, message) of an error body: the provider's parser."""
+        raise NotImplementedError
+
+    def _json(self, r: requests.Response) -> Any:
+        """The JSON body of ``r``; an unreadable one in the provider's error shape."""
+        return json_body(r, self.error_code)
+
     def _error_info_of(self, r: requests.Response) -> tuple[str, str]:
         """(code or reason, message) of an error answer."""
-        raise NotImplementedError
+        return self.error_info(self._json(r), r.status_code)
+
+    def _reply_error(self, reply: Reply) -> ProviderError:
+        """The error of one reply >= 400 (a batch part, say), parsed the provider's way."""
+        code, message = self.error_info(reply.body, reply.status)
+        return self._error(reply.status, code, message)
 
     def _should_retry(self, status: int, code: str) -> bool:
         return status in RETRY_STATUSES
