@@ -1,8 +1,11 @@
 # mailsync — the commands a newcomer needs. `make run` first, `make test` second.
-PY      ?= python3
+# Python of the Lambda runtime (template.yaml): .venv, the tests, the runner and `make build` use it.
+# infra/find-python.sh finds it (PATH, pyenv, ~/.pyenv/versions) or says what to install;
+# PY=/path/to/python3.13 overrides. A .venv built with another Python is recreated.
+PYTHON_VERSION := 3.13
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+STAMP   := $(VENV)/.installed-py$(PYTHON_VERSION)
 PYTEST_ARGS ?=
 
 .PHONY: help install dovecot run demo test unit integration e2e lint format build bench clean
@@ -15,8 +18,12 @@ help:
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@py="$$(infra/find-python.sh $(PYTHON_VERSION))" || exit 1; \
+	if [ -x $(BIN)/python ] && ! $(BIN)/python -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$(PYTHON_VERSION)')" 2>/dev/null; then \
+	  echo "$(VENV) was built with $$($(BIN)/python -V 2>&1 || echo a missing Python); recreating it with $$py"; \
+	  rm -rf $(VENV); \
+	fi; \
+	test -x $(BIN)/python || { echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -177,7 +177,7 @@ def test_api_route_and_scheduler_rate(resources: dict[str, Any]) -> None:
 def test_layer_is_built_from_the_package(resources: dict[str, Any]) -> None:
     layer = resources["MailsyncLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/mailsync/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
     reqs = (ROOT / "layers" / "mailsync" / "requirements.txt").read_text(encoding="utf-8").lower()
     names = {
         line.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
