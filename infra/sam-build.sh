@@ -3,8 +3,11 @@
 #
 # aws-sam-cli pins versions that conflict with the app's own dependencies, so it
 # lives in its own virtualenv (.venv-sam at the repo root, created on first use).
-# `sam build` then builds the layer and the functions with the local python3.13,
-# the template's runtime (infra/find-python.sh finds it: PATH, pyenv, ~/.pyenv).
+# `sam build` then builds the functions with the local python3.13, the template's
+# runtime (infra/find-python.sh finds it: PATH, pyenv, ~/.pyenv), and the layer with
+# layers/mailsync/Makefile: the aarch64 wheels of layers/mailsync/requirements.lock (the
+# functions are arm64). Afterwards infra/check-layer.py fails the build unless every ELF
+# file in the layer is aarch64 and the dev tools (mailsync_local) are not in it.
 #
 # Usage: infra/sam-build.sh [extra sam build args...]
 # Env:   PYTHON    interpreter used to create .venv-sam and to build (default: Python 3.13 found
@@ -44,8 +47,14 @@ fi
 PY_DIR="$(dirname "$(command -v "$PYTHON")")"
 export PATH="$PY_DIR:$PATH"
 
+LAYER_ARCH=arm64  # template.yaml: Globals.Function.Architectures and MailsyncLayer
+export PYTHON  # layers/mailsync/Makefile runs pip with it
+
 cd "$ROOT"
-exec "$SAM_VENV/bin/sam" build \
+"$SAM_VENV/bin/sam" build \
   --template-file template.yaml \
   --build-dir .aws-sam/build \
   "$@"
+
+"$PYTHON" "$ROOT/infra/check-layer.py" .aws-sam/build/MailsyncLayer "$LAYER_ARCH"
+du -sh .aws-sam/build/MailsyncLayer | awk '{print "sam-build: layer " $1 " unzipped (.aws-sam/build/MailsyncLayer)"}'
