@@ -71,10 +71,12 @@ integration: install dovecot
 e2e: install dovecot
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
+# Every linter runs (one failing does not hide the others' findings); fails if any failed.
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	@rc=0; \
+	for cmd in "ruff check ." "ruff format --check ." "mypy" "cfn-lint template.yaml"; do \
+	  echo "$(BIN)/$$cmd"; $(BIN)/$$cmd || { rc=1; echo "lint: $$cmd failed"; }; \
+	done; exit $$rc
 
 format: install
 	$(BIN)/ruff format .
