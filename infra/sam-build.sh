@@ -48,10 +48,11 @@ PY_DIR="$(dirname "$(command -v "$PYTHON")")"
 export PATH="$PY_DIR:$PATH"
 
 LAYER_ARCH=arm64  # template.yaml: Globals.Function.Architectures and MailsyncLayer
-export PYTHON  # layers/mailsync/Makefile runs pip with it
 
 cd "$ROOT"
-"$SAM_VENV/bin/sam" build \
+# layers/mailsync/Makefile runs `$PYTHON -m pip install --target ...`: give it the SAM venv's
+# Python 3.13, which has pip for sure (a distro python3.13 may come without it).
+PYTHON="$SAM_VENV/bin/python" "$SAM_VENV/bin/sam" build \
   --template-file template.yaml \
   --build-dir .aws-sam/build \
   "$@"
