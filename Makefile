@@ -1,24 +1,52 @@
 # mailsync — the commands a newcomer needs. `make run` first, `make test` second.
-PY      ?= python3
+# Python of the Lambda runtime (template.yaml): .venv, the tests, the runner and `make build` use it.
+# infra/find-python.sh finds it (PATH, pyenv, ~/.pyenv/versions) or says what to install;
+# PY=/path/to/python3.13 overrides. A .venv built with another Python is recreated.
+PYTHON_VERSION := 3.13
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+STAMP   := $(VENV)/.installed-py$(PYTHON_VERSION)
+# Lock files with hashes (`make lock` rewrites them; commit them on purpose). The dev lock
+# pins pyproject's dependencies and the dev extra; the layer lock pins what the Lambda layer
+# ships, at the same versions (compiled with the dev lock as constraints), for every platform
+# (x86_64 and the aarch64 wheels of the arm64 layer).
+DEV_LOCK   := requirements-dev.lock
+LAYER_LOCK := layers/mailsync/requirements.lock
+LOCK_ARGS  ?= --upgrade
 PYTEST_ARGS ?=
 
-.PHONY: help install dovecot run demo test unit integration e2e lint format build bench clean
+.PHONY: help install lock dovecot run demo test unit integration e2e lint format build bench clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
 	@echo "make demo   the runner plus a throwaway Dovecot with sample mail"
 	@echo "make test   install everything (Dovecot included) and run unit, integration and e2e tests"
-	@echo "make lint   ruff + mypy;  make build  sam build (no Docker)"
+	@echo "make lint   ruff + mypy + cfn-lint;  make build  sam build (no Docker, arm64 layer)"
+	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(STAMP): pyproject.toml $(DEV_LOCK)
+	@py="$$(infra/find-python.sh $(PYTHON_VERSION))" || exit 1; \
+	if [ -x $(BIN)/python ] && ! $(BIN)/python -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$(PYTHON_VERSION)')" 2>/dev/null; then \
+	  echo "$(VENV) was built with $$($(BIN)/python -V 2>&1 || echo a missing Python); recreating it with $$py"; \
+	  rm -rf $(VENV); \
+	fi; \
+	test -x $(BIN)/python || { echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
+	  echo "the lock does not satisfy pyproject.toml: run 'make lock' and commit the lock files"; exit 1; }
 	touch $(STAMP)
+
+# Re-resolve both locks (LOCK_ARGS=--upgrade: newest versions within pyproject's ranges;
+# LOCK_ARGS="--upgrade-package pydantic" for one package; LOCK_ARGS= keeps what is pinned).
+lock:
+	test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv pip compile --quiet --universal --python-version $(PYTHON_VERSION) --generate-hashes \
+	  --custom-compile-command "make lock" $(LOCK_ARGS) --extra dev pyproject.toml -o $(DEV_LOCK)
+	$(BIN)/uv pip compile --quiet --universal --python-version $(PYTHON_VERSION) --generate-hashes \
+	  --custom-compile-command "make lock" $(LOCK_ARGS) -c $(DEV_LOCK) layers/mailsync/requirements.txt -o $(LAYER_LOCK)
+	@echo "locks updated: review 'git diff $(DEV_LOCK) $(LAYER_LOCK)', run make test, commit them"
 
 install: $(STAMP)
 
@@ -43,10 +71,12 @@ integration: install dovecot
 e2e: install dovecot
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
+# Every linter runs (one failing does not hide the others' findings); fails if any failed.
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	@rc=0; \
+	for cmd in "ruff check ." "ruff format --check ." "mypy" "cfn-lint template.yaml"; do \
+	  echo "$(BIN)/$$cmd"; $(BIN)/$$cmd || { rc=1; echo "lint: $$cmd failed"; }; \
+	done; exit $$rc
 
 format: install
 	$(BIN)/ruff format .

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from bench.meter import Meter
-from mailsync.local.dovecot import Dovecot, free_port
+from mailsync_local.dovecot import Dovecot, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
@@ -153,7 +153,7 @@ def measure_api(
 
 def _count_in_process(runner: Runner, ids: list[str], meter: Meter) -> dict[str, float]:
     """The API handler in this process, on the runner's moto, with the botocore counter."""
-    from mailsync.local.runner import LambdaContext, configure_process_env, load_handler, to_event
+    from mailsync_local.runner import LambdaContext, configure_process_env, load_handler, to_event
 
     configure_process_env(
         runner.moto,

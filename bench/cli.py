@@ -15,7 +15,7 @@ from bench.meter import Meter
 from bench.ours import OurAccount, moto_in_process, since_anchor, sink_sync
 from bench.report import Figure, machine_info, table, write_json
 from bench.sink import NullStore
-from mailsync.local.dovecot import Dovecot
+from mailsync_local.dovecot import Dovecot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DELTA = 10  # new mails, flag changes, moves and deletions of the small delta

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.mailgen import Mail
 from bench.timing import settled_heap
-from mailsync.local.dovecot import Dovecot
+from mailsync_local.dovecot import Dovecot
 
 RAW_FETCH_BATCH = 500
 

@@ -12,7 +12,7 @@ from typing import Any
 from bench.meter import Meter, Snapshot
 from bench.sink import NullStore
 from bench.timing import settled_heap
-from mailsync.local.dovecot import Dovecot
+from mailsync_local.dovecot import Dovecot
 
 REGION = "eu-central-1"
 TENANT = "bench"
@@ -43,8 +43,8 @@ def moto_in_process() -> Iterator[dict[str, str]]:
     try:
         with mock_aws():
             from mailsync.config import get_settings
-            from mailsync.local import runner
             from mailsync.store import aws, models, repo
+            from mailsync_local import runner
 
             env = runner.provision(endpoint=None)  # type: ignore[arg-type]
             os.environ.update(env)

@@ -68,7 +68,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        from mailsync.local.dovecot import DOVECOT_BIN
+        from mailsync_local.dovecot import DOVECOT_BIN
 
         dovecot = subprocess.run(  # noqa: S603
             [DOVECOT_BIN, "--version"], capture_output=True, text=True, timeout=10

@@ -61,7 +61,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 def _provision_in_process() -> dict[str, str]:
-    from mailsync.local import runner
+    from mailsync_local import runner
 
     return runner.provision(endpoint=None)  # type: ignore[arg-type]
 

@@ -19,9 +19,9 @@ import boto3
 import pytest
 
 from mailsync.config import get_settings
-from mailsync.local.runner import LambdaContext, to_event
 from mailsync.observability import logger as service_logger
 from mailsync.usecases.sync_account import sync_account
+from mailsync_local.runner import LambdaContext, to_event
 from tests.support.api import ApiClient, Resp
 from tests.support.dovecot import free_port, make_mail
 

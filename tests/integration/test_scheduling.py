@@ -8,9 +8,9 @@ import boto3
 import pytest
 
 from mailsync.config import get_settings
-from mailsync.local.runner import LambdaContext, load_handler, sqs_record
 from mailsync.usecases import accounts
 from mailsync.usecases.sync_account import due_accounts
+from mailsync_local.runner import LambdaContext, load_handler, sqs_record
 from tests.support.accounts import connect, mirror
 from tests.support.dovecot import make_mail
 

@@ -74,9 +74,9 @@ def world(dovecot: Any) -> Iterator[dict[str, Any]]:
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
         with mock_aws():
             from mailsync.config import get_settings
-            from mailsync.local import runner
             from mailsync.store import aws as aws_mod
             from mailsync.store import models, repo
+            from mailsync_local import runner
 
             env = runner.provision(endpoint=None)  # type: ignore[arg-type]
             for k, v in env.items():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from mailsync.local.runner import LambdaContext, load_handler, to_event
+from mailsync_local.runner import LambdaContext, load_handler, to_event
 
 
 @dataclass

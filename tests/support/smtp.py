@@ -1,5 +1,5 @@
 """The SMTP test server lives in the package (``mailsync demo`` uses it too)."""
 
-from mailsync.local.smtp_server import DOMAIN, SmtpServer
+from mailsync_local.smtp_server import DOMAIN, SmtpServer
 
 __all__ = ["DOMAIN", "SmtpServer"]

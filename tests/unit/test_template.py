@@ -174,10 +174,21 @@ def test_api_route_and_scheduler_rate(resources: dict[str, Any]) -> None:
     assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
 
 
-def test_layer_is_built_from_the_package(resources: dict[str, Any]) -> None:
+def test_layer_is_built_from_the_package(template: dict[str, Any], resources: dict[str, Any]) -> None:
     layer = resources["MailsyncLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/mailsync/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    # arm64 functions need an aarch64 layer: layers/mailsync/Makefile installs the lock's
+    # aarch64 wheels for the functions' runtime (SAM's python build would take the host's).
+    runtime = template["Globals"]["Function"]["Runtime"]
+    arch = template["Globals"]["Function"]["Architectures"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": arch[0]}
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+    assert layer["Properties"]["CompatibleArchitectures"] == arch
+    makefile = (ROOT / "layers" / "mailsync" / "Makefile").read_text(encoding="utf-8")
+    assert "build-MailsyncLayer:" in makefile and "--require-hashes" in makefile
+    assert f"LAYER_PY      := {runtime.removeprefix('python')}" in makefile
+    if arch == ["arm64"]:
+        assert "--only-binary=:all:" in makefile and "_aarch64" in makefile
     reqs = (ROOT / "layers" / "mailsync" / "requirements.txt").read_text(encoding="utf-8").lower()
     names = {
         line.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()

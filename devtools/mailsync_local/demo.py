@@ -17,8 +17,8 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from mailsync.local.dovecot import Dovecot, make_mail
-from mailsync.local.smtp_server import SmtpServer
+from mailsync_local.dovecot import Dovecot, make_mail
+from mailsync_local.smtp_server import SmtpServer
 
 SAMPLES = [
     ("Ihre Kfz-Versicherung: Angebot", "Petra Schmidt <petra.schmidt@example.org>", None),
@@ -59,7 +59,7 @@ def _api(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
 
 
 def run_demo(port: int | None = None) -> None:
-    from mailsync.local.runner import serve
+    from mailsync_local.runner import serve
 
     dc = Dovecot().start()
     user, password = "demo", "demo-password"

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # devtools/mailsync_local/runner.py
 REGION = "eu-central-1"
 
 

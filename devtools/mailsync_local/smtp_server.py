@@ -25,7 +25,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mailsync.local.dovecot import Dovecot, free_port
+from mailsync_local.dovecot import Dovecot, free_port
 
 DOMAIN = "example.test"
 

@@ -50,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
-        from mailsync.local.runner import serve
+        from mailsync_local.runner import serve
 
         serve(args.port)
     elif args.cmd == "demo":
-        from mailsync.local.demo import run_demo
+        from mailsync_local.demo import run_demo
 
         run_demo(args.port)
     elif args.cmd == "admin":
