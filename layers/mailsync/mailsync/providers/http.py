@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import requests
 
@@ -62,8 +62,6 @@ __all__ = [
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_UNITS_PER_MINUTE = 12_000  # Gmail allows 15,000 per user per minute
-
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +126,7 @@ class QuotaBudget:
 _REGISTRY_LOCK = threading.Lock()
 
 
-def per_mailbox(registry: dict[str, T], user: str, make: Callable[[], T]) -> T:
+def per_mailbox[T](registry: dict[str, T], user: str, make: Callable[[], T]) -> T:
     """The process-wide ``registry`` entry of ``user`` (case-insensitive), made on first use."""
     key = user.lower()
     with _REGISTRY_LOCK:

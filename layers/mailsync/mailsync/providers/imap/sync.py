@@ -177,7 +177,7 @@ class FolderSync(ImapConnection):
 
     def _changes(
         self, folder: str, cursor: dict[str, Any] | None, since: datetime, batch_size: int
-    ) -> Generator[ChangeBatch, None, None]:
+    ) -> Generator[ChangeBatch]:
         """Run the handler of the folder's state."""
         state, resume, reset = self._state(cursor)
         if state == INITIAL:
