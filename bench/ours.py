@@ -70,7 +70,7 @@ class Recording:
         self.providers: list[Any] = []
 
     def __call__(self, account: dict[str, Any], secrets: dict[str, Any]) -> Any:
-        from mailsync.providers.factory import make_provider
+        from mailsync.connectors import open_provider as make_provider
 
         p = make_provider(account, secrets)
         self.providers.append(p)

@@ -137,7 +137,7 @@ def test_reconnect_keeps_mails_and_revoked_access_sets_auth_error(tenant, micros
 
 
 def test_refreshed_tokens_are_stored_again(tenant, microsoft):
-    from mailsync.store import repo
+    from mailsync.store import accounts as repo
 
     api = ApiClient("key-t1", "alice")
     aid = connect(api, microsoft)

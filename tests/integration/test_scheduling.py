@@ -73,10 +73,11 @@ def test_worker_handler_syncs_and_reports_partial_failures(tenant, dovecot, imap
 def test_scheduler_batches_many_accounts_over_all_shards(tenant):
     """35 due accounts (more than one SendMessageBatch per shard for some) are all sent
     exactly once, and a job the queue refuses keeps its account due for the next tick."""
-    from mailsync.store import aws, repo
+    from mailsync.store import accounts as repo
+    from mailsync.store import aws
 
     s = get_settings()
-    docs = [accounts.new_account_doc("t1", "alice", f"u{i}@example.com", "imap") for i in range(35)]
+    docs = [accounts.new_account("t1", "alice", f"u{i}@example.com", "imap") for i in range(35)]
     for doc in docs:
         repo.save_account(doc, s.due_shards)
     assert {int(k.split("#")[1]) for k in (repo.due_index_keys(d, s.due_shards)[0] for d in docs)} == set(
@@ -84,7 +85,7 @@ def test_scheduler_batches_many_accounts_over_all_shards(tenant):
     )  # the accounts spread over every shard
     drain()
 
-    refused = docs[7]["account_id"]
+    refused = docs[7].account_id
     sqs = aws.client("sqs")
 
     def remember(params, context, **_):
@@ -105,7 +106,7 @@ def test_scheduler_batches_many_accounts_over_all_shards(tenant):
         sqs.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", remember)
         sqs.meta.events.unregister("after-call.sqs.SendMessageBatch", refuse_one)
     groups = sorted(m["Attributes"]["MessageGroupId"] for m in drain())
-    assert groups == sorted(f"t1:{d['account_id']}" for d in docs)  # one job per account, no duplicate
+    assert groups == sorted(f"t1:{d.account_id}" for d in docs)  # one job per account, no duplicate
     assert sent == 34  # the refused one is not counted as sent ...
     assert {a for _, a, _ in due_accounts()} == {refused}  # ... and stays due; the others moved on
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailsync.providers.factory import make_provider
+from mailsync.connectors import open_provider as make_provider
 from mailsync.usecases import accounts
 from mailsync.usecases.sync_account import sync_account
 from tests.support.accounts import connect

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailsync.providers.factory import make_provider
+from mailsync.connectors import open_provider as make_provider
 from mailsync.usecases.sync_account import sync_account
 from tests.support.accounts import connect, mirror
 from tests.support.dovecot import make_mail

@@ -328,10 +328,14 @@ def test_unreachable_server_backs_off_and_keeps_the_mirror(tenant, dovecot, imap
     acc = connect(dovecot, imap_user)
     dovecot.append(user, "INBOX", make_mail("kept"))
     sync(acc)
-    from mailsync.store import repo
+    from dataclasses import replace
+
+    from mailsync.store import accounts as repo
 
     doc = repo.get_account("t1", acc["id"])
-    doc["servers"]["imap"]["port"] = 1  # nothing listens there
+    doc = doc.with_(
+        servers={**doc.servers, "imap": replace(doc.servers["imap"], port=1)}
+    )  # nothing listens there
     repo.save_account(doc, get_settings().due_shards)
     assert sync(acc)["status"] == "error"
     view = accounts.get_account("t1", "alice", acc["id"])

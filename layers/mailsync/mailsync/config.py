@@ -15,7 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAILSYNC_", extra="ignore")
 
-    table: str = Field("mailsync-main", description="Main DynamoDB table (pk/sk + GSI1..4)")
+    table: str = Field("mailsync-main", description="Main DynamoDB table (pk/sk + GSI1..5)")
+    aws_region: str = Field(
+        "eu-central-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "MAILSYNC_AWS_REGION"),
+    )
+    aws_endpoint_url: str = Field(
+        "",
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "MAILSYNC_AWS_ENDPOINT_URL"),
+        description="An AWS endpoint such as moto's server (local runner); empty in AWS",
+    )
     idempotency_table: str = Field("mailsync-idempotency", description="Powertools idempotency table")
     bucket: str = Field("mailsync-mail", description="S3 bucket for raw MIME and large bodies")
     queue_url: str = Field("", description="SQS FIFO queue of sync jobs")

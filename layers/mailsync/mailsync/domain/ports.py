@@ -28,7 +28,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mailsync.domain.account import Account
 
 
 class ProviderError(Exception):
@@ -167,3 +170,81 @@ class MailClient(Protocol):
 # A ref prefix: the provider filed the copy (Graph ``sendMail``) but has not named it yet.
 # ``pending-<Message-ID>``; the provider's write-through methods look such refs up.
 PENDING = "pending-"
+
+
+class JobQueue(Protocol):
+    """The queue of sync jobs: one job names an account and why it should sync.
+
+    Jobs of one account are delivered in order, one at a time (the SQS FIFO message group
+    is the account); a job with a ``dedup_id`` seen recently is dropped.
+    """
+
+    def enqueue(self, tenant_id: str, account_id: str, reason: str, dedup_id: str | None = None) -> None: ...
+
+    def enqueue_many(self, jobs: list[tuple[str, str, str, str]]) -> list[int]:
+        """Enqueue ``(tenant, account, reason, dedup id)`` jobs; the indexes of the accepted ones."""
+        ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A composed mail to deliver: the MIME, the SMTP envelope, the message replied to
+    (``parent``: its stored document, or empty) and the session/SMTP functions to use."""
+
+    raw: bytes
+    sender: str
+    recipients: list[str]
+    parent: dict[str, Any]
+    open_provider: Any  # (account, secrets) -> MailProvider
+    smtp_send: Any
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a connector's send reports: per-recipient results, and where the provider filed
+    the Sent copy itself (its ref and thread), when it says so."""
+
+    recipients: dict[str, dict[str, Any]]
+    sent_ref: str | None = None
+    thread_hint: str | None = None
+
+
+class Connector(Protocol):
+    """What differs between providers (imap, google, microsoft), behind one interface.
+
+    ``account`` is the stored account record. A use case asks the registry
+    (``mailsync.connectors.for_account``) for an account's connector and never compares
+    provider names.
+    """
+
+    provider: str
+
+    def open(self, account: Account, secrets: dict[str, str]) -> MailProvider:
+        """A provider session for ``account`` with its decrypted ``secrets``."""
+        ...
+
+    def poll_seconds(self, settings: Any) -> int:
+        """How often the account is polled (push providers only back push up)."""
+        ...
+
+    def before_sync(self, account: Account, provider: Any, known: Any) -> None:
+        """Inside an open session, before the folders are listed: push-channel upkeep asked for
+        by lifecycle events; ``known(folder, refs)`` answers which refs the mirror holds."""
+        ...
+
+    def after_session(self, account: Account, provider: Any) -> None:
+        """After a session (also a failed one; ``provider`` None if it never opened):
+        store refreshed tokens."""
+        ...
+
+    def watch(self, account: Account, provider: Any) -> None:
+        """Start (or restart) the account's push channel, on connect."""
+        ...
+
+    def forget(self, account: Account) -> None:
+        """Undo at the provider what the account set up there (it is being deleted)."""
+        ...
+
+    def send(self, account: Account, mail: Outgoing) -> Sent:
+        """Deliver ``mail``; raises :class:`mailsync.errors.BadGateway` when refused."""
+        ...

@@ -89,3 +89,41 @@ def address_messages(t: str, email: str) -> str:
 
 def owner_unassigned(t: str, user: str) -> str:
     return f"T#{t}#U#{user}#UN"
+
+
+def oauth_state(state_id: str) -> str:
+    return f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
+
+
+def gmail_address(email: str) -> str:
+    return f"GADDR#{email.strip().lower()}"
+
+
+GMAIL_WATCHES = "GWATCH"  # the registry partition of Gmail watches (renewal)
+GRAPH_WATCHES = "MSWATCH"  # the registry partition of Graph subscriptions (renewal)
+
+
+def graph_subscription(subscription_id: str) -> str:
+    return f"MSUB#{subscription_id}"
+
+
+def gsi_sort(received: str, mid: str) -> str:
+    """The sort key of message lists and the address → messages index."""
+    return f"{received}#{mid}"
+
+
+def owner_accounts_sort(created_at: str, a: str) -> str:
+    return f"{created_at}#{a}"
+
+
+def due_sort(next_due: str, t: str, a: str) -> str:
+    return f"{next_due}#{t}#{a}"
+
+
+def folder_sk(name: str) -> str:
+    return f"F#{name}"
+
+
+def send_idempotency(t: str, a: str, user: str, key: str) -> str:
+    """The idempotency record of a send: scoped to tenant, account and user."""
+    return f"{account(t, a)}#U#{user}#{key}"

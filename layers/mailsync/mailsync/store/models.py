@@ -8,15 +8,16 @@ Invariants:
   and ``GET /v1/threads/{id}`` are single GetItems. Per-account state (folders,
   cursors, credentials, locations, thread refs, orphans) lives in the account
   partition ``T#<tenant>#A#<account>`` so that deleting an account is a Query.
-* List reads go through the four generic GSIs; entities overload them with
-  distinct prefixes so one Query never mixes entity types.
-* Nothing here talks to AWS at import time: :func:`bind` points the models at a
-  table/endpoint when a use case first needs them.
+* List reads go through the five generic GSIs (``GSI1``..``GSI5``); entities overload
+  them with distinct prefixes so one Query never mixes entity types.
+* Nothing here talks to AWS or reads the environment at import time. The first request
+  of any model binds them all to the table, region and endpoint of
+  :class:`mailsync.config.Settings` (:func:`bind`); the local runner and tests bind
+  explicitly to their own target first.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pynamodb.attributes import (
@@ -77,10 +78,17 @@ class GSI5(GlobalSecondaryIndex[Any]):
 
 class _Base(Model):
     class Meta:
-        table_name = os.environ.get("MAILSYNC_TABLE", "mailsync-main")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1"
-        host = os.environ.get("AWS_ENDPOINT_URL") or None
+        # Placeholders until bind(): the target comes from Settings on first use.
+        table_name = "mailsync-main"
+        region = "eu-central-1"
+        host: str | None = None
         max_retry_attempts = 5
+
+    @classmethod
+    def _get_connection(cls) -> Any:
+        if not _bound:
+            bind_settings()
+        return super()._get_connection()
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -389,8 +397,21 @@ ALL_MODELS: tuple[type[_Base], ...] = (
 )
 
 
+_bound = False
+
+
+def bind_settings() -> None:
+    """Bind the models to the table, region and endpoint of the current :class:`Settings`."""
+    from mailsync.config import get_settings
+
+    s = get_settings()
+    bind(s.table, host=s.aws_endpoint_url or None, region=s.aws_region)
+
+
 def bind(table_name: str, host: str | None = None, region: str | None = None) -> None:
     """Point every model at ``table_name`` (and an endpoint such as moto's server)."""
+    global _bound
+    _bound = True
     for model in ALL_MODELS:
         model.Meta.table_name = table_name
         model.Meta.host = host

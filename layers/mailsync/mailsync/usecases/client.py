@@ -24,13 +24,14 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.config import get_settings
+from mailsync.connectors import open_provider as make_provider
 from mailsync.domain.clock import parse_iso
 from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
 from mailsync.domain.sync import FolderState, SyncEngine
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
-from mailsync.providers.factory import make_provider
-from mailsync.store import blobs, keys, repo
+from mailsync.store import accounts as accounts_repo
+from mailsync.store import blobs, keys
 from mailsync.store.mirror import DynamoMirrorStore, message_doc
 from mailsync.store.models import MessageItem
 from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
@@ -65,8 +66,8 @@ class _Session:
     """One account's provider session plus the engine that applies local changes."""
 
     def __init__(self, tenant_id: str, account_id: str, provider_factory: ProviderFactory) -> None:
-        acc = repo.get_account(tenant_id, account_id)
-        if acc is None or acc["state"] == "deleting":
+        acc = accounts_repo.get_account(tenant_id, account_id)
+        if acc is None or acc.state == "deleting":
             raise NotFound("account not found")
         self.acc = acc
         self.store = DynamoMirrorStore(tenant_id, account_id)

@@ -35,15 +35,16 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from mailsync import connectors
 from mailsync.config import Settings, get_settings
 from mailsync.domain.ports import ProviderError
 from mailsync.errors import NotConfigured, Unauthorized
 from mailsync.observability import logger
-from mailsync.store import crypto, keys, repo
-from mailsync.store.models import GoogleAddressItem, OAuthStateItem, WatchItem
+from mailsync.store import accounts as repo
+from mailsync.store import watches
+from mailsync.store.oauth import OAuthState
+from mailsync.store.queue import sync_jobs
 from mailsync.usecases import oauth
-from mailsync.usecases.accounts import credential_context
-from mailsync.usecases.jobs import enqueue_sync
 from mailsync.usecases.oauth import CallbackError
 
 SCOPES = "openid email https://www.googleapis.com/auth/gmail.modify"
@@ -93,7 +94,7 @@ def callback(params: dict[str, str], *, http: Any = None) -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
 
-    def connect(st: OAuthStateItem) -> str:
+    def connect(st: OAuthState) -> str:
         tokens = _exchange(s, st, params["code"], http)
         claims = _verify_id_token(s, tokens.get("id_token", ""), st, http)
         if not claims.get("hd"):
@@ -115,7 +116,7 @@ def _http(http: Any) -> Any:
     return requests.Session()
 
 
-def _exchange(s: Settings, st: OAuthStateItem, code: str, http: Any) -> dict[str, Any]:
+def _exchange(s: Settings, st: OAuthState, code: str, http: Any) -> dict[str, Any]:
     try:
         r = _http(http).post(
             s.google_token_uri,
@@ -147,7 +148,7 @@ def _google_request(http: Any) -> Any:
     )
 
 
-def _verify_id_token(s: Settings, token: str, st: OAuthStateItem, http: Any) -> dict[str, Any]:
+def _verify_id_token(s: Settings, token: str, st: OAuthState, http: Any) -> dict[str, Any]:
     from google.oauth2 import id_token
 
     try:
@@ -166,48 +167,30 @@ def connect_account(
 ) -> str:
     """Create the google account, or reconnect the existing one (mails and links kept)."""
     s = get_settings()
-    envelope_for = lambda aid: crypto.encrypt(  # noqa: E731
-        {"google_refresh_token": refresh_token},
-        key_id=s.kms_key_id,
-        context=credential_context(tenant_id, aid),
+    envelope_for = lambda aid: repo.encrypt_credentials(  # noqa: E731
+        tenant_id, aid, {"google_refresh_token": refresh_token}, s.kms_key_id
     )
     account_id, created = oauth.connect_account(
         tenant_id, user_id, email, "google", envelope_for, backfill_days
     )
     if created:
-        GoogleAddressItem(
-            f"GADDR#{email.lower()}",
-            keys.account(tenant_id, account_id),
-            tenant_id=tenant_id,
-            account_id=account_id,
-        ).save()
-        WatchItem(
-            "GWATCH", keys.account(tenant_id, account_id), tenant_id=tenant_id, account_id=account_id
-        ).save()
+        watches.add_gmail_watch(tenant_id, account_id, email)
     _list_folders_and_watch(tenant_id, account_id)
-    enqueue_sync(tenant_id, account_id, "connect")
+    sync_jobs.enqueue(tenant_id, account_id, "connect")
     return account_id
 
 
 def _list_folders_and_watch(tenant_id: str, account_id: str) -> None:
-    s = get_settings()
     acc = repo.get_account(tenant_id, account_id)
     assert acc is not None
     try:
         with oauth.provider_for(acc) as p:
             folders = p.list_folders()
-            if s.google_pubsub_topic:
-                p.watch(s.google_pubsub_topic)
+            connectors.for_account(acc).watch(acc, p)
     except ProviderError as e:
         logger.warning("google account connected, but listing/watch failed", extra={"error": str(e)})
         return
     oauth.add_folders(tenant_id, account_id, folders)
-
-
-def forget_account(tenant_id: str, account_id: str, email: str) -> None:
-    """Drop the push index entries of a deleted google account."""
-    GoogleAddressItem(f"GADDR#{email.lower()}", keys.account(tenant_id, account_id)).delete()
-    WatchItem("GWATCH", keys.account(tenant_id, account_id)).delete()
 
 
 # --------------------------------------------------------------- webhook
@@ -241,13 +224,13 @@ def handle_push(authorization: str, body: str | None) -> None:
     except (ValueError, KeyError, TypeError) as e:
         logger.warning("gmail push: malformed body, acknowledged", extra={"error": type(e).__name__})
         return
-    targets = list(GoogleAddressItem.query(f"GADDR#{address}"))
+    targets = watches.gmail_accounts(address)
     if not targets:
         logger.info("gmail push for an unknown address, acknowledged")
         return
     for t in targets:
         acc = repo.get_account(t.tenant_id, t.account_id)
-        if acc is None or acc["state"] in ("paused", "auth_error", "deleting"):
+        if acc is None or acc.state in ("paused", "auth_error", "deleting"):
             continue
         cursors = [
             int(f.cursor["historyId"])
@@ -256,7 +239,7 @@ def handle_push(authorization: str, body: str | None) -> None:
         ]
         if cursors and min(cursors) >= history_id:
             continue  # already synced past this change
-        enqueue_sync(t.tenant_id, t.account_id, "push", dedup_id=f"gpush:{message_id}:{t.account_id}")
+        sync_jobs.enqueue(t.tenant_id, t.account_id, "push", dedup_id=f"gpush:{message_id}:{t.account_id}")
 
 
 # --------------------------------------------------------------- renewal
@@ -268,7 +251,8 @@ def renew_watches(now: float | None = None) -> int:
     now = now or time.time()
     renewed = 0
     skip = ("auth_error", "deleting", "paused")
-    for w, acc in oauth.due_for_renewal(WatchItem, "GWATCH", WATCH_RENEW_AFTER_SECONDS, now, skip):
+    leased = watches.lease_gmail_watches(WATCH_RENEW_AFTER_SECONDS, now)
+    for w, acc in oauth.accounts_to_renew(leased, skip):
         try:
             with oauth.provider_for(acc) as p:
                 p.watch(s.google_pubsub_topic)

@@ -16,7 +16,7 @@ Invariants (the same shape as :mod:`mailsync.usecases.google`):
   ``clientState`` in constant time and enqueues one sync per account. The webhook never
   calls Graph: lifecycle events that need Graph (``reauthorizationRequired``,
   ``subscriptionRemoved``) are recorded on the account's watch item and done by the sync
-  they enqueue (:func:`maintain_subscription`).
+  they enqueue (:func:`mailsync.connectors.microsoft.maintain_subscription`).
 
 References: learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow,
 learn.microsoft.com/graph/change-notifications-delivery-webhooks, .../change-notifications-lifecycle-events.
@@ -24,32 +24,30 @@ learn.microsoft.com/graph/change-notifications-delivery-webhooks, .../change-not
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-import secrets as pysecrets
 import time
 import warnings
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
-
 from mailsync.config import Settings, get_settings
+from mailsync.connectors.microsoft import SECRET_KEY, WEBHOOK_PATH, save_tokens, subscribe, token_source
+from mailsync.connectors.microsoft import client_state_hash as _hash
+from mailsync.connectors.microsoft import envelope as _envelope
 from mailsync.domain.ports import ProviderError
 from mailsync.errors import NotConfigured
 from mailsync.observability import logger
-from mailsync.store import crypto, keys, repo
-from mailsync.store.models import GraphSubscriptionItem, MicrosoftWatchItem, OAuthStateItem
+from mailsync.store import accounts as repo
+from mailsync.store import watches
+from mailsync.store.oauth import OAuthState
+from mailsync.store.queue import sync_jobs
 from mailsync.usecases import oauth
-from mailsync.usecases.accounts import credential_context
-from mailsync.usecases.jobs import enqueue_sync
 from mailsync.usecases.oauth import CallbackError, InvalidState
 
 PROVIDER = "microsoft"
-SECRET_KEY = "microsoft_token_cache"
 # A mail subscription lives at most 4,230 minutes (~70 h): renew twice a day.
 RENEW_AFTER_SECONDS = 12 * 3600
-WEBHOOK_PATH = "/v1/webhooks/microsoft"
+__all__ = ["SECRET_KEY", "WEBHOOK_PATH", "save_tokens", "token_source"]
 SKIP_STATES = ("paused", "auth_error", "deleting")
 
 
@@ -61,23 +59,6 @@ def _secret(s: Settings) -> bytes:
 
 def _sign(s: Settings, state_id: str) -> str:
     return oauth.signature(_secret(s), f"ms:{state_id}")
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def token_source(cache_json: str | None, username: str | None = None) -> Any:
-    from mailsync.providers.graph import MsalTokenSource
-
-    s = get_settings()
-    return MsalTokenSource(
-        s.microsoft_client_id,
-        s.microsoft_client_secret,
-        s.microsoft_authority,
-        cache_json,
-        username=username,
-    )
 
 
 def _app_or_callback_error(tokens: Any, redirect_uri: str) -> Any:
@@ -120,7 +101,7 @@ def authorize(
 
 
 # -------------------------------------------------------------- callback
-def _require_flow(st: OAuthStateItem) -> None:
+def _require_flow(st: OAuthState) -> None:
     if not st.flow:
         raise InvalidState("the OAuth state carries no Microsoft flow")
 
@@ -129,7 +110,7 @@ def callback(params: dict[str, str], notification_url: str = "") -> str:
     """Finish the flow; returns the URL to redirect the browser to."""
     s = get_settings()
 
-    def connect(st: OAuthStateItem) -> str:
+    def connect(st: OAuthState) -> str:
         tokens = token_source(None)
         app = _app_or_callback_error(tokens, st.redirect_uri)
         try:
@@ -168,14 +149,6 @@ def _mailbox_address(access_token: str, redirect_uri: str) -> str:
     return address.lower()
 
 
-def _envelope(tenant_id: str, account_id: str, cache_json: str) -> dict[str, Any]:
-    return crypto.encrypt(
-        {SECRET_KEY: cache_json},
-        key_id=get_settings().kms_key_id,
-        context=credential_context(tenant_id, account_id),
-    )
-
-
 def connect_account(
     tenant_id: str,
     user_id: str,
@@ -189,38 +162,10 @@ def connect_account(
     account_id, _ = oauth.connect_account(
         tenant_id, user_id, email, PROVIDER, lambda aid: _envelope(tenant_id, aid, cache_json), backfill_days
     )
-    watch = _watch(tenant_id, account_id) or MicrosoftWatchItem(
-        "MSWATCH", keys.account(tenant_id, account_id), tenant_id=tenant_id, account_id=account_id
-    )
-    if notification_url:
-        watch.notification_url = notification_url
-    watch.save()
+    watches.register_graph_account(tenant_id, account_id, notification_url)
     _list_folders_and_subscribe(tenant_id, account_id)
-    enqueue_sync(tenant_id, account_id, "connect")
+    sync_jobs.enqueue(tenant_id, account_id, "connect")
     return account_id
-
-
-def _watch(tenant_id: str, account_id: str) -> MicrosoftWatchItem | None:
-    try:
-        return MicrosoftWatchItem.get("MSWATCH", keys.account(tenant_id, account_id), consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
-def save_tokens(acc: dict[str, Any], provider: Any) -> None:
-    """Store msal's token cache again (encrypted) when msal changed it (new tokens)."""
-    tokens = getattr(provider, "_access_token", None)
-    if tokens is None or not getattr(tokens, "changed", False):
-        return
-    try:
-        repo.save_credentials_envelope(
-            acc["tenant_id"],
-            acc["account_id"],
-            _envelope(acc["tenant_id"], acc["account_id"], tokens.serialize()),
-        )
-        tokens.cache.has_state_changed = False
-    except Exception as e:  # noqa: BLE001 - the old cache still works until its refresh token rotates
-        logger.warning("could not store the microsoft token cache", extra={"error": type(e).__name__})
 
 
 def _list_folders_and_subscribe(tenant_id: str, account_id: str) -> None:
@@ -230,96 +175,13 @@ def _list_folders_and_subscribe(tenant_id: str, account_id: str) -> None:
     try:
         with provider as p:
             folders = p.list_folders()
-            _subscribe(acc, p)
+            subscribe(acc, p)
     except ProviderError as e:
         logger.warning("microsoft account connected, but listing failed", extra={"error": str(e)})
         return
     finally:
         save_tokens(acc, provider)
     oauth.add_folders(tenant_id, account_id, folders)
-
-
-def _subscribe(acc: dict[str, Any], p: Any) -> bool:
-    """Create (or replace) the account's Graph subscription; False when Graph refused it."""
-    tenant_id, account_id = acc["tenant_id"], acc["account_id"]
-    watch = _watch(tenant_id, account_id)
-    url = (watch.notification_url if watch else None) or _default_notification_url()
-    if not url:
-        logger.info("no public URL: microsoft account is polled only", extra={"account_id": account_id})
-        return False
-    if watch and watch.subscription_id:
-        try:
-            p.unsubscribe(watch.subscription_id)
-        except ProviderError:
-            pass
-        GraphSubscriptionItem(f"MSUB#{watch.subscription_id}", keys.account(tenant_id, account_id)).delete()
-    client_state = pysecrets.token_urlsafe(48)
-    try:
-        sub = p.subscribe(url, client_state=client_state, lifecycle_url=url)
-    except ProviderError as e:
-        logger.warning("graph subscription refused", extra={"account_id": account_id, "error": str(e)})
-        return False
-    sid = str(sub["id"])
-    GraphSubscriptionItem(
-        f"MSUB#{sid}",
-        keys.account(tenant_id, account_id),
-        tenant_id=tenant_id,
-        account_id=account_id,
-        client_state_hash=_hash(client_state),
-    ).save()
-    MicrosoftWatchItem(
-        "MSWATCH",
-        keys.account(tenant_id, account_id),
-        tenant_id=tenant_id,
-        account_id=account_id,
-        subscription_id=sid,
-        notification_url=url,
-        pending=None,
-        renewed_at=max(int(watch.renewed_at or 0) if watch else 0, int(time.time())),
-    ).save()
-    return True
-
-
-def _default_notification_url() -> str:
-    base = get_settings().public_url.rstrip("/")
-    return f"{base}{WEBHOOK_PATH}" if base else ""
-
-
-def maintain_subscription(acc: dict[str, Any], provider: Any) -> None:
-    """Run inside a sync: do what a lifecycle event asked for (renew or recreate)."""
-    if acc.get("provider") != PROVIDER:
-        return
-    watch = _watch(acc["tenant_id"], acc["account_id"])
-    if watch is None or not watch.pending:
-        return
-    pending = watch.pending
-    try:
-        watch.update(
-            actions=[MicrosoftWatchItem.pending.remove()], condition=MicrosoftWatchItem.pending == pending
-        )
-    except UpdateError:
-        return  # another sync took it
-    try:
-        if pending == "renew" and watch.subscription_id:
-            provider.renew(watch.subscription_id)
-            watch.update(actions=[MicrosoftWatchItem.renewed_at.set(int(time.time()))])
-        else:
-            _subscribe(acc, provider)
-    except ProviderError as e:
-        logger.warning(
-            "graph subscription upkeep failed", extra={"account_id": acc["account_id"], "error": str(e)}
-        )
-        if pending == "renew":
-            _subscribe(acc, provider)  # an expired subscription cannot be renewed: recreate it
-
-
-def forget_account(tenant_id: str, account_id: str) -> None:
-    """Drop the notification index entries of a deleted microsoft account (its subscription
-    expires by itself; notifications for it find no account and are dropped)."""
-    watch = _watch(tenant_id, account_id)
-    if watch is not None and watch.subscription_id:
-        GraphSubscriptionItem(f"MSUB#{watch.subscription_id}", keys.account(tenant_id, account_id)).delete()
-    MicrosoftWatchItem("MSWATCH", keys.account(tenant_id, account_id)).delete()
 
 
 # --------------------------------------------------------------- webhook
@@ -341,7 +203,7 @@ def handle_notification(query: dict[str, str], body: str | None) -> tuple[int, s
         if not isinstance(n, dict):
             continue
         sid = str(n.get("subscriptionId") or "")
-        targets = list(GraphSubscriptionItem.query(f"MSUB#{sid}")) if sid else []
+        targets = watches.graph_subscribers(sid) if sid else []
         client_state = str(n.get("clientState") or "")
         ok = [t for t in targets if hmac.compare_digest(_hash(client_state), t.client_state_hash)]
         if not ok:
@@ -353,7 +215,7 @@ def handle_notification(query: dict[str, str], body: str | None) -> tuple[int, s
         event = n.get("lifecycleEvent")
         for t in ok:
             acc = repo.get_account(t.tenant_id, t.account_id)
-            if acc is None or acc["state"] in SKIP_STATES:
+            if acc is None or acc.state in SKIP_STATES:
                 continue
             if event in ("reauthorizationRequired", "subscriptionRemoved"):
                 _mark(
@@ -365,14 +227,12 @@ def handle_notification(query: dict[str, str], body: str | None) -> tuple[int, s
             key = (t.tenant_id, t.account_id)
             if key not in enqueued:
                 enqueued.add(key)
-                enqueue_sync(t.tenant_id, t.account_id, str(event or "push"))
+                sync_jobs.enqueue(t.tenant_id, t.account_id, str(event or "push"))
     return 202, ""
 
 
 def _mark(tenant_id: str, account_id: str, pending: str) -> None:
-    watch = _watch(tenant_id, account_id)
-    if watch is not None and watch.pending != "recreate":
-        watch.update(actions=[MicrosoftWatchItem.pending.set(pending)])
+    watches.mark_graph_pending(tenant_id, account_id, pending)
 
 
 # --------------------------------------------------------------- renewal
@@ -382,7 +242,8 @@ def renew_subscriptions(now: float | None = None) -> int:
     marked for the account's next sync to recreate (the renewer only reads and updates)."""
     now = now or time.time()
     renewed = 0
-    for w, acc in oauth.due_for_renewal(MicrosoftWatchItem, "MSWATCH", RENEW_AFTER_SECONDS, now, SKIP_STATES):
+    leased = watches.lease_graph_watches(RENEW_AFTER_SECONDS, now)
+    for w, acc in oauth.accounts_to_renew(leased, SKIP_STATES):
         if not w.subscription_id:
             _mark(w.tenant_id, w.account_id, "recreate")
             continue

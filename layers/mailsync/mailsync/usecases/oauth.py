@@ -35,25 +35,25 @@ import secrets as pysecrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
-
+from mailsync import connectors
 from mailsync.config import get_settings
+from mailsync.domain.account import Account, new_account
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import FolderInfo
 from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable
 from mailsync.observability import logger, trace_http
-from mailsync.store import keys, repo
-from mailsync.store.models import FolderItem, MicrosoftWatchItem, OAuthStateItem, TenantItem, WatchItem
-from mailsync.usecases.accounts import new_account_doc
+from mailsync.store import accounts as repo
+from mailsync.store import oauth as states
+from mailsync.store import tenants
+from mailsync.store.accounts import load_secrets
+from mailsync.store.oauth import OAuthState
 
 trace_http()  # the token exchanges with Google and Microsoft are HTTP calls
 
 STATE_TTL_SECONDS = 600
-
-W = TypeVar("W", WatchItem, MicrosoftWatchItem)
 
 
 class InvalidState(MailsyncError):
@@ -84,10 +84,6 @@ def with_query(uri: str, **params: str) -> str:
     return uri + ("&" if urlsplit(uri).query else "?") + urlencode(params)
 
 
-def _state_key(state_id: str) -> str:
-    return f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
-
-
 # ------------------------------------------------------------ allowlist
 def redirect_allowed(uri: str, patterns: list[str]) -> bool:
     """``uri`` matches ``scheme://host[:port]`` (``:*`` = any port) plus an optional path prefix."""
@@ -107,10 +103,7 @@ def redirect_allowed(uri: str, patterns: list[str]) -> bool:
 
 
 def tenant_allowlist(tenant_id: str) -> list[str]:
-    try:
-        return [str(p) for p in (TenantItem.get(keys.tenant(tenant_id), "T").redirect_allowlist or [])]
-    except DoesNotExist:
-        return []
+    return tenants.redirect_allowlist(tenant_id)
 
 
 # ------------------------------------------------------------- authorize
@@ -144,9 +137,7 @@ def authorize(
     state_id = pysecrets.token_urlsafe(24)
     started = start(state_id)
     now = int(time.time())
-    OAuthStateItem(
-        _state_key(state_id),
-        "S",
+    record = OAuthState(
         provider=provider,
         tenant_id=tenant_id,
         user_id=user_id,
@@ -154,16 +145,16 @@ def authorize(
         callback_url=callback_url,
         nonce=started.nonce,
         verifier=started.verifier,
-        flow=started.flow,
-        backfill_days=backfill_days,
         expires_at=now + STATE_TTL_SECONDS,
-        ttl=now + STATE_TTL_SECONDS + 3600,
-    ).save()
+        backfill_days=backfill_days,
+        flow=started.flow,
+    )
+    states.save_state(state_id, record, ttl=now + STATE_TTL_SECONDS + 3600)
     return {"url": started.url}
 
 
 # -------------------------------------------------------------- callback
-def consume_state(state: str, sign: Callable[[str], str], provider: str) -> OAuthStateItem:
+def consume_state(state: str, sign: Callable[[str], str], provider: str) -> OAuthState:
     """The state's record, marked used (shared by every OAuth provider).
 
     An unsigned or unknown state is a 400 (we cannot vouch for any redirect target);
@@ -172,20 +163,19 @@ def consume_state(state: str, sign: Callable[[str], str], provider: str) -> OAut
     state_id, _, sig = (state or "").partition(".")
     if not state_id or not sig or not hmac.compare_digest(sig, sign(state_id)):
         raise InvalidState("the OAuth state is invalid")
-    try:
-        item = OAuthStateItem.get(_state_key(state_id), "S", consistent_read=True)
-    except DoesNotExist as e:
-        raise InvalidState("the OAuth state is unknown") from e
+    item = states.get_state(state_id)
+    if item is None:
+        raise InvalidState("the OAuth state is unknown")
     if item.provider != provider:
         raise InvalidState(f"the OAuth state is not a {provider} flow")
-    try:  # single use: of two concurrent callbacks, one loses this condition
-        item.update(actions=[OAuthStateItem.used.set(True)], condition=OAuthStateItem.used.does_not_exist())
-    except UpdateError as e:
+    try:
+        states.mark_used(state_id, item)
+    except states.StateUsed as e:
         raise CallbackError("invalid_state", item.redirect_uri) from e
     return item
 
 
-def check_callback(st: OAuthStateItem, params: dict[str, str]) -> None:
+def check_callback(st: OAuthState, params: dict[str, str]) -> None:
     """The checks every callback makes before exchanging the code."""
     if int(st.expires_at) < time.time():
         raise CallbackError("state_expired", st.redirect_uri)
@@ -200,9 +190,9 @@ def callback(
     params: dict[str, str],
     provider: str,
     sign: Callable[[str], str],
-    connect: Callable[[OAuthStateItem], str],
+    connect: Callable[[OAuthState], str],
     *,
-    check_state: Callable[[OAuthStateItem], None] | None = None,
+    check_state: Callable[[OAuthState], None] | None = None,
 ) -> str:
     """Finish a flow: consume the state (``check_state`` may refuse it with a 400), run the
     shared checks, and ``connect(state)`` (the provider's exchange; returns the account id).
@@ -240,52 +230,34 @@ def connect_account(
     existing_id = repo.account_by_email(tenant_id, email)
     if existing_id:
         acc = repo.get_account(tenant_id, existing_id)
-        if acc is None or acc["provider"] != provider or acc["owner"] != user_id:
+        if acc is None or acc.provider != provider or acc.owner != user_id:
             raise CallbackError("account_exists", "")
-        repo.save_credentials_envelope(tenant_id, existing_id, envelope_for(existing_id))
-        acc.update(state="initial_sync", error=None, failures=0, next_due=iso(utcnow()))
+        repo.save_credentials(tenant_id, existing_id, envelope_for(existing_id))
+        acc = acc.with_(state="initial_sync", error=None, failures=0, next_due=iso(utcnow()))
         repo.save_account(acc, s.due_shards)
         return existing_id, False
-    doc = new_account_doc(tenant_id, user_id, email, provider, backfill_days=backfill_days, saves_sent=True)
-    account_id = str(doc["account_id"])
+    doc = new_account(tenant_id, user_id, email, provider, backfill_days=backfill_days, saves_sent=True)
+    account_id = doc.account_id
     repo.insert_account(doc, envelope_for(account_id), s.due_shards)
     return account_id, True
 
 
-def provider_for(acc: dict[str, Any]) -> Any:
+def provider_for(acc: Account) -> Any:
     """The provider session of an account (its stored credentials decrypted)."""
-    from mailsync.providers.factory import make_provider
-    from mailsync.usecases.accounts import load_secrets
-
-    return make_provider(acc, load_secrets(acc))
+    return connectors.open_provider(acc, load_secrets(acc))
 
 
 def add_folders(tenant_id: str, account_id: str, folders: Iterable[FolderInfo]) -> None:
     """Store the folders the account does not know yet (not synced until chosen)."""
-    pk = keys.account(tenant_id, account_id)
-    known = {f.name for f in repo.list_folders(tenant_id, account_id)}
-    with FolderItem.batch_write() as b:
-        for f in folders:
-            if f.name not in known:
-                b.save(FolderItem(pk, f"F#{f.name}", name=f.name, role=f.role, synced=False, present=True))
+    repo.add_folders(tenant_id, account_id, folders)
 
 
 # --------------------------------------------------------------- renewal
-def due_for_renewal(
-    model: type[W], hash_key: str, period: float, now: float, skip_states: Iterable[str]
-) -> Iterator[tuple[W, dict[str, Any]]]:
-    """The watch items under ``hash_key`` not renewed for ``period`` seconds, each with its
-    account (accounts in ``skip_states`` are passed over), leased one at a time."""
+def accounts_to_renew(leased: Iterable[Any], skip_states: Iterable[str]) -> Iterator[tuple[Any, Account]]:
+    """Each leased registry entry with its account (accounts in ``skip_states`` are passed over)."""
     skip = tuple(skip_states)
-    for w in model.query(hash_key):
-        try:  # the lease: only one renewer wins for this account until the next period
-            w.update(
-                actions=[model.renewed_at.set(int(now))],
-                condition=model.renewed_at < int(now - period),
-            )
-        except UpdateError:
-            continue
+    for w in leased:
         acc = repo.get_account(w.tenant_id, w.account_id)
-        if acc is None or acc["state"] in skip:
+        if acc is None or acc.state in skip:
             continue
         yield w, acc

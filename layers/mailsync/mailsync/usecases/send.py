@@ -25,19 +25,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from mailsync import connectors
 from mailsync.config import get_settings
+from mailsync.connectors.imap import recipient_list as _recipient_list
 from mailsync.domain import compose as compose_mod
 from mailsync.domain import mime
+from mailsync.domain.account import Account
 from mailsync.domain.clock import iso, utcnow
-from mailsync.domain.ports import PENDING, MailClient, ProviderError, Upsert
+from mailsync.domain.ports import PENDING, MailClient, Outgoing, ProviderError, Upsert
 from mailsync.domain.sync import SyncEngine, message_id_for
-from mailsync.errors import BadGateway, Conflict, MailsyncError, NotFound, Unprocessable
+from mailsync.errors import Conflict, MailsyncError, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers import smtp
-from mailsync.providers.factory import make_provider
-from mailsync.store import aws, keys, repo
+from mailsync.store import accounts as repo
+from mailsync.store import keys
+from mailsync.store.accounts import load_secrets
+from mailsync.store.idempotency import persistence_layer
 from mailsync.store.mirror import DynamoMirrorStore
-from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
+from mailsync.usecases.accounts import ProviderFactory, account_context
 from mailsync.usecases.client import own_message
 from mailsync.usecases.reading import summary
 
@@ -83,15 +88,15 @@ def send(
     account_id: str,
     request: dict[str, Any],
     *,
-    provider_factory: ProviderFactory = make_provider,
+    provider_factory: ProviderFactory = connectors.open_provider,
     smtp_send: SmtpSend = smtp.send,
 ) -> dict[str, Any]:
     acc = repo.get_account(tenant_id, account_id)
-    if acc is None or acc["owner"] != user_id or acc["state"] == "deleting":
+    if acc is None or acc.owner != user_id or acc.state == "deleting":
         raise NotFound("account not found")
-    settings = acc.get("settings") or {}
+    settings = acc.settings
     try:
-        sender = compose_mod.parse_address({"name": None, "email": acc["email"]})
+        sender = compose_mod.parse_address({"name": None, "email": acc.email})
         to = [compose_mod.parse_address(a) for a in request.get("to") or []]
         cc = [compose_mod.parse_address(a) for a in request.get("cc") or []]
         bcc = [compose_mod.parse_address(a) for a in request.get("bcc") or []]
@@ -120,10 +125,10 @@ def send(
             subject=request.get("subject") or "",
             text=request.get("text"),
             html=request.get("html"),
-            signature=settings.get("signature") or "",
+            signature=settings.signature,
             reply_to_headers=reply_headers,
             attachments=attachments,
-            message_id_domain=acc["email"].rsplit("@", 1)[-1],
+            message_id_domain=acc.email.rsplit("@", 1)[-1],
         )
     except compose_mod.TooLarge as e:
         raise TooLarge(f"the message exceeds {compose_mod.MAX_MESSAGE_BYTES // (1024 * 1024)} MB") from e
@@ -131,21 +136,9 @@ def send(
         raise Unprocessable(str(e), code="invalid_address") from e
 
     recipients = compose_mod.envelope_recipients(to, cc, bcc)
-    sent_ref: str | None = None
-    thread_hint: str | None = None
-    if acc["provider"] == "google":
-        results, sent_ref, thread_hint = _send_via_api(
-            acc, raw, recipients, provider_factory, parent.get("provider_thread_id")
-        )
-    elif acc["provider"] == "microsoft":
-        # createReply needs the parent's Graph id; a copy we filed ourselves ("pending-…",
-        # not synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent.
-        refs = [str(loc).split(":", 1)[1] for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
-        real = [r for r in refs if not r.startswith(PENDING)]
-        reply_ref = real[0] if real else None
-        results = _send_via_graph(acc, raw, recipients, provider_factory, reply_ref)
-    else:
-        results = _send_via_smtp(acc, raw, sender, recipients, smtp_send)
+    mail = Outgoing(raw, compose_mod.smtp_address(sender), recipients, parent, provider_factory, smtp_send)
+    delivered = connectors.for_account(acc).send(acc, mail)
+    results, sent_ref, thread_hint = delivered.recipients, delivered.sent_ref, delivered.thread_hint
     logger.info(
         "mail sent", extra={"tenant_id": tenant_id, "account_id": account_id, "recipients": len(recipients)}
     )
@@ -172,7 +165,7 @@ def send(
             "snippet": "",
             "unread": False,
             "has_attachments": bool(attachments),
-            "visibility": settings.get("visibility", "private"),
+            "visibility": settings.visibility,
         }
     return {
         **view,
@@ -182,85 +175,8 @@ def send(
     }
 
 
-def _send_via_smtp(
-    acc: dict[str, Any], raw: bytes, sender: Any, recipients: list[str], smtp_send: SmtpSend
-) -> dict[str, dict[str, Any]]:
-    server = acc["servers"]["smtp"]
-    try:
-        return smtp_send(
-            host=server["host"],
-            port=int(server["port"]),
-            security=server["security"],
-            username=server["username"],
-            password=load_secrets(acc)["smtp_password"].reveal(),
-            sender=compose_mod.smtp_address(sender),
-            recipients=recipients,
-            data=raw,
-            timeout=get_settings().imap_timeout_seconds,
-        )
-    except smtp.SmtpRejected as e:
-        raise BadGateway(
-            f"the SMTP server rejected the message: {e.code} {e.reply}",
-            code="smtp_rejected",
-            details={"smtp_code": e.code, "reply": e.reply, "recipients": _recipient_list(e.recipients)},
-        ) from e
-    except smtp.SmtpAuthFailed as e:
-        raise BadGateway(f"the SMTP server refused the login: {e}", code="smtp_rejected") from e
-    except ProviderError as e:
-        raise BadGateway(f"could not deliver: {e}", code="provider_error") from e
-
-
-def _send_via_api(
-    acc: dict[str, Any],
-    raw: bytes,
-    recipients: list[str],
-    provider_factory: ProviderFactory,
-    thread_id: str | None,
-) -> tuple[dict[str, dict[str, Any]], str | None, str | None]:
-    """Gmail ``users.messages.send`` (a reply carries the parent's ``threadId``); the
-    provider files the Sent copy itself. Returns (recipients, sent id, thread id)."""
-    try:
-        with provider_factory(acc, load_secrets(acc)) as provider:
-            sent = provider.send(raw, thread_id=thread_id)  # type: ignore[attr-defined]
-    except ProviderError as e:
-        raise BadGateway(f"the provider refused to send: {e}", code="provider_error") from e
-    sent = sent or {}
-    return (
-        {r: {"status": "accepted"} for r in recipients},
-        str(sent["id"]) if sent.get("id") else None,
-        str(sent["threadId"]) if sent.get("threadId") else None,
-    )
-
-
-def _send_via_graph(
-    acc: dict[str, Any],
-    raw: bytes,
-    recipients: list[str],
-    provider_factory: ProviderFactory,
-    reply_to_id: str | None,
-) -> dict[str, dict[str, Any]]:
-    """Graph ``sendMail`` (a reply: ``createReply`` + ``send``, which keeps the conversation);
-    Graph saves the Sent copy, which the delta brings back and the engine recognises by its
-    Message-ID."""
-    from mailsync.usecases.microsoft import save_tokens
-
-    provider = None
-    try:
-        with provider_factory(acc, load_secrets(acc)) as provider:
-            provider.send(raw, reply_to_id=reply_to_id)  # type: ignore[attr-defined]
-    except ProviderError as e:
-        raise BadGateway(f"the provider refused to send: {e}", code="provider_error") from e
-    finally:
-        save_tokens(acc, provider)
-    return {r: {"status": "accepted"} for r in recipients}
-
-
-def _recipient_list(results: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
-    return [{"email": email, **r} for email, r in (results or {}).items()]
-
-
 def _file_and_store(
-    acc: dict[str, Any],
+    acc: Account,
     raw: bytes,
     header_id: str,
     provider_factory: ProviderFactory,
@@ -269,7 +185,7 @@ def _file_and_store(
 ) -> bool:
     """APPEND to Sent (unless the provider does it) and mirror the copy. Never raises:
     the mail is already delivered, and a later sync will pick up the Sent copy."""
-    store = DynamoMirrorStore(acc["tenant_id"], acc["account_id"])
+    store = DynamoMirrorStore(acc.tenant_id, acc.account_id)
     states = store.get_folders()
     sent = _sent_folder(states)
     if sent is None:
@@ -279,7 +195,7 @@ def _file_and_store(
     try:
         if sent_ref is not None:
             ref = sent_ref  # the provider filed it and told us where
-        elif acc.get("saves_sent"):
+        elif acc.saves_sent:
             ref = PENDING + header_id.strip("<>")  # the provider finds it by Message-ID
         else:
             with provider_factory(acc, load_secrets(acc)) as provider:
@@ -319,11 +235,7 @@ def send_idempotent(
         IdempotencyValidationError,
     )
 
-    persistence = DynamoDBPersistenceLayer(
-        table_name=get_settings().idempotency_table,
-        boto3_client=aws.client("dynamodb"),
-        static_pk_value="send",
-    )
+    persistence = persistence_layer(DynamoDBPersistenceLayer, static_pk_value="send")
     config = IdempotencyConfig(
         event_key_jmespath="key",
         payload_validation_jmespath="fingerprint",
@@ -334,10 +246,14 @@ def send_idempotent(
     def _once(envelope: dict[str, Any]) -> dict[str, Any]:
         return send(tenant_id, user_id, account_id, request, **deps)
 
-    scope = keys.account(tenant_id, account_id)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     try:
-        return _once(envelope={"key": f"{scope}#U#{user_id}#{idempotency_key}", "fingerprint": fingerprint})
+        return _once(
+            envelope={
+                "key": keys.send_idempotency(tenant_id, account_id, user_id, idempotency_key),
+                "fingerprint": fingerprint,
+            }
+        )
     except IdempotencyValidationError as e:
         raise Unprocessable(
             "this Idempotency-Key was already used for a different request", code="idempotency_key_reused"
