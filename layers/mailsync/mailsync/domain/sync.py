@@ -49,6 +49,7 @@ from mailsync.domain.ports import (
     SetFlags,
     Upsert,
 )
+from mailsync.domain.records import Link, Location, link_of
 from mailsync.domain.scan import scan_message
 
 
@@ -110,7 +111,7 @@ class Writes:
     orphans_add: set[str] = field(default_factory=set)
     orphans_remove: set[str] = field(default_factory=set)
     s3_delete: list[str] = field(default_factory=list)
-    links_put: list[dict[str, Any]] = field(default_factory=list)  # contact-history entries
+    links_put: list[Link] = field(default_factory=list)  # contact-history entries
     links_delete: list[tuple[str, str, str]] = field(default_factory=list)  # contact, received, mid
     addresses_put: list[tuple[str, str, str]] = field(default_factory=list)  # email, received, mid
     addresses_delete: list[tuple[str, str, str]] = field(default_factory=list)
@@ -208,19 +209,6 @@ def thread_member(doc: dict[str, Any]) -> dict[str, Any]:
         "n": frm.get("name"),
         "s": (doc.get("snippet") or "")[:140],
         "j": doc.get("subject") or "",
-    }
-
-
-def link_entry(doc: dict[str, Any], cid: str) -> dict[str, Any]:
-    """The contact-history entry of a linked message."""
-    return {
-        "contact_id": cid,
-        "mid": doc["mid"],
-        "account_id": doc["account_id"],
-        "received_at": doc["received_at"],
-        "owner": doc["owner"],
-        "visibility": doc.get("visibility") or "private",
-        "thread_id": doc["thread_id"],
     }
 
 
@@ -323,7 +311,7 @@ class SyncEngine:
         for gen, ref, mid in locs:
             w.locations_delete.append((folder, gen, ref))
             doc = msgs.get(mid)
-            if doc and doc["locs"].get(folder) == f"{gen}:{ref}":
+            if doc and doc["locs"].get(folder) == Location(gen, ref).encode():
                 self._remove_loc(doc, folder, w, thread_changes)
                 removed += 1
         self._apply_thread_changes(thread_changes, w)
@@ -428,7 +416,7 @@ class SyncEngine:
                     link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
                     link["auto"] = sorted({*link["auto"], email})
             for cid in doc["links"]:
-                w.links_put.append(link_entry(doc, cid))
+                w.links_put.append(link_of(doc, cid))
             msgs[mid] = doc
             w.messages_put[mid] = doc
             thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
@@ -438,7 +426,7 @@ class SyncEngine:
         for u in upserts:
             mid = known[u.ref]
             doc = msgs[mid]
-            loc = f"{gen}:{u.ref}"
+            loc = Location(gen, u.ref).encode()
             if u.ref not in existing_locs:
                 w.locations_put.append((folder, gen, u.ref, mid))
                 delta += 1
@@ -466,7 +454,7 @@ class SyncEngine:
             w.locations_delete.append((folder, gen, r.ref))
             delta -= 1
             rdoc = msgs.get(rmid)
-            if rdoc and rdoc["locs"].get(folder) == f"{gen}:{r.ref}":
+            if rdoc and rdoc["locs"].get(folder) == Location(gen, r.ref).encode():
                 self._remove_loc(rdoc, folder, w, thread_changes)
                 report.removed += 1
 
@@ -660,7 +648,7 @@ class SyncEngine:
             link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
             if not link["manual"]:
                 link["manual"] = True
-                w.links_put.append(link_entry(doc, cid))
+                w.links_put.append(link_of(doc, cid))
 
     # --------------------------------------------------------------- orphans
     def purge_orphans(self) -> int:

@@ -89,3 +89,25 @@ def address_messages(t: str, email: str) -> str:
 
 def owner_unassigned(t: str, user: str) -> str:
     return f"T#{t}#U#{user}#UN"
+
+
+# Sort keys (one place: GSI order is newest first by these)
+def message_sort(received: str, mid: str) -> str:
+    """Sort key of a message in every message index and in the address index."""
+    return f"{received}#{mid}"
+
+
+def thread_sort(last_date: str, thid: str) -> str:
+    return f"{last_date}#{thid}"
+
+
+def ref_sk(ref_hash: str) -> str:
+    return f"R#{ref_hash}"
+
+
+def orphan_sk(mid: str) -> str:
+    return f"O#{mid}"
+
+
+def folder_sk(name: str) -> str:
+    return f"F#{name}"

@@ -30,6 +30,7 @@ from mailsync.domain import compose as compose_mod
 from mailsync.domain import mime
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import PENDING, MailClient, ProviderError, Upsert
+from mailsync.domain.records import Location
 from mailsync.domain.sync import SyncEngine, message_id_for
 from mailsync.errors import BadGateway, Conflict, MailsyncError, NotFound, Unprocessable
 from mailsync.observability import logger
@@ -140,7 +141,7 @@ def send(
     elif acc["provider"] == "microsoft":
         # createReply needs the parent's Graph id; a copy we filed ourselves ("pending-…",
         # not synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent.
-        refs = [str(loc).split(":", 1)[1] for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
+        refs = [Location.parse(loc).ref for loc in (parent.get("locs") or {}).values() if ":" in str(loc)]
         real = [r for r in refs if not r.startswith(PENDING)]
         reply_ref = real[0] if real else None
         results = _send_via_graph(acc, raw, recipients, provider_factory, reply_ref)
