@@ -23,11 +23,11 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
-from mailsync.domain.sync import FolderState, Writes
+from mailsync.domain.records import MessageDoc, ThreadDoc
+from mailsync.domain.sync_state import FolderState, Writes
 from mailsync.errors import AccountBusy
 from mailsync.store import blobs, keys
 from mailsync.store.contacts import (
@@ -126,7 +126,7 @@ class DynamoMirrorStore:
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)
 
-    def object_keys(self, doc: dict[str, Any]) -> list[str]:
+    def object_keys(self, doc: MessageDoc) -> list[str]:
         return blobs.message_keys(doc)
 
     # ------------------------------------------------------------------ reads
@@ -145,7 +145,7 @@ class DynamoMirrorStore:
             _, _, g, ref = item.sk.split("#", 3)
             yield int(g), ref, item.mid
 
-    def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def get_messages(self, mids: Iterable[str]) -> dict[str, MessageDoc]:
         ks = [(keys.message(self.t, m), "M") for m in set(mids)]
         if not ks:
             return {}
@@ -160,7 +160,7 @@ class DynamoMirrorStore:
             for i in RefItem.batch_get([(self.pk, sk) for sk in want], consistent_read=True)
         }
 
-    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadDoc]:
         ks = [(keys.thread(self.t, th), "TH") for th in set(thread_ids)]
         if not ks:
             return {}
