@@ -21,8 +21,10 @@ the address → messages index through ``DynamoMirrorStore.commit`` with the sam
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.pagination import ResultIterator
 
 from mailsync.domain.records import Contact, Link, Page
 from mailsync.store import keys, repo
@@ -173,29 +175,23 @@ class LinkRepository:
 
     def visible_of_contact(self, cid: str, user_id: str) -> list[Link]:
         """Every link of the contact that ``user_id`` may reach (theirs, or public), newest first."""
-        it = LinkItem.query(
+        return [_link(i, cid) for i in self._visible(cid, user_id)]
+
+    def page_visible_of_contact(self, cid: str, user_id: str, limit: int, cursor: str | None) -> Page:
+        """One Query page of :meth:`visible_of_contact`."""
+        lek = page_cursor(self.t, cursor, "pk", keys.contact(self.t, cid))
+        it = self._visible(cid, user_id, limit=limit, page_size=limit, last_evaluated_key=lek)
+        links = [_link(i, cid) for i in it]
+        return Page(links, repo.encode_cursor(it.last_evaluated_key))
+
+    def _visible(self, cid: str, user_id: str, **page: Any) -> ResultIterator[LinkItem]:
+        return LinkItem.query(
             keys.contact(self.t, cid),
             LinkItem.sk.startswith(LINK_PREFIX),
             filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
             scan_index_forward=False,
+            **page,
         )
-        return [_link(i, cid) for i in it]
-
-    def page_visible_of_contact(self, cid: str, user_id: str, limit: int, cursor: str | None) -> Page:
-        """One Query page of :meth:`visible_of_contact`."""
-        pk = keys.contact(self.t, cid)
-        lek = page_cursor(self.t, cursor, "pk", pk)
-        it = LinkItem.query(
-            pk,
-            LinkItem.sk.startswith(LINK_PREFIX),
-            filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
-            scan_index_forward=False,
-            limit=limit,
-            page_size=limit,
-            last_evaluated_key=lek,
-        )
-        links = [_link(i, cid) for i in it]
-        return Page(links, repo.encode_cursor(it.last_evaluated_key))
 
     def put(self, links: Iterable[Link]) -> None:
         links = list(links)
