@@ -21,6 +21,7 @@ from mailsync.config import Settings, get_settings
 from mailsync.connectors.base import BaseConnector
 from mailsync.domain.account import Account
 from mailsync.domain.ports import PENDING, MailProvider, Outgoing, ProviderError, Sent
+from mailsync.domain.records import Location
 from mailsync.errors import BadGateway
 from mailsync.observability import logger
 from mailsync.store import accounts, watches
@@ -153,9 +154,7 @@ class MicrosoftConnector(BaseConnector):
         """``sendMail`` (a reply: ``createReply`` + ``send``, which keeps the conversation).
         createReply needs the parent's Graph id; a copy we filed ourselves (``pending-…``, not
         synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent."""
-        refs = [
-            str(loc).split(":", 1)[1] for loc in (mail.parent.get("locs") or {}).values() if ":" in str(loc)
-        ]
+        refs = [Location.parse(loc).ref for loc in (mail.parent.get("locs") or {}).values() if ":" in str(loc)]
         real = [r for r in refs if not r.startswith(PENDING)]
         provider = None
         try:

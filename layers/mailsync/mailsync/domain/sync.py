@@ -23,19 +23,16 @@ Rules (the product's "mirror, don't archive"):
   them. A crash anywhere replays the batch on the next run and converges.
 
 This module is free of AWS and HTTP; storage is the :class:`MirrorStore` port.
+Its records and the port are in ``domain.sync_state``, threads in ``domain.threads``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from mailsync.domain import mime, threading
+from mailsync.domain import mime
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.ports import (
@@ -49,137 +46,32 @@ from mailsync.domain.ports import (
     SetFlags,
     Upsert,
 )
+from mailsync.domain.records import Location, MessageDoc, link_of
 from mailsync.domain.scan import scan_message
+from mailsync.domain.sync_state import (
+    AccountContext,
+    FolderState,
+    MirrorStore,
+    SyncReport,
+    Writes,
+    message_id_for,
+    ref_hash,
+)
+from mailsync.domain.threads import assign_threads, recompute_thread, thread_member
 
-
-def _h(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-
-
-def message_id_for(tenant_id: str, account_id: str, key: str) -> str:
-    return "m_" + _h(tenant_id, account_id, key)[:24]
-
-
-def ref_hash(message_id: str) -> str:
-    return _h("mid", message_id.strip().lower())[:32]
-
-
-@dataclass
-class AccountContext:
-    tenant_id: str
-    account_id: str
-    owner: str
-    email: str
-    visibility: str
-    sync_start: datetime
-    backfill_days: int = 0
-    auto_assign: bool = True
-
-    @property
-    def since(self) -> datetime:
-        return self.sync_start - timedelta(days=self.backfill_days)
-
-
-@dataclass
-class FolderState:
-    name: str
-    role: str | None = None
-    synced: bool = False
-    present: bool = True
-    cursor: dict[str, Any] | None = None
-    gen: int = 0
-    old_gens: list[int] = field(default_factory=list)
-    messages: int = 0
-    initial_done: bool = False
-    progress: dict[str, int] | None = None
-    last_sync_at: str | None = None
-
-
-@dataclass
-class Writes:
-    """Everything one batch changes, committed by the store in a crash-safe order."""
-
-    raw: dict[str, bytes] = field(default_factory=dict)  # S3 key -> MIME
-    refs: dict[str, str] = field(default_factory=dict)  # ref hash -> thread id
-    threads_put: dict[str, dict[str, Any]] = field(default_factory=dict)
-    threads_delete: set[str] = field(default_factory=set)
-    messages_put: dict[str, dict[str, Any]] = field(default_factory=dict)
-    messages_delete: set[str] = field(default_factory=set)
-    locations_put: list[tuple[str, int, str, str]] = field(default_factory=list)  # folder, gen, ref, mid
-    locations_delete: list[tuple[str, int, str]] = field(default_factory=list)
-    orphans_add: set[str] = field(default_factory=set)
-    orphans_remove: set[str] = field(default_factory=set)
-    s3_delete: list[str] = field(default_factory=list)
-    links_put: list[dict[str, Any]] = field(default_factory=list)  # contact-history entries
-    links_delete: list[tuple[str, str, str]] = field(default_factory=list)  # contact, received, mid
-    addresses_put: list[tuple[str, str, str]] = field(default_factory=list)  # email, received, mid
-    addresses_delete: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return not any(
-            (
-                self.raw,
-                self.refs,
-                self.threads_put,
-                self.threads_delete,
-                self.messages_put,
-                self.messages_delete,
-                self.locations_put,
-                self.locations_delete,
-                self.orphans_add,
-                self.orphans_remove,
-            )
-        )
-
-
-class MirrorStore(Protocol):
-    """Storage port of the engine (DynamoDB + S3 in ``store.mirror``)."""
-
-    def raw_key(self, mid: str) -> str: ...
-
-    def object_keys(self, doc: dict[str, Any]) -> list[str]:
-        """Every stored object of a message (raw MIME and what derives from it)."""
-        ...
-
-    def get_locations(self, folder: str, gen: int, refs: list[str]) -> dict[str, str]: ...
-
-    def list_locations(self, folder: str, gen: int | None = None) -> Iterator[tuple[int, str, str]]: ...
-
-    def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
-
-    def get_refs(self, hashes: Iterable[str]) -> dict[str, str]: ...
-
-    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
-
-    def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
-        """{address: {contact_id: kind}} for the addresses some contact has."""
-        ...
-
-    def commit(self, writes: Writes) -> None: ...
-
-    def list_orphans(self) -> list[str]: ...
-
-    def get_folders(self) -> dict[str, FolderState]: ...
-
-    def save_folder(self, state: FolderState) -> None: ...
-
-    def delete_folder(self, name: str) -> None: ...
-
-    def lock(self) -> AbstractContextManager[None]:
-        """Exclusive use of the account's mirror (reentrant): a sync and the mail client
-        both read, merge and write the same message items."""
-        ...
-
-
-@dataclass
-class SyncReport:
-    folders_synced: int = 0
-    new: int = 0
-    updated: int = 0
-    removed: int = 0
-    purged: int = 0
-    complete: bool = True  # False when the time budget ran out; re-run to continue
-    gone_folders: list[str] = field(default_factory=list)
+__all__ = [
+    "AccountContext",
+    "FolderState",
+    "MirrorStore",
+    "SyncEngine",
+    "SyncReport",
+    "Writes",
+    "message_id_for",
+    "recompute_thread",
+    "ref_hash",
+    "shown_folder",
+    "thread_member",
+]
 
 
 def shown_folder(locs: dict[str, str], current: str | None, fallback: str) -> str:
@@ -197,49 +89,6 @@ def shown_folder(locs: dict[str, str], current: str | None, fallback: str) -> st
 
 def _addr_list(addrs: list[Address]) -> list[dict[str, str | None]]:
     return [a.as_dict() for a in addrs]
-
-
-def thread_member(doc: dict[str, Any]) -> dict[str, Any]:
-    frm = (doc.get("from") or [{}])[0] if doc.get("from") else {}
-    return {
-        "d": doc["received_at"],
-        "u": bool(doc.get("unread")),
-        "f": (frm.get("email") or "").lower(),
-        "n": frm.get("name"),
-        "s": (doc.get("snippet") or "")[:140],
-        "j": doc.get("subject") or "",
-    }
-
-
-def link_entry(doc: dict[str, Any], cid: str) -> dict[str, Any]:
-    """The contact-history entry of a linked message."""
-    return {
-        "contact_id": cid,
-        "mid": doc["mid"],
-        "account_id": doc["account_id"],
-        "received_at": doc["received_at"],
-        "owner": doc["owner"],
-        "visibility": doc.get("visibility") or "private",
-        "thread_id": doc["thread_id"],
-    }
-
-
-def recompute_thread(thread: dict[str, Any]) -> dict[str, Any]:
-    """Derive every aggregate of a thread from its members (idempotent)."""
-    members: dict[str, dict[str, Any]] = thread.get("members") or {}
-    ordered = sorted(members.values(), key=lambda m: m["d"])
-    thread["message_count"] = len(ordered)
-    thread["unread_count"] = sum(1 for m in ordered if m["u"])
-    thread["last_date"] = ordered[-1]["d"] if ordered else ""
-    thread["snippet"] = ordered[-1]["s"] if ordered else ""
-    if ordered and not thread.get("subject"):
-        thread["subject"] = ordered[0]["j"]
-    seen: dict[str, dict[str, str | None]] = {}
-    for m in ordered:
-        if m["f"] and m["f"] not in seen:
-            seen[m["f"]] = {"name": m.get("n"), "email": m["f"]}
-    thread["participants"] = list(seen.values())
-    return thread
 
 
 class SyncEngine:
@@ -323,7 +172,7 @@ class SyncEngine:
         for gen, ref, mid in locs:
             w.locations_delete.append((folder, gen, ref))
             doc = msgs.get(mid)
-            if doc and doc["locs"].get(folder) == f"{gen}:{ref}":
+            if doc and doc["locs"].get(folder) == Location(gen, ref).encode():
                 self._remove_loc(doc, folder, w, thread_changes)
                 removed += 1
         self._apply_thread_changes(thread_changes, w)
@@ -428,7 +277,7 @@ class SyncEngine:
                     link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
                     link["auto"] = sorted({*link["auto"], email})
             for cid in doc["links"]:
-                w.links_put.append(link_entry(doc, cid))
+                w.links_put.append(link_of(doc, cid))
             msgs[mid] = doc
             w.messages_put[mid] = doc
             thread_changes.setdefault(doc["thread_id"], {})[mid] = thread_member(doc)
@@ -438,7 +287,7 @@ class SyncEngine:
         for u in upserts:
             mid = known[u.ref]
             doc = msgs[mid]
-            loc = f"{gen}:{u.ref}"
+            loc = Location(gen, u.ref).encode()
             if u.ref not in existing_locs:
                 w.locations_put.append((folder, gen, u.ref, mid))
                 delta += 1
@@ -466,7 +315,7 @@ class SyncEngine:
             w.locations_delete.append((folder, gen, r.ref))
             delta -= 1
             rdoc = msgs.get(rmid)
-            if rdoc and rdoc["locs"].get(folder) == f"{gen}:{r.ref}":
+            if rdoc and rdoc["locs"].get(folder) == Location(gen, r.ref).encode():
                 self._remove_loc(rdoc, folder, w, thread_changes)
                 report.removed += 1
 
@@ -522,7 +371,7 @@ class SyncEngine:
             self.store.save_folder(st)
 
     # -------------------------------------------------------------- messages
-    def _add_loc(self, doc: dict[str, Any], folder: str, loc: str, w: Writes) -> None:
+    def _add_loc(self, doc: MessageDoc, folder: str, loc: str, w: Writes) -> None:
         doc["locs"][folder] = loc
         doc["folder"] = shown_folder(doc["locs"], doc.get("folder"), folder)
         if doc.get("orphan"):
@@ -531,7 +380,7 @@ class SyncEngine:
 
     def _remove_loc(
         self,
-        doc: dict[str, Any],
+        doc: MessageDoc,
         folder: str,
         w: Writes,
         thread_changes: dict[str, dict[str, dict[str, Any] | None]],
@@ -546,7 +395,7 @@ class SyncEngine:
 
     def _new_doc(
         self, mid: str, key: str, p: ParsedMessage, u: Upsert, thread_id: str, w: Writes
-    ) -> dict[str, Any]:
+    ) -> MessageDoc:
         ctx = self.ctx
         raw_key = self.store.raw_key(mid)
         w.raw[raw_key] = u.raw
@@ -595,37 +444,7 @@ class SyncEngine:
     def _assign_threads(
         self, new: list[tuple[str, ParsedMessage]], w: Writes, hints: dict[str, str] | None = None
     ) -> dict[str, str]:
-        wanted: set[str] = set()
-        plan = []
-        for mid, p in new:
-            cands = [ref_hash(x) for x in threading.thread_candidates(p)]
-            own = ref_hash(p.message_id) if p.message_id else None
-            skey = threading.subject_key(p, self.ctx.email)
-            sref = "s" + skey[:31] if skey else None
-            wanted.update(cands)
-            wanted.update(x for x in (own, sref) if x)
-            plan.append((mid, p, cands, own, sref))
-        known = self.store.get_refs(wanted) if wanted else {}
-        out: dict[str, str] = {}
-        for mid, p, cands, own, sref in plan:
-            thid: str | None = None
-            if hints and mid in hints:  # the provider's conversation id is authoritative
-                thid = "t_" + _h(self.ctx.tenant_id, self.ctx.account_id, "hint", hints[mid])[:24]
-            if thid is None:
-                thid = next((known[c] for c in cands if c in known), None)
-            if thid is None and own and own in known:
-                thid = known[own]  # a reply arrived first and announced us
-            if thid is None and sref and sref in known:
-                thid = known[sref]
-            if thid is None:
-                root = threading.root_id(p)
-                thid = "t_" + _h(self.ctx.tenant_id, self.ctx.account_id, (root or mid).lower())[:24]
-            out[mid] = thid
-            for ref in (*cands, own, sref):
-                if ref and known.get(ref) != thid and (ref == sref or ref not in known):
-                    known[ref] = thid
-                    w.refs[ref] = thid
-        return out
+        return assign_threads(self.store, self.ctx, new, w, hints)
 
     def _apply_thread_changes(self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes) -> None:
         if not changes:
@@ -654,13 +473,13 @@ class SyncEngine:
                 w.threads_delete.add(thid)
 
     @staticmethod
-    def _follow(doc: dict[str, Any], follow: dict[str, str], w: Writes) -> None:
+    def _follow(doc: MessageDoc, follow: dict[str, str], w: Writes) -> None:
         """A new message of a thread linked with ``follow`` joins those contacts (manual)."""
         for cid, kind in follow.items():
             link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
             if not link["manual"]:
                 link["manual"] = True
-                w.links_put.append(link_entry(doc, cid))
+                w.links_put.append(link_of(doc, cid))
 
     # --------------------------------------------------------------- orphans
     def purge_orphans(self) -> int:

@@ -107,17 +107,28 @@ def graph_subscription(subscription_id: str) -> str:
     return f"MSUB#{subscription_id}"
 
 
-def gsi_sort(received: str, mid: str) -> str:
-    """The sort key of message lists and the address → messages index."""
-    return f"{received}#{mid}"
-
-
 def owner_accounts_sort(created_at: str, a: str) -> str:
     return f"{created_at}#{a}"
 
 
 def due_sort(next_due: str, t: str, a: str) -> str:
     return f"{next_due}#{t}#{a}"
+# Sort keys (one place: GSI order is newest first by these)
+def message_sort(received: str, mid: str) -> str:
+    """Sort key of a message in every message index and in the address index."""
+    return f"{received}#{mid}"
+
+
+def thread_sort(last_date: str, thid: str) -> str:
+    return f"{last_date}#{thid}"
+
+
+def ref_sk(ref_hash: str) -> str:
+    return f"R#{ref_hash}"
+
+
+def orphan_sk(mid: str) -> str:
+    return f"O#{mid}"
 
 
 def folder_sk(name: str) -> str:

@@ -23,15 +23,22 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
-from mailsync.domain.sync import FolderState, Writes
+from mailsync.domain.records import MessageDoc, ThreadDoc
+from mailsync.domain.sync_state import FolderState, Writes
 from mailsync.errors import AccountBusy
 from mailsync.store import blobs, keys
+from mailsync.store.contacts import (
+    ContactRepository,
+    address_message_item,
+    address_message_key,
+    link_item,
+    link_key,
+)
+from mailsync.store.messages import message_doc, message_item, thread_doc, thread_item
 from mailsync.store.models import (
-    AddressContactsItem,
     AddressMessageItem,
     FolderItem,
     LinkItem,
@@ -43,63 +50,7 @@ from mailsync.store.models import (
     ThreadItem,
 )
 
-MESSAGE_FIELDS = (
-    "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
-    "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
-    "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
-    "body_parts", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
-    "provider_thread_id",
-)  # fmt: skip
-THREAD_FIELDS = (
-    "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",
-    "message_count", "unread_count", "participants", "snippet", "visibility", "follow",
-)  # fmt: skip
-
-
-def message_doc(item: MessageItem) -> dict[str, Any]:
-    d = {f: getattr(item, f) for f in MESSAGE_FIELDS}
-    d["from"] = item.from_
-    d["locs"] = dict(d["locs"] or {})
-    d["references"] = list(d["references"] or [])
-    d["participants"] = list(d["participants"] or [])
-    d["links"] = dict(d["links"] or {})
-    return d
-
-
-def message_item(doc: dict[str, Any]) -> MessageItem:
-    t, a, mid = doc["tenant_id"], doc["account_id"], doc["mid"]
-    item = MessageItem(keys.message(t, mid), "M")
-    for f in MESSAGE_FIELDS:
-        setattr(item, f, doc.get(f))
-    item.links = doc.get("links") or {}
-    item.from_ = doc.get("from") or []
-    if not doc.get("orphan"):  # orphans drop out of every list at once
-        sk = f"{doc['received_at']}#{mid}"
-        item.gsi1pk, item.gsi1sk = keys.owner_messages(t, doc["owner"]), sk
-        item.gsi2pk, item.gsi2sk = keys.account_messages(t, a), sk
-        item.gsi3pk, item.gsi3sk = keys.folder_messages(t, a, doc["folder"]), sk
-        item.gsi4pk, item.gsi4sk = keys.thread_messages(t, doc["thread_id"]), sk
-        if not doc.get("links"):
-            item.gsi5pk, item.gsi5sk = keys.owner_unassigned(t, doc["owner"]), sk
-    return item
-
-
-def thread_doc(item: ThreadItem) -> dict[str, Any]:
-    d = {f: getattr(item, f) for f in THREAD_FIELDS}
-    d["members"] = dict(d["members"] or {})
-    d["follow"] = dict(d["follow"] or {})
-    return d
-
-
-def thread_item(doc: dict[str, Any]) -> ThreadItem:
-    t = doc["tenant_id"]
-    item = ThreadItem(keys.thread(t, doc["thread_id"]), "TH")
-    for f in THREAD_FIELDS:
-        setattr(item, f, doc.get(f))
-    item.follow = doc.get("follow") or {}
-    item.gsi1pk = keys.owner_threads(t, doc["owner"])
-    item.gsi1sk = f"{doc['last_date']}#{doc['thread_id']}"
-    return item
+__all__ = ["DynamoMirrorStore", "message_doc", "message_item", "thread_doc", "thread_item"]
 
 
 def folder_state(item: FolderItem) -> FolderState:
@@ -175,7 +126,7 @@ class DynamoMirrorStore:
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)
 
-    def object_keys(self, doc: dict[str, Any]) -> list[str]:
+    def object_keys(self, doc: MessageDoc) -> list[str]:
         return blobs.message_keys(doc)
 
     # ------------------------------------------------------------------ reads
@@ -194,14 +145,14 @@ class DynamoMirrorStore:
             _, _, g, ref = item.sk.split("#", 3)
             yield int(g), ref, item.mid
 
-    def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def get_messages(self, mids: Iterable[str]) -> dict[str, MessageDoc]:
         ks = [(keys.message(self.t, m), "M") for m in set(mids)]
         if not ks:
             return {}
         return {i.mid: message_doc(i) for i in MessageItem.batch_get(ks, consistent_read=True)}
 
     def get_refs(self, hashes: Iterable[str]) -> dict[str, str]:
-        want = {f"R#{h}": h for h in set(hashes)}
+        want = {keys.ref_sk(h): h for h in set(hashes)}
         if not want:
             return {}
         return {
@@ -209,7 +160,7 @@ class DynamoMirrorStore:
             for i in RefItem.batch_get([(self.pk, sk) for sk in want], consistent_read=True)
         }
 
-    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def get_threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadDoc]:
         ks = [(keys.thread(self.t, th), "TH") for th in set(thread_ids)]
         if not ks:
             return {}
@@ -217,31 +168,29 @@ class DynamoMirrorStore:
 
     def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
         """{address: {contact_id: kind}} of the tenant's contacts having these addresses."""
-        want = {keys.address_contacts(self.t, a): a for a in set(addresses)}
-        if not want:
-            return {}
-        return {
-            want[i.pk]: dict(i.contacts or {})
-            for i in AddressContactsItem.batch_get([(pk, "E") for pk in want])
-            if i.contacts
-        }
+        return ContactRepository(self.t).contacts_for(addresses)
 
     def list_orphans(self) -> list[str]:
         return [
-            i.mid for i in OrphanItem.query(self.pk, OrphanItem.sk.startswith("O#"), consistent_read=True)
+            i.mid
+            for i in OrphanItem.query(
+                self.pk, OrphanItem.sk.startswith(keys.orphan_sk("")), consistent_read=True
+            )
         ]
 
     def get_folders(self) -> dict[str, FolderState]:
         return {
             i.name: folder_state(i)
-            for i in FolderItem.query(self.pk, FolderItem.sk.startswith("F#"), consistent_read=True)
+            for i in FolderItem.query(
+                self.pk, FolderItem.sk.startswith(keys.folder_sk("")), consistent_read=True
+            )
         }
 
     # ----------------------------------------------------------------- writes
     def save_folder(self, st: FolderState) -> None:
         FolderItem(
             self.pk,
-            f"F#{st.name}",
+            keys.folder_sk(st.name),
             name=st.name,
             role=st.role,
             synced=st.synced,
@@ -256,7 +205,7 @@ class DynamoMirrorStore:
         ).save()
 
     def delete_folder(self, name: str) -> None:
-        FolderItem(self.pk, f"F#{name}").delete()
+        FolderItem(self.pk, keys.folder_sk(name)).delete()
 
     def commit(self, w: Writes) -> None:
         for key, raw in w.raw.items():
@@ -264,7 +213,7 @@ class DynamoMirrorStore:
         if w.refs:
             with RefItem.batch_write() as b:
                 for h, thid in w.refs.items():
-                    b.save(RefItem(self.pk, f"R#{h}", thread_id=thid))
+                    b.save(RefItem(self.pk, keys.ref_sk(h), thread_id=thid))
         if w.threads_put:
             with ThreadItem.batch_write() as b:
                 for doc in w.threads_put.values():
@@ -274,34 +223,17 @@ class DynamoMirrorStore:
         if w.links_put:
             with LinkItem.batch_write() as b:
                 for ln in w.links_put:
-                    b.save(
-                        LinkItem(
-                            keys.contact(self.t, ln["contact_id"]),
-                            keys.link_sk(ln["received_at"], ln["mid"]),
-                            mid=ln["mid"],
-                            owner=ln["owner"],
-                            visibility=ln["visibility"],
-                            thread_id=ln["thread_id"],
-                            account_id=self.a,
-                        )
-                    )
+                    b.save(link_item(self.t, ln))
         if w.addresses_put:
             with AddressMessageItem.batch_write() as b:
                 for email, received, mid in w.addresses_put:
-                    b.save(
-                        AddressMessageItem(
-                            keys.address_messages(self.t, email),
-                            f"{received}#{mid}",
-                            mid=mid,
-                            account_id=self.a,
-                        )
-                    )
+                    b.save(address_message_item(self.t, email, received, mid, self.a))
         if w.orphans_add - w.orphans_remove:
             # Before the message is marked orphan, so a crash can never hide a mail
             # that nothing would purge later.
             with OrphanItem.batch_write() as b:
                 for mid in w.orphans_add - w.orphans_remove:
-                    b.save(OrphanItem(self.pk, f"O#{mid}", mid=mid))
+                    b.save(OrphanItem(self.pk, keys.orphan_sk(mid), mid=mid))
         if w.messages_put:
             with MessageItem.batch_write() as b:
                 for mid, doc in w.messages_put.items():
@@ -323,11 +255,11 @@ class DynamoMirrorStore:
         if w.links_delete:
             with LinkItem.batch_write() as b:
                 for cid, received, mid in w.links_delete:
-                    b.delete(LinkItem(keys.contact(self.t, cid), keys.link_sk(received, mid)))
+                    b.delete(link_key(self.t, cid, received, mid))
         if w.addresses_delete:
             with AddressMessageItem.batch_write() as b:
                 for email, received, mid in w.addresses_delete:
-                    b.delete(AddressMessageItem(keys.address_messages(self.t, email), f"{received}#{mid}"))
+                    b.delete(address_message_key(self.t, email, received, mid))
         if w.messages_delete:
             with MessageItem.batch_write() as b:
                 for mid in w.messages_delete:
@@ -339,4 +271,4 @@ class DynamoMirrorStore:
         if w.orphans_remove - w.orphans_add:
             with OrphanItem.batch_write() as b:
                 for mid in w.orphans_remove - w.orphans_add:
-                    b.delete(OrphanItem(self.pk, f"O#{mid}"))
+                    b.delete(OrphanItem(self.pk, keys.orphan_sk(mid)))

@@ -19,21 +19,21 @@ IMAP: STORE ``\\Seen`` (RFC 3501), UID MOVE (RFC 6851) or COPY + UID EXPUNGE
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
-
-from pynamodb.exceptions import DoesNotExist
 
 from mailsync.config import get_settings
 from mailsync.connectors import open_provider as make_provider
 from mailsync.domain.clock import parse_iso
 from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
+from mailsync.domain.records import Location, MessageDoc
 from mailsync.domain.sync import FolderState, SyncEngine
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.store import accounts as accounts_repo
-from mailsync.store import blobs, keys
-from mailsync.store.mirror import DynamoMirrorStore, message_doc
-from mailsync.store.models import MessageItem
+from mailsync.store import blobs
+from mailsync.store.messages import MessageRepository
+from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
 from mailsync.usecases.reading import summary
 
@@ -48,18 +48,49 @@ TRASH_NAMES = (
 )
 
 
-def own_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
-    try:
-        doc = message_doc(MessageItem.get(keys.message(tenant_id, mid), "M"))
-    except DoesNotExist:
-        raise NotFound("message not found") from None
-    if doc["owner"] != user_id or doc.get("orphan"):
+def own_message(tenant_id: str, user_id: str, mid: str) -> MessageDoc:
+    doc = MessageRepository(tenant_id).get(mid)
+    if doc is None or doc["owner"] != user_id or doc.get("orphan"):
         raise NotFound("message not found")
     return doc
 
 
 def _ref(loc: str) -> str:
-    return loc.split(":", 1)[1]
+    return Location.parse(loc).ref
+
+
+# Write-through operations, run in order in one provider session (``_Session.write_through``).
+@dataclass(frozen=True)
+class SetSeen:
+    folder: str
+    refs: list[str]
+    seen: bool
+
+    def run(self, client: MailClient) -> None:
+        client.set_seen(self.folder, self.refs, self.seen)
+
+
+@dataclass(frozen=True)
+class Move:
+    folder: str
+    refs: list[str]
+    dest: str
+
+    def run(self, client: MailClient) -> dict[Any, Any]:
+        """``{old_ref: new_ref}`` when the provider reports the new refs."""
+        return client.move(self.folder, self.refs, self.dest)
+
+
+@dataclass(frozen=True)
+class Delete:
+    folder: str
+    refs: list[str]
+
+    def run(self, client: MailClient) -> None:
+        client.delete(self.folder, self.refs)
+
+
+ClientOp = SetSeen | Move | Delete
 
 
 class _Session:
@@ -90,14 +121,15 @@ class _Session:
                 return name
         return None
 
-    def write_through(self, ops: Iterable[tuple[str, Any]]) -> list[Any]:
-        """Run provider operations in one session; 502 when the provider refuses."""
-        results = []
+    def write_through(self, ops: Iterable[ClientOp]) -> list[Any]:
+        """Run provider operations in one session, in order; their results in the same
+        order. 502 when the provider refuses."""
+        results: list[Any] = []
         try:
             with self.provider_factory(self.acc, load_secrets(self.acc)) as provider:
                 client: MailClient = provider  # type: ignore[assignment]
-                for name, args in ops:
-                    results.append(getattr(client, name)(*args))
+                for op in ops:
+                    results.append(op.run(client))
         except ProviderError as e:
             logger.warning("provider refused a client operation", extra={"code": getattr(e, "code", "")})
             raise BadGateway(f"the mail server refused: {e}", code="provider_error") from e
@@ -105,7 +137,7 @@ class _Session:
 
 
 def _move_changes(
-    s: _Session, doc: dict[str, Any], sources: list[str], dest: str, mappings: list[dict[Any, Any]]
+    s: _Session, doc: MessageDoc, sources: list[str], dest: str, mappings: list[dict[Any, Any]]
 ) -> list[Change]:
     """The mirror changes of moving every copy of ``doc`` into ``dest`` (dest first: never orphaned)."""
     changes: list[Change] = []
@@ -139,11 +171,7 @@ def update_thread(
     folder: str | None = None,
     provider_factory: ProviderFactory = make_provider,
 ) -> list[dict[str, Any]]:
-    docs = [
-        message_doc(m)
-        for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, thread_id))
-        if m.owner == user_id
-    ]
+    docs = [d for d in MessageRepository(tenant_id).of_thread(thread_id) if d["owner"] == user_id]
     if not docs:
         raise NotFound("thread not found")
     return _update_docs(tenant_id, docs[0]["account_id"], docs, unread, folder, provider_factory)
@@ -152,7 +180,7 @@ def update_thread(
 def _update_docs(
     tenant_id: str,
     account_id: str,
-    docs: list[dict[str, Any]],
+    docs: list[MessageDoc],
     unread: bool | None,
     folder: str | None,
     provider_factory: ProviderFactory,
@@ -160,19 +188,20 @@ def _update_docs(
     s = _Session(tenant_id, account_id, provider_factory)
     if folder is not None:
         s.folder(folder)
-    ops: list[tuple[str, Any]] = []
+    ops: list[ClientOp] = []
     if unread is not None:
         # Every copy, even when the message already looks read: copies can differ
         # (a mail sent to oneself is read in Sent and unread in INBOX); STORE is idempotent.
         for f, refs in _by_folder(docs).items():
-            ops.append(("set_seen", (f, refs, not unread)))
+            ops.append(SetSeen(f, refs, not unread))
     # A message is all its copies (one Message-ID): moving it moves every copy.
-    move_plan: list[tuple[dict[str, Any], list[str]]] = []
+    move_plan: list[tuple[MessageDoc, list[str]]] = []
     for d in docs:
         sources = [f for f in d["locs"] if f != folder] if folder is not None else []
         if sources:
+            assert folder is not None
             move_plan.append((d, sources))
-            ops.extend(("move", (src, [_ref(d["locs"][src])], folder)) for src in sources)
+            ops.extend(Move(src, [_ref(d["locs"][src])], folder) for src in sources)
     results = s.write_through(ops)
 
     changes: list[Change] = []
@@ -181,27 +210,28 @@ def _update_docs(
             for f, loc in d["locs"].items():
                 changes.append(SetFlags(f, _ref(loc), unread))
             d["unread"] = unread
-    n_moves = sum(len(sources) for _, sources in move_plan)
-    move_results = iter(results[len(results) - n_moves :] if n_moves else [])
+    move_results = iter([r for op, r in zip(ops, results, strict=True) if isinstance(op, Move)])
     removed: set[str] = set()
+    moved: set[str] = set()
     for d, sources in move_plan:
         assert folder is not None
         mappings = [next(move_results) for _ in sources]
         changes.extend(_move_changes(s, d, sources, folder, mappings))
         if not s.states[folder].synced:
             removed.add(d["mid"])
-        d["folder"] = folder
-        d["locs"] = {folder: "moved"}
+        moved.add(d["mid"])
     s.engine.apply_local(changes)
     out = []
     for d in docs:
         view = summary(d)
+        if d["mid"] in moved:  # every copy is in ``folder`` now
+            view["folder"], view["folders"] = folder, [folder]
         view["mirrored"] = d["mid"] not in removed
         out.append(view)
     return out
 
 
-def _by_folder(docs: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+def _by_folder(docs: Iterable[MessageDoc]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for d in docs:
         for f, loc in d["locs"].items():
@@ -217,12 +247,11 @@ def delete_message(
     trash = s.trash()
     if trash is None or trash in doc["locs"] and len(doc["locs"]) == 1:
         # Already in Trash (or there is none): purge at the provider.
-        ops = [("delete", (f, [_ref(loc)])) for f, loc in doc["locs"].items()]
-        s.write_through(ops)
+        s.write_through([Delete(f, [_ref(loc)]) for f, loc in doc["locs"].items()])
         s.engine.apply_local([Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
         return
     sources = [f for f in doc["locs"] if f != trash]
-    mappings = s.write_through([("move", (src, [_ref(doc["locs"][src])], trash)) for src in sources])
+    mappings = s.write_through([Move(src, [_ref(doc["locs"][src])], trash) for src in sources])
     s.engine.apply_local(_move_changes(s, doc, sources, trash, mappings))
 
 

@@ -11,11 +11,16 @@ Rules (exact; see README "Who sees which mail"):
   auto links that depended on it only.
 * A manual thread link is a snapshot of the thread's messages; ``follow`` also
   links messages that join the thread later (the engine applies it at ingest).
-* Visibility: the owner sees every message of their accounts. Another user of the
-  tenant sees a message only if it is public, linked to at least one contact, and
-  they may see that contact; only through that contact's history, thread views
-  reached from it and the message itself. Another tenant sees nothing (404).
+* Visibility (``domain.visibility``): the owner sees every message of their accounts.
+  Another user of the tenant sees a message only if it is public, linked to at
+  least one contact, and they may see that contact; only through that contact's
+  history, thread views reached from it and the message itself. Another tenant
+  sees nothing (404).
 * Deleting a contact removes its links, never mails.
+
+Data goes through ``store.contacts`` (contacts, address indexes, links) and
+``store.messages``; a message is changed only by the holder of its account's
+mirror lock, after a consistent read under it (a sync merges into the same items).
 """
 
 from __future__ import annotations
@@ -26,26 +31,20 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
-
 from mailsync.domain import compose
 from mailsync.domain.clock import iso, utcnow
-from mailsync.domain.sync import link_entry
+from mailsync.domain.records import Contact, Link, MessageDoc, ThreadDoc, link_of
+from mailsync.domain.visibility import may_see_contact
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
-from mailsync.store import keys, repo
-from mailsync.store.mirror import DynamoMirrorStore, message_doc, message_item, thread_doc, thread_item
-from mailsync.store.models import (
-    AddressContactsItem,
-    AddressMessageItem,
-    ContactItem,
-    LinkItem,
-    MessageItem,
-    ThreadItem,
-)
-from mailsync.usecases.reading import page_cursor, summary, thread_view
+from mailsync.store import repo
+from mailsync.store.contacts import ContactRepository, LinkRepository
+from mailsync.store.messages import MessageRepository
+from mailsync.store.mirror import DynamoMirrorStore
+from mailsync.usecases.reading import summary, thread_view
 
 CONTACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 BATCH_LIMIT = 500
+CHUNK = 100  # messages read and written per step (one BatchGet, one BatchWrite)
 
 
 # ------------------------------------------------------------------ helpers
@@ -64,135 +63,87 @@ def normalise_emails(emails: Iterable[str]) -> list[str]:
     return out
 
 
-def may_see_contact(contact: dict[str, Any] | ContactItem, user_id: str) -> bool:
-    visible_to = contact["visible_to"] if isinstance(contact, dict) else contact.visible_to
-    return "*" in (visible_to or []) or user_id in (visible_to or [])
-
-
-def contact_view(c: ContactItem) -> dict[str, Any]:
-    return {
-        "id": c.contact_id,
-        "kind": c.kind,
-        "name": c.name,
-        "emails": list(c.emails or []),
-        "visible_to": list(c.visible_to or []),
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
-    }
-
-
-def _get(tenant_id: str, cid: str) -> ContactItem | None:
-    try:
-        return ContactItem.get(keys.contact(tenant_id, cid), "C")
-    except DoesNotExist:
-        return None
-
-
 def _check_id(cid: str) -> None:
     if not CONTACT_ID.match(cid):
         raise InvalidRequest("contact ids are 1-128 characters of letters, digits and . _ : @ -")
 
 
-def get_contact(tenant_id: str, user_id: str, cid: str) -> dict[str, Any]:
-    c = _get(tenant_id, cid)
-    if c is None or not may_see_contact(c, user_id):
+def _visible_contact(tenant_id: str, user_id: str, cid: str) -> Contact:
+    c = ContactRepository(tenant_id).get(cid)
+    if c is None or not may_see_contact(c.visible_to, user_id):
         raise NotFound("contact not found")
-    return contact_view(c)
+    return c
+
+
+def get_contact(tenant_id: str, user_id: str, cid: str) -> dict[str, Any]:
+    return _visible_contact(tenant_id, user_id, cid).view()
 
 
 # -------------------------------------------------------------- writes
 def put_contact(tenant_id: str, cid: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create or replace a contact; returns (contact, created)."""
     _check_id(cid)
+    contacts = ContactRepository(tenant_id)
     emails = normalise_emails(body.get("emails") or [])
     visible_to = list(dict.fromkeys(body.get("visible_to") or []))
-    old = _get(tenant_id, cid)
+    old = contacts.get(cid)
     now = iso(utcnow())
-    item = ContactItem(
-        keys.contact(tenant_id, cid),
-        "C",
-        contact_id=cid,
+    new = Contact(
+        id=cid,
         kind=body["kind"],
         name=body.get("name") or "",
-        emails=emails,
-        visible_to=visible_to,
+        emails=tuple(emails),
+        visible_to=tuple(visible_to),
         created_at=old.created_at if old else now,
         updated_at=now,
     )
-    old_emails: list[str] = [str(e) for e in (old.emails or [])] if old else []
+    old_emails: list[str] = list(old.emails) if old else []
     added = [e for e in emails if e not in old_emails]
     removed = [e for e in old_emails if e not in emails]
     kind_changed = old is not None and old.kind != body["kind"]
-    item.save()
+    contacts.put(new)
     for e in emails if kind_changed else added:
-        _remember_address(tenant_id, e, cid, body["kind"])
+        contacts.add_address(e, cid, body["kind"])
     for e in removed:
-        _forget_address(tenant_id, e, cid)
+        contacts.remove_address(e, cid)
     if removed or kind_changed:
         _unlink_addresses(tenant_id, cid, set(removed), new_kind=body["kind"] if kind_changed else None)
     if added:
         _link_addresses(tenant_id, cid, body["kind"], added)
-    return contact_view(item), old is None
-
-
-def _remember_address(tenant_id: str, email: str, cid: str, kind: str) -> None:
-    try:
-        item = AddressContactsItem.get(keys.address_contacts(tenant_id, email), "E", consistent_read=True)
-    except DoesNotExist:
-        item = AddressContactsItem(keys.address_contacts(tenant_id, email), "E", contacts={})
-    item.contacts = {**(item.contacts or {}), cid: kind}
-    item.save()
-
-
-def _forget_address(tenant_id: str, email: str, cid: str) -> None:
-    try:
-        item = AddressContactsItem.get(keys.address_contacts(tenant_id, email), "E")
-    except DoesNotExist:
-        return
-    contacts = dict(item.contacts or {})
-    contacts.pop(cid, None)
-    if contacts:
-        item.contacts = contacts
-        item.save()
-    else:
-        item.delete()
-
-
-def _save_messages(docs: list[dict[str, Any]]) -> None:
-    with MessageItem.batch_write() as b:
-        for d in docs:
-            b.save(message_item(d))
+    return new.view(), old is None
 
 
 def _update_messages(
-    tenant_id: str, mids: list[str], change: Callable[[dict[str, Any]], bool]
-) -> list[dict[str, Any]]:
+    tenant_id: str, mids: list[str], change: Callable[[MessageDoc], bool]
+) -> list[MessageDoc]:
     """Apply ``change`` to the messages ``mids`` and write those it changed (True), under each
     account's mirror lock with a consistent read (a sync merges into the same items)."""
     by_account: dict[str, list[str]] = {}
-    for m in MessageItem.batch_get([(keys.message(tenant_id, mid), "M") for mid in mids]):
-        by_account.setdefault(m.account_id, []).append(m.mid)
-    changed: list[dict[str, Any]] = []
+    for d in MessageRepository(tenant_id).get_many(mids).values():
+        by_account.setdefault(d["account_id"], []).append(d["mid"])
+    messages = MessageRepository(tenant_id)
+    changed: list[MessageDoc] = []
     for account_id, ids in by_account.items():
         store = DynamoMirrorStore(tenant_id, account_id)
         with store.lock():
             got = store.get_messages(ids)
             mine = [got[m] for m in ids if m in got and change(got[m])]
-            _save_messages(mine)
+            messages.save(mine)
         changed.extend(mine)
     return changed
 
 
 def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> int:
     """Retroactive auto links: every mirrored message an added address takes part in."""
+    contacts, links = ContactRepository(tenant_id), LinkRepository(tenant_id)
     auto_assign: dict[str, bool] = {}
     linked = 0
     for email in emails:
-        pending = [i.mid for i in AddressMessageItem.query(keys.address_messages(tenant_id, email))]
-        for i in range(0, len(pending), 100):
-            entries: list[dict[str, Any]] = []
+        pending = contacts.messages_with(email)
+        for i in range(0, len(pending), CHUNK):
+            entries: list[Link] = []
 
-            def add_link(d: dict[str, Any], email: str = email, entries: list[Any] = entries) -> bool:
+            def add_link(d: MessageDoc, email: str = email, entries: list[Link] = entries) -> bool:
                 if d.get("orphan"):
                     return False
                 if d["account_id"] not in auto_assign:
@@ -206,43 +157,24 @@ def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> i
                 if email in link["auto"]:
                     return False
                 link["auto"] = sorted({*link["auto"], email})
-                entries.append(link_entry(d, cid))
+                entries.append(link_of(d, cid))
                 return True
 
-            changed = _update_messages(tenant_id, pending[i : i + 100], add_link)
-            _put_links(tenant_id, entries)
+            changed = _update_messages(tenant_id, pending[i : i + CHUNK], add_link)
+            links.put(entries)
             linked += len(changed)
     return linked
 
 
-def _put_links(tenant_id: str, entries: list[dict[str, Any]]) -> None:
-    with LinkItem.batch_write() as b:
-        for ln in entries:
-            b.save(
-                LinkItem(
-                    keys.contact(tenant_id, ln["contact_id"]),
-                    keys.link_sk(ln["received_at"], ln["mid"]),
-                    mid=ln["mid"],
-                    owner=ln["owner"],
-                    visibility=ln["visibility"],
-                    thread_id=ln["thread_id"],
-                    account_id=ln.get("account_id", ""),
-                )
-            )
-
-
-def _contact_links(tenant_id: str, cid: str) -> list[LinkItem]:
-    return list(LinkItem.query(keys.contact(tenant_id, cid), LinkItem.sk.startswith("L#")))
-
-
 def _unlink_addresses(tenant_id: str, cid: str, removed: set[str], *, new_kind: str | None = None) -> None:
     """Drop auto links that depended only on removed addresses; update kinds."""
-    links = _contact_links(tenant_id, cid)
-    for i in range(0, len(links), 100):
-        chunk = links[i : i + 100]
+    links = LinkRepository(tenant_id)
+    all_links = links.of_contact(cid)
+    for i in range(0, len(all_links), CHUNK):
+        chunk = all_links[i : i + CHUNK]
         drop: set[str] = set()
 
-        def narrow(d: dict[str, Any], drop: set[str] = drop) -> bool:
+        def narrow(d: MessageDoc, drop: set[str] = drop) -> bool:
             if cid not in d["links"]:
                 return False
             link = d["links"][cid]
@@ -255,26 +187,23 @@ def _unlink_addresses(tenant_id: str, cid: str, removed: set[str], *, new_kind: 
             return True
 
         kept = {d["mid"] for d in _update_messages(tenant_id, [ln.mid for ln in chunk], narrow)}
-        with LinkItem.batch_write() as b:
-            for ln in chunk:
-                if ln.mid in drop or ln.mid not in kept:  # unlinked, or the message is gone
-                    b.delete(ln)
+        # Unlinked, or the message is gone.
+        links.delete(ln for ln in chunk if ln.mid in drop or ln.mid not in kept)
 
 
 def delete_contact(tenant_id: str, cid: str) -> None:
-    c = _get(tenant_id, cid)
+    contacts, links = ContactRepository(tenant_id), LinkRepository(tenant_id)
+    c = contacts.get(cid)
     if c is None:
         raise NotFound("contact not found")
-    links = _contact_links(tenant_id, cid)
-    for i in range(0, len(links), 100):
-        chunk = links[i : i + 100]
+    all_links = links.of_contact(cid)
+    for i in range(0, len(all_links), CHUNK):
+        chunk = all_links[i : i + CHUNK]
         _update_messages(tenant_id, [ln.mid for ln in chunk], lambda d: d["links"].pop(cid, None) is not None)
-        with LinkItem.batch_write() as b:
-            for ln in chunk:
-                b.delete(ln)
-    for e in c.emails or []:
-        _forget_address(tenant_id, str(e), cid)
-    c.delete()
+        links.delete(chunk)
+    for e in c.emails:
+        contacts.remove_address(e, cid)
+    contacts.delete(cid)
 
 
 def batch_put(tenant_id: str, contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,70 +223,72 @@ def batch_put(tenant_id: str, contacts: list[dict[str, Any]]) -> list[dict[str, 
 
 
 # --------------------------------------------------------- manual links
-def _own_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
-    try:
-        th = thread_doc(ThreadItem.get(keys.thread(tenant_id, thread_id), "TH"))
-    except DoesNotExist:
-        raise NotFound("thread not found") from None
-    if th["owner"] != user_id:
+def _own_thread(messages: MessageRepository, user_id: str, thread_id: str) -> ThreadDoc:
+    th = messages.get_thread(thread_id)
+    if th is None or th["owner"] != user_id:
         raise NotFound("thread not found")
     return th
 
 
-def _thread_under_lock(tenant_id: str, th: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _thread_under_lock(
+    store: DynamoMirrorStore, messages: MessageRepository, th: ThreadDoc
+) -> tuple[ThreadDoc, list[MessageDoc]]:
     """The thread and its messages read again, consistently, by the holder of the account's
     mirror lock (a sync may have merged into them since the index was read)."""
-    store = DynamoMirrorStore(tenant_id, th["account_id"])
-    mids = [m.mid for m in MessageItem.by_thread.query(keys.thread_messages(tenant_id, th["thread_id"]))]
+    mids = [d["mid"] for d in messages.of_thread(th["thread_id"])]
     fresh = store.get_threads([th["thread_id"]]).get(th["thread_id"]) or th
     got = store.get_messages(mids)
     return fresh, [got[m] for m in mids if m in got]  # in the index's order
 
 
 def link_thread(tenant_id: str, user_id: str, thread_id: str, cid: str, follow: bool) -> dict[str, Any]:
-    th = _own_thread(tenant_id, user_id, thread_id)
-    c = _get(tenant_id, cid)
+    messages = MessageRepository(tenant_id)
+    th = _own_thread(messages, user_id, thread_id)
+    c = ContactRepository(tenant_id).get(cid)
     if c is None:
         raise NotFound("contact not found")
-    with DynamoMirrorStore(tenant_id, th["account_id"]).lock():
-        th, docs = _thread_under_lock(tenant_id, th)
+    store = DynamoMirrorStore(tenant_id, th["account_id"])
+    with store.lock():
+        th, docs = _thread_under_lock(store, messages, th)
         entries, linked = [], []
         for d in docs:
             if d.get("orphan"):
                 continue
             link = d["links"].setdefault(cid, {"kind": c.kind, "auto": [], "manual": False})
             link["manual"] = True
-            entries.append(link_entry(d, cid))
+            entries.append(link_of(d, cid))
             linked.append(d["mid"])
-        _put_links(tenant_id, entries)
-        _save_messages([d for d in docs if d["mid"] in linked])
+        LinkRepository(tenant_id).put(entries)
+        messages.save(d for d in docs if d["mid"] in linked)
         if follow:
             th["follow"] = {**th.get("follow", {}), cid: c.kind}
         else:
             th.get("follow", {}).pop(cid, None)
-        thread_item(th).save()
+        messages.save_thread(th)
     return {"thread_id": thread_id, "contact_id": cid, "follow": follow, "linked": linked}
 
 
 def unlink_thread(tenant_id: str, user_id: str, thread_id: str, cid: str) -> None:
-    th = _own_thread(tenant_id, user_id, thread_id)
-    with DynamoMirrorStore(tenant_id, th["account_id"]).lock():
-        th, docs = _thread_under_lock(tenant_id, th)
-        changed = []
-        with LinkItem.batch_write() as b:
-            for d in docs:
-                link = d["links"].get(cid)
-                if not link or not link["manual"]:
-                    continue
-                link["manual"] = False
-                if not link["auto"]:
-                    del d["links"][cid]
-                    b.delete(LinkItem(keys.contact(tenant_id, cid), keys.link_sk(d["received_at"], d["mid"])))
-                changed.append(d)
-        _save_messages(changed)
+    messages = MessageRepository(tenant_id)
+    th = _own_thread(messages, user_id, thread_id)
+    store = DynamoMirrorStore(tenant_id, th["account_id"])
+    with store.lock():
+        th, docs = _thread_under_lock(store, messages, th)
+        changed, unlinked = [], []
+        for d in docs:
+            link = d["links"].get(cid)
+            if not link or not link["manual"]:
+                continue
+            link["manual"] = False
+            if not link["auto"]:
+                del d["links"][cid]
+                unlinked.append(link_of(d, cid))
+            changed.append(d)
+        LinkRepository(tenant_id).delete(unlinked)
+        messages.save(changed)
         if cid in th.get("follow", {}):
             th["follow"].pop(cid)
-            thread_item(th).save()
+            messages.save_thread(th)
 
 
 # ------------------------------------------------------------- histories
@@ -365,31 +296,12 @@ def contact_messages(
     tenant_id: str, user_id: str, cid: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     """One Query on the contact's links plus one BatchGet of the page's messages."""
-    c = _get(tenant_id, cid)
-    if c is None or not may_see_contact(c, user_id):
-        raise NotFound("contact not found")
-    pk = keys.contact(tenant_id, cid)
-    lek = page_cursor(tenant_id, cursor, "pk", pk)
-    it = LinkItem.query(
-        pk,
-        LinkItem.sk.startswith("L#"),
-        filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
-        scan_index_forward=False,
-        limit=limit,
-        page_size=limit,
-        last_evaluated_key=lek,
-    )
-    links = list(it)
-    docs = (
-        {
-            m.mid: message_doc(m)
-            for m in MessageItem.batch_get([(keys.message(tenant_id, ln.mid), "M") for ln in links])
-        }
-        if links
-        else {}
-    )
-    items = [with_links(docs[ln.mid]) for ln in links if ln.mid in docs and not docs[ln.mid].get("orphan")]
-    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
+    _visible_contact(tenant_id, user_id, cid)
+    page = LinkRepository(tenant_id).page_visible_of_contact(cid, user_id, limit, cursor)
+    links: list[Link] = page.items
+    docs = MessageRepository(tenant_id).get_many(ln.mid for ln in links)
+    items = [summary(docs[ln.mid]) for ln in links if ln.mid in docs and not docs[ln.mid].get("orphan")]
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 def contact_threads(
@@ -401,31 +313,17 @@ def contact_threads(
     list, so the cost is one Query over the contact's links plus one BatchGet of
     the page's threads; the cursor is the offset into that ordered list.
     """
-    c = _get(tenant_id, cid)
-    if c is None or not may_see_contact(c, user_id):
-        raise NotFound("contact not found")
+    _visible_contact(tenant_id, user_id, cid)
     offset = _offset(cursor)
     order: list[str] = []
-    newest: dict[str, list[LinkItem]] = {}
-    for ln in LinkItem.query(
-        keys.contact(tenant_id, cid),
-        LinkItem.sk.startswith("L#"),
-        filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
-        scan_index_forward=False,
-    ):
+    newest: dict[str, list[Link]] = {}
+    for ln in LinkRepository(tenant_id).visible_of_contact(cid, user_id):
         if ln.thread_id not in newest:
             order.append(ln.thread_id)
             newest[ln.thread_id] = []
         newest[ln.thread_id].append(ln)
     page = order[offset : offset + limit]
-    threads = (
-        {
-            t.thread_id: thread_doc(t)
-            for t in ThreadItem.batch_get([(keys.thread(tenant_id, th), "TH") for th in page])
-        }
-        if page
-        else {}
-    )
+    threads = MessageRepository(tenant_id).get_threads(page)
     items = []
     for th in page:
         if th not in threads:
@@ -437,7 +335,7 @@ def contact_threads(
             view["message_count"] = len(visible)
             view["unread_count"] = sum(1 for ln in visible if (members.get(ln.mid) or {}).get("u"))
             view["unread"] = view["unread_count"] > 0
-            view["last_date"] = visible[0].sk.split("#")[1]
+            view["last_date"] = visible[0].received_at
             view["snippet"] = (members.get(visible[0].mid) or {}).get("s", "")
         items.append(view)
     more = offset + limit < len(order)
@@ -459,34 +357,3 @@ def _offset(cursor: str | None) -> int:
     if not isinstance(n, int) or n < 0:
         raise InvalidCursor("cursor is not valid")
     return n
-
-
-def with_links(doc: dict[str, Any]) -> dict[str, Any]:
-    return summary(doc)
-
-
-def visible_to_user(tenant_id: str, user_id: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The docs ``user_id`` may see (one BatchGet of the contacts involved)."""
-    foreign = [
-        d for d in docs if d["owner"] != user_id and d.get("visibility") == "public" and d.get("links")
-    ]
-    foreign_ids = {d["mid"] for d in foreign}
-    cids = {cid for d in foreign for cid in d["links"]}
-    contacts = (
-        {
-            c.contact_id: c
-            for c in ContactItem.batch_get([(keys.contact(tenant_id, cid), "C") for cid in cids])
-        }
-        if cids
-        else {}
-    )
-    out = []
-    for d in docs:
-        if d.get("orphan"):
-            continue
-        if d["owner"] == user_id or (
-            d["mid"] in foreign_ids
-            and any(cid in contacts and may_see_contact(contacts[cid], user_id) for cid in d["links"])
-        ):
-            out.append(d)
-    return out

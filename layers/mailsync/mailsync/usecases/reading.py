@@ -1,4 +1,8 @@
-"""Read use cases: messages and threads, owner-only in this release.
+"""Read use cases: messages and threads, as ``usecases.visibility`` allows.
+
+The owner sees every message of their accounts; a colleague sees a message only
+through the visibility rules (public, linked to a contact they may see). A
+message or thread one may not see is a 404, never a 403.
 
 Every read is one GetItem or one Query page (plus at most one more GetItem to
 authorise a filter; a message's bodies are one ranged S3 GET of its raw object),
@@ -10,16 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
-from pynamodb.indexes import GlobalSecondaryIndex
+from mailsync.domain.records import MessageDoc, Page, ThreadDoc
+from mailsync.errors import NotFound
+from mailsync.store import blobs, repo
+from mailsync.store.messages import MessageRepository, page_cursor
+from mailsync.usecases.visibility import visible_to_user
 
-from mailsync.errors import InvalidCursor, NotFound
-from mailsync.store import blobs, keys, repo
-from mailsync.store.mirror import message_doc, thread_doc
-from mailsync.store.models import MessageItem, ThreadItem
+__all__ = ["get_message", "get_thread", "list_messages", "list_threads", "page_cursor", "summary"]
 
 
-def link_views(doc: dict[str, Any]) -> list[dict[str, str]]:
+def link_views(doc: MessageDoc) -> list[dict[str, str]]:
     """``[{contact_id, kind, source}]``: one entry per contact and source (auto, manual)."""
     out = []
     for cid, link in sorted((doc.get("links") or {}).items()):
@@ -30,7 +34,7 @@ def link_views(doc: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def summary(doc: dict[str, Any]) -> dict[str, Any]:
+def summary(doc: MessageDoc) -> dict[str, Any]:
     return {
         "id": doc["mid"],
         "account_id": doc["account_id"],
@@ -51,7 +55,7 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def thread_view(doc: dict[str, Any]) -> dict[str, Any]:
+def thread_view(doc: ThreadDoc) -> dict[str, Any]:
     return {
         "id": doc["thread_id"],
         "account_id": doc["account_id"],
@@ -65,40 +69,13 @@ def thread_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
-    """Decode a page cursor of the index partition ``attr = pk``.
-
-    Beyond the partition check of :func:`repo.decode_cursor`, the key must have exactly
-    the table and index key attributes as short strings of this tenant: a tampered
-    cursor is a 400, never a DynamoDB validation error (a 500).
-    """
-    lek = repo.decode_cursor(cursor, {attr: pk})
-    if lek is None:
-        return None
-    expected = {"pk", "sk"} if attr == "pk" else {"pk", "sk", attr, attr[:-2] + "sk"}
-    ok = set(lek) == expected and all(
-        isinstance(v, dict)
-        and set(v) == {"S"}
-        and isinstance(v["S"], str)
-        and 0 < len(v["S"].encode()) <= 1024
-        for v in lek.values()
-    )
-    if not ok or not lek["pk"]["S"].startswith(keys.tenant(tenant_id) + "#"):
-        raise InvalidCursor("cursor is not valid")
-    return lek
-
-
-def visible_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
-    try:
-        item = MessageItem.get(keys.message(tenant_id, mid), "M")
-    except DoesNotExist:
-        raise NotFound("message not found") from None
-    doc = message_doc(item)
-    if doc.get("orphan"):
+def visible_message(
+    tenant_id: str, user_id: str, mid: str, messages: MessageRepository | None = None
+) -> MessageDoc:
+    doc = (messages or MessageRepository(tenant_id)).get(mid)
+    if doc is None or doc.get("orphan"):
         raise NotFound("message not found")
     if doc["owner"] != user_id:
-        from mailsync.usecases.contacts import visible_to_user
-
         if not visible_to_user(tenant_id, user_id, [doc]):
             raise NotFound("message not found")  # 404, never 403: do not reveal it exists
     return doc
@@ -122,7 +99,7 @@ def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     }
 
 
-def _render_body(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+def _render_body(doc: MessageDoc) -> tuple[str | None, str | None]:
     """``(text, sanitized html)`` of a message, rendered from its raw object.
 
     Ingest only located the body parts (``domain.scan``): one ranged GET reads the
@@ -146,12 +123,9 @@ def _render_body(doc: dict[str, Any]) -> tuple[str | None, str | None]:
     )
 
 
-def _thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
-    try:
-        doc = thread_doc(ThreadItem.get(keys.thread(tenant_id, thread_id), "TH"))
-    except DoesNotExist:
-        raise NotFound("thread not found") from None
-    if doc["owner"] != user_id:
+def _thread(messages: MessageRepository, user_id: str, thread_id: str) -> ThreadDoc:
+    doc = messages.get_thread(thread_id)
+    if doc is None or doc["owner"] != user_id:
         raise NotFound("thread not found")
     return doc
 
@@ -167,66 +141,44 @@ def list_messages(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    index: GlobalSecondaryIndex[MessageItem]
+    messages = MessageRepository(tenant_id)
+    page: Page
     if unassigned:
-        index, pk, attr = MessageItem.unassigned, keys.owner_unassigned(tenant_id, user_id), "gsi5pk"
+        page = messages.page_unassigned(user_id, limit, cursor)
     elif thread_id:
-        _thread(tenant_id, user_id, thread_id)
-        index, pk, attr = MessageItem.by_thread, keys.thread_messages(tenant_id, thread_id), "gsi4pk"
+        _thread(messages, user_id, thread_id)
+        page = messages.page_of_thread(thread_id, limit, cursor)
     elif account_id:
         acc = repo.get_account(tenant_id, account_id)
         if acc is None or acc["owner"] != user_id:
             raise NotFound("account not found")
         if folder:
-            index, pk, attr = (
-                MessageItem.by_folder,
-                keys.folder_messages(tenant_id, account_id, folder),
-                "gsi3pk",
-            )
+            page = messages.page_of_folder(account_id, folder, limit, cursor)
         else:
-            index, pk, attr = MessageItem.by_account, keys.account_messages(tenant_id, account_id), "gsi2pk"
+            page = messages.page_of_account(account_id, limit, cursor)
     else:
-        index, pk, attr = MessageItem.by_owner, keys.owner_messages(tenant_id, user_id), "gsi1pk"
-    lek = page_cursor(tenant_id, cursor, attr, pk)
-    it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
-    items = []
-    for m in it:
-        doc = message_doc(m)
-        if folder and thread_id and doc["folder"] != folder:
-            continue
-        items.append(summary(doc))
-    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
+        page = messages.page_of_owner(user_id, limit, cursor)
+    items = [summary(d) for d in page.items if not (folder and thread_id and d["folder"] != folder)]
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 def list_threads(
     tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    pk = keys.owner_threads(tenant_id, user_id)
-    lek = page_cursor(tenant_id, cursor, "gsi1pk", pk)
-    it = ThreadItem.by_owner.query(
-        pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
-    )
-    items = [thread_view(thread_doc(t)) for t in it]
-    return {"items": items, "next_cursor": repo.encode_cursor(it.last_evaluated_key)}
+    page = MessageRepository(tenant_id).page_threads_of_owner(user_id, limit, cursor)
+    return {"items": [thread_view(t) for t in page.items], "next_cursor": page.next_cursor}
 
 
 def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
     """The owner sees the whole thread; a colleague only the messages they may see
     (404 when that is none of them)."""
-    try:
-        th = thread_doc(ThreadItem.get(keys.thread(tenant_id, thread_id), "TH"))
-    except DoesNotExist:
-        raise NotFound("thread not found") from None
-    docs = [
-        message_doc(m)
-        for m in MessageItem.by_thread.query(
-            keys.thread_messages(tenant_id, thread_id), scan_index_forward=True
-        )
-    ]
+    messages = MessageRepository(tenant_id)
+    th = messages.get_thread(thread_id)
+    if th is None:
+        raise NotFound("thread not found")
+    docs = messages.of_thread(thread_id)
     view = thread_view(th)
     if th["owner"] != user_id:
-        from mailsync.usecases.contacts import visible_to_user
-
         docs = visible_to_user(tenant_id, user_id, docs)
         if not docs:
             raise NotFound("thread not found")

@@ -1,0 +1,210 @@
+"""Contacts, links and the address indexes (DynamoDB).
+
+Items (see ``store.models``):
+
+* ``T#<t>#C#<contact>`` / ``C``: the contact; its links share the partition
+  (``L#<received>#<mid>``), so a contact's history page is one Query;
+* ``T#<t>#E#<email>`` / ``E``: the contacts having an address (ingest looks them up
+  in one BatchGet per batch);
+* ``T#<t>#ADDR#<email>`` / ``<received>#<mid>``: the mirrored messages an address
+  takes part in (retroactive linking is a Query, never a Scan).
+
+Link items are built here only (:func:`link_item`), for the sync's commit and for
+the contact use cases alike.
+
+Mutation paths: :meth:`ContactRepository.put`, :meth:`ContactRepository.delete`,
+:meth:`ContactRepository.add_address`, :meth:`ContactRepository.remove_address`,
+:meth:`LinkRepository.put`, :meth:`LinkRepository.delete`; the sync writes links and
+the address → messages index through ``DynamoMirrorStore.commit`` with the same builders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.pagination import ResultIterator
+
+from mailsync.domain.records import Contact, Link, Page
+from mailsync.store import keys, repo
+from mailsync.store.messages import page_cursor
+from mailsync.store.models import AddressContactsItem, AddressMessageItem, ContactItem, LinkItem
+
+LINK_PREFIX = "L#"
+
+
+def link_item(tenant_id: str, link: Link) -> LinkItem:
+    return LinkItem(
+        keys.contact(tenant_id, link.contact_id),
+        keys.link_sk(link.received_at, link.mid),
+        mid=link.mid,
+        owner=link.owner,
+        visibility=link.visibility,
+        thread_id=link.thread_id,
+        account_id=link.account_id,
+    )
+
+
+def link_key(tenant_id: str, cid: str, received: str, mid: str) -> LinkItem:
+    """A link item by key only (to delete it)."""
+    return LinkItem(keys.contact(tenant_id, cid), keys.link_sk(received, mid))
+
+
+def address_message_item(
+    tenant_id: str, email: str, received: str, mid: str, account_id: str
+) -> AddressMessageItem:
+    return AddressMessageItem(
+        keys.address_messages(tenant_id, email),
+        keys.message_sort(received, mid),
+        mid=mid,
+        account_id=account_id,
+    )
+
+
+def address_message_key(tenant_id: str, email: str, received: str, mid: str) -> AddressMessageItem:
+    return AddressMessageItem(keys.address_messages(tenant_id, email), keys.message_sort(received, mid))
+
+
+def _link(item: LinkItem, cid: str) -> Link:
+    return Link(
+        contact_id=cid,
+        mid=item.mid,
+        account_id=item.account_id or "",
+        received_at=item.sk.split("#")[1],  # L#<received>#<mid>; an ISO date has no "#"
+        owner=item.owner,
+        visibility=item.visibility,
+        thread_id=item.thread_id,
+    )
+
+
+def _contact(item: ContactItem) -> Contact:
+    return Contact(
+        id=item.contact_id,
+        kind=item.kind,
+        name=item.name,
+        emails=tuple(str(e) for e in item.emails or []),
+        visible_to=tuple(str(u) for u in item.visible_to or []),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+    )
+
+
+class ContactRepository:
+    """A tenant's contacts and the address indexes."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.t = tenant_id
+
+    def get(self, cid: str) -> Contact | None:
+        try:
+            return _contact(ContactItem.get(keys.contact(self.t, cid), "C"))
+        except DoesNotExist:
+            return None
+
+    def get_many(self, cids: Iterable[str]) -> dict[str, Contact]:
+        ks = [(keys.contact(self.t, cid), "C") for cid in dict.fromkeys(cids)]
+        return {c.contact_id: _contact(c) for c in ContactItem.batch_get(ks)} if ks else {}
+
+    def put(self, c: Contact) -> None:
+        ContactItem(
+            keys.contact(self.t, c.id),
+            "C",
+            contact_id=c.id,
+            kind=c.kind,
+            name=c.name,
+            emails=list(c.emails),
+            visible_to=list(c.visible_to),
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        ).save()
+
+    def delete(self, cid: str) -> None:
+        """The contact item only: its links and addresses go first, through their methods."""
+        ContactItem(keys.contact(self.t, cid), "C").delete()
+
+    # ------------------------------------------------------- address -> contacts
+    def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
+        """{address: {contact_id: kind}} of the contacts having these addresses (one BatchGet)."""
+        want = {keys.address_contacts(self.t, a): a for a in set(addresses)}
+        if not want:
+            return {}
+        return {
+            want[i.pk]: dict(i.contacts or {})
+            for i in AddressContactsItem.batch_get([(pk, "E") for pk in want])
+            if i.contacts
+        }
+
+    def add_address(self, email: str, cid: str, kind: str) -> None:
+        pk = keys.address_contacts(self.t, email)
+        try:
+            item = AddressContactsItem.get(pk, "E", consistent_read=True)
+        except DoesNotExist:
+            item = AddressContactsItem(pk, "E", contacts={})
+        item.contacts = {**(item.contacts or {}), cid: kind}
+        item.save()
+
+    def remove_address(self, email: str, cid: str) -> None:
+        try:
+            item = AddressContactsItem.get(keys.address_contacts(self.t, email), "E")
+        except DoesNotExist:
+            return
+        contacts = dict(item.contacts or {})
+        contacts.pop(cid, None)
+        if contacts:
+            item.contacts = contacts
+            item.save()
+        else:
+            item.delete()
+
+    # ------------------------------------------------------- address -> messages
+    def messages_with(self, email: str) -> list[str]:
+        """Ids of the mirrored messages ``email`` takes part in (one Query, paged through)."""
+        return [i.mid for i in AddressMessageItem.query(keys.address_messages(self.t, email))]
+
+
+class LinkRepository:
+    """The link items of a tenant's contacts (a contact's history)."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.t = tenant_id
+
+    def of_contact(self, cid: str) -> list[Link]:
+        pk = keys.contact(self.t, cid)
+        return [_link(i, cid) for i in LinkItem.query(pk, LinkItem.sk.startswith(LINK_PREFIX))]
+
+    def visible_of_contact(self, cid: str, user_id: str) -> list[Link]:
+        """Every link of the contact that ``user_id`` may reach (theirs, or public), newest first."""
+        return [_link(i, cid) for i in self._visible(cid, user_id)]
+
+    def page_visible_of_contact(self, cid: str, user_id: str, limit: int, cursor: str | None) -> Page:
+        """One Query page of :meth:`visible_of_contact`."""
+        lek = page_cursor(self.t, cursor, "pk", keys.contact(self.t, cid))
+        it = self._visible(cid, user_id, limit=limit, page_size=limit, last_evaluated_key=lek)
+        links = [_link(i, cid) for i in it]
+        return Page(links, repo.encode_cursor(it.last_evaluated_key))
+
+    def _visible(self, cid: str, user_id: str, **page: Any) -> ResultIterator[LinkItem]:
+        return LinkItem.query(
+            keys.contact(self.t, cid),
+            LinkItem.sk.startswith(LINK_PREFIX),
+            filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
+            scan_index_forward=False,
+            **page,
+        )
+
+    def put(self, links: Iterable[Link]) -> None:
+        links = list(links)
+        if not links:
+            return
+        with LinkItem.batch_write() as b:
+            for ln in links:
+                b.save(link_item(self.t, ln))
+
+    def delete(self, links: Iterable[Link]) -> None:
+        links = list(links)
+        if not links:
+            return
+        with LinkItem.batch_write() as b:
+            for ln in links:
+                b.delete(link_key(self.t, ln.contact_id, ln.received_at, ln.mid))
