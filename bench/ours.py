@@ -43,7 +43,7 @@ def moto_in_process() -> Iterator[dict[str, str]]:
     try:
         with mock_aws():
             from mailsync.config import get_settings
-            from mailsync.store import aws, models, repo
+            from mailsync.store import aws, models, tenants
             from mailsync_local import runner
 
             env = runner.provision(endpoint=None)  # type: ignore[arg-type]
@@ -51,7 +51,7 @@ def moto_in_process() -> Iterator[dict[str, str]]:
             get_settings.cache_clear()
             aws.reset()
             models.bind(env["MAILSYNC_TABLE"], host=None, region=REGION)
-            repo.create_tenant(TENANT, "Benchmark", "bench-key", "2026-01-01T00:00:00Z")
+            tenants.create_tenant(TENANT, "Benchmark", "bench-key", "2026-01-01T00:00:00Z")
             yield env
             get_settings.cache_clear()
             aws.reset()

@@ -68,8 +68,8 @@ def _provision_in_process() -> dict[str, str]:
 
 @pytest.fixture
 def tenant(aws: dict[str, str]) -> dict[str, str]:
-    from mailsync.store import repo
+    from mailsync.store import tenants
 
-    repo.create_tenant("t1", "Tenant One", "key-t1", "2026-01-01T00:00:00Z")
-    repo.create_tenant("t2", "Tenant Two", "key-t2", "2026-01-01T00:00:00Z")
+    tenants.create_tenant("t1", "Tenant One", "key-t1", "2026-01-01T00:00:00Z")
+    tenants.create_tenant("t2", "Tenant Two", "key-t2", "2026-01-01T00:00:00Z")
     return {"tenant_id": "t1", "api_key": "key-t1", "other_tenant": "t2", "other_key": "key-t2"}

@@ -22,12 +22,12 @@ def _bind() -> None:
 def create_tenant(name: str) -> dict[str, str]:
     """Create a tenant and its API key in DynamoDB (``AWS_ENDPOINT_URL`` honoured)."""
     from mailsync.domain.clock import iso, utcnow
-    from mailsync.store import repo
+    from mailsync.store import tenants
 
     _bind()
     tenant_id = "t_" + secrets.token_hex(8)
     api_key = "msk_" + secrets.token_urlsafe(32)
-    repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
+    tenants.create_tenant(tenant_id, name, api_key, iso(utcnow()))
     return {"tenant_id": tenant_id, "api_key": api_key}
 
 
@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(create_tenant(args.name)))
             else:
                 _bind()
-                from mailsync.store import repo
+                from mailsync.store import tenants
 
                 print(
                     json.dumps(
                         {
                             "tenant_id": args.tenant_id,
-                            "redirect_allowlist": repo.allow_redirects(args.tenant_id, args.patterns),
+                            "redirect_allowlist": tenants.allow_redirects(args.tenant_id, args.patterns),
                         }
                     )
                 )

@@ -150,11 +150,11 @@ DEV_REDIRECTS = ["http://127.0.0.1:*", "http://localhost:*"]
 def ensure_tenant(tenant_id: str, name: str, api_key: str) -> None:
     """The dev tenant: its API key, and OAuth redirects allowed to loopback addresses."""
     from mailsync.domain.clock import iso, utcnow
-    from mailsync.store import repo
+    from mailsync.store import tenants
 
-    if repo.tenant_for_key(api_key) is None:
-        repo.create_tenant(tenant_id, name, api_key, iso(utcnow()))
-    repo.allow_redirects(tenant_id, DEV_REDIRECTS)
+    if tenants.tenant_for_key(api_key) is None:
+        tenants.create_tenant(tenant_id, name, api_key, iso(utcnow()))
+    tenants.allow_redirects(tenant_id, DEV_REDIRECTS)
 
 
 # ---------------------------------------------------------------------- HTTP

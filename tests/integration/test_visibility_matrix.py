@@ -75,7 +75,7 @@ def world(dovecot: Any) -> Iterator[dict[str, Any]]:
         with mock_aws():
             from mailsync.config import get_settings
             from mailsync.store import aws as aws_mod
-            from mailsync.store import models, repo
+            from mailsync.store import models, tenants
             from mailsync_local import runner
 
             env = runner.provision(endpoint=None)  # type: ignore[arg-type]
@@ -85,8 +85,8 @@ def world(dovecot: Any) -> Iterator[dict[str, Any]]:
             aws_mod.reset()
             models.bind(env["MAILSYNC_TABLE"], host=None, region=REGION)
             try:
-                repo.create_tenant("t1", "Tenant One", "key-t1", "2026-01-01T00:00:00Z")
-                repo.create_tenant("t2", "Tenant Two", "key-t2", "2026-01-01T00:00:00Z")
+                tenants.create_tenant("t1", "Tenant One", "key-t1", "2026-01-01T00:00:00Z")
+                tenants.create_tenant("t2", "Tenant Two", "key-t2", "2026-01-01T00:00:00Z")
                 yield _build(dovecot)
             finally:
                 get_settings.cache_clear()

@@ -20,7 +20,7 @@ PUSH_SA = "gmail-push@mailsync-test.iam.gserviceaccount.com"
 @pytest.fixture
 def google(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogle]:
     from mailsync.config import get_settings
-    from mailsync.store import repo
+    from mailsync.store import tenants
 
     with FakeGoogle(client_id="cid-123.apps.googleusercontent.com", client_secret="csecret") as fake:
         fake.push_service_account = PUSH_SA
@@ -41,7 +41,7 @@ def google(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
         get_settings.cache_clear()
         for t in ("t1", "t2"):
             try:
-                repo.allow_redirects(t, ["http://127.0.0.1:*"])
+                tenants.allow_redirects(t, ["http://127.0.0.1:*"])
             except Exception:  # the tenant fixture may not be in use
                 pass
         yield fake

@@ -33,7 +33,7 @@ def _validate(url: str, token: str) -> bool:
 @pytest.fixture
 def microsoft(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGraph]:
     from mailsync.config import get_settings
-    from mailsync.store import repo
+    from mailsync.store import tenants
 
     with FakeGraph(validator=_validate) as fake:
         env = {
@@ -52,7 +52,7 @@ def microsoft(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[
         get_settings.cache_clear()
         for t in ("t1", "t2"):
             try:
-                repo.allow_redirects(t, ["http://127.0.0.1:*"])
+                tenants.allow_redirects(t, ["http://127.0.0.1:*"])
             except Exception:  # the tenant fixture may not be in use
                 pass
         yield fake

@@ -22,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from mailsync.errors import InvalidRequest, MissingUser, Unauthorized, UnsupportedMediaType
-from mailsync.store import repo
+from mailsync.store import tenants
 
 # Routes that authenticate otherwise: the spec holds no data; the OAuth callbacks are
 # bound to their tenant by the signed state; webhooks verify the provider's token.
@@ -54,7 +54,7 @@ def authenticate(ev: APIGatewayProxyEventV2) -> tuple[str, str] | None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer API key")
-    tenant_id = repo.tenant_for_key(token.strip())
+    tenant_id = tenants.tenant_for_key(token.strip())
     if tenant_id is None:
         raise Unauthorized("unknown API key")
     user = (ev.headers.get("x-user-id") or "").strip()

@@ -154,7 +154,9 @@ class MicrosoftConnector(BaseConnector):
         """``sendMail`` (a reply: ``createReply`` + ``send``, which keeps the conversation).
         createReply needs the parent's Graph id; a copy we filed ourselves (``pending-…``, not
         synced back yet) has none: then the MIME reply (In-Reply-To/References) is sent."""
-        refs = [Location.parse(loc).ref for loc in (mail.parent.get("locs") or {}).values() if ":" in str(loc)]
+        refs = [
+            Location.parse(loc).ref for loc in (mail.parent.get("locs") or {}).values() if ":" in str(loc)
+        ]
         real = [r for r in refs if not r.startswith(PENDING)]
         provider = None
         try:

@@ -140,12 +140,6 @@ def get_account(tenant_id: str, account_id: str) -> Account | None:
         return None
 
 
-def get_account_doc(tenant_id: str, account_id: str) -> dict[str, Any] | None:
-    """The account as a plain document (the mail side's reads)."""
-    acc = get_account(tenant_id, account_id)
-    return to_doc(acc) if acc is not None else None
-
-
 def account_by_email(tenant_id: str, email: str) -> str | None:
     try:
         return EmailLockItem.get(keys.email_lock(tenant_id, email), "E").account_id

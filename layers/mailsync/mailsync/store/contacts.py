@@ -27,7 +27,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.pagination import ResultIterator
 
 from mailsync.domain.records import Contact, Link, Page
-from mailsync.store import keys, repo
+from mailsync.store import keys, paging
 from mailsync.store.messages import page_cursor
 from mailsync.store.models import AddressContactsItem, AddressMessageItem, ContactItem, LinkItem
 
@@ -182,7 +182,7 @@ class LinkRepository:
         lek = page_cursor(self.t, cursor, "pk", keys.contact(self.t, cid))
         it = self._visible(cid, user_id, limit=limit, page_size=limit, last_evaluated_key=lek)
         links = [_link(i, cid) for i in it]
-        return Page(links, repo.encode_cursor(it.last_evaluated_key))
+        return Page(links, paging.encode_cursor(it.last_evaluated_key))
 
     def _visible(self, cid: str, user_id: str, **page: Any) -> ResultIterator[LinkItem]:
         return LinkItem.query(

@@ -113,6 +113,8 @@ def owner_accounts_sort(created_at: str, a: str) -> str:
 
 def due_sort(next_due: str, t: str, a: str) -> str:
     return f"{next_due}#{t}#{a}"
+
+
 # Sort keys (one place: GSI order is newest first by these)
 def message_sort(received: str, mid: str) -> str:
     """Sort key of a message in every message index and in the address index."""

@@ -27,7 +27,7 @@ from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc
 from mailsync.errors import InvalidCursor
-from mailsync.store import keys, repo
+from mailsync.store import keys, paging
 from mailsync.store.models import MessageItem, ThreadItem
 
 MESSAGE_FIELDS = (
@@ -92,11 +92,11 @@ def thread_item(doc: ThreadDoc) -> ThreadItem:
 def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
     """Decode a page cursor of the index partition ``attr = pk``.
 
-    Beyond the partition check of :func:`repo.decode_cursor`, the key must have exactly
+    Beyond the partition check of :func:`paging.decode_cursor`, the key must have exactly
     the table and index key attributes as short strings of this tenant: a tampered
     cursor is a 400, never a DynamoDB validation error (a 500).
     """
-    lek = repo.decode_cursor(cursor, {attr: pk})
+    lek = paging.decode_cursor(cursor, {attr: pk})
     if lek is None:
         return None
     expected = {"pk", "sk"} if attr == "pk" else {"pk", "sk", attr, attr[:-2] + "sk"}
@@ -164,7 +164,7 @@ class MessageRepository:
         lek = page_cursor(self.t, cursor, attr, pk)
         it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
         docs = [message_doc(m) for m in it]
-        return Page(docs, repo.encode_cursor(it.last_evaluated_key))
+        return Page(docs, paging.encode_cursor(it.last_evaluated_key))
 
     def save(self, docs: Iterable[MessageDoc]) -> None:
         """Write messages (one BatchWrite). The caller holds the account's mirror lock
@@ -194,7 +194,7 @@ class MessageRepository:
             pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
         )
         threads = [thread_doc(t) for t in it]
-        return Page(threads, repo.encode_cursor(it.last_evaluated_key))
+        return Page(threads, paging.encode_cursor(it.last_evaluated_key))
 
     def save_thread(self, thread: ThreadDoc) -> None:
         """Write a thread (under the account's mirror lock, like :meth:`save`)."""

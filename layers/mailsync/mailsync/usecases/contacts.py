@@ -36,7 +36,7 @@ from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.records import Contact, Link, MessageDoc, ThreadDoc, link_of
 from mailsync.domain.visibility import may_see_contact
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
-from mailsync.store import repo
+from mailsync.store import accounts as accounts_repo
 from mailsync.store.contacts import ContactRepository, LinkRepository
 from mailsync.store.messages import MessageRepository
 from mailsync.store.mirror import DynamoMirrorStore
@@ -147,10 +147,8 @@ def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> i
                 if d.get("orphan"):
                     return False
                 if d["account_id"] not in auto_assign:
-                    acc = repo.get_account(tenant_id, d["account_id"])
-                    auto_assign[d["account_id"]] = bool(
-                        acc and (acc["settings"] or {}).get("auto_assign", True)
-                    )
+                    acc = accounts_repo.get_account(tenant_id, d["account_id"])
+                    auto_assign[d["account_id"]] = bool(acc and acc.settings.auto_assign)
                 if not auto_assign[d["account_id"]]:
                     return False
                 link = d["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})

@@ -16,7 +16,8 @@ from typing import Any
 
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc
 from mailsync.errors import NotFound
-from mailsync.store import blobs, repo
+from mailsync.store import accounts as accounts_repo
+from mailsync.store import blobs
 from mailsync.store.messages import MessageRepository, page_cursor
 from mailsync.usecases.visibility import visible_to_user
 
@@ -149,8 +150,8 @@ def list_messages(
         _thread(messages, user_id, thread_id)
         page = messages.page_of_thread(thread_id, limit, cursor)
     elif account_id:
-        acc = repo.get_account(tenant_id, account_id)
-        if acc is None or acc["owner"] != user_id:
+        acc = accounts_repo.get_account(tenant_id, account_id)
+        if acc is None or acc.owner != user_id:
             raise NotFound("account not found")
         if folder:
             page = messages.page_of_folder(account_id, folder, limit, cursor)
