@@ -34,9 +34,8 @@ from mailsync.domain.account import (
 )
 from mailsync.domain.ports import FolderInfo
 from mailsync.errors import AccountExists
-from mailsync.store import crypto, keys
+from mailsync.store import crypto, keys, paging
 from mailsync.store.models import AccountItem, CredentialItem, EmailLockItem, FolderItem
-from mailsync.store.paging import encode_cursor
 
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
@@ -148,15 +147,15 @@ def account_by_email(tenant_id: str, email: str) -> str | None:
 
 
 def accounts_of_owner(
-    tenant_id: str, user_id: str, *, limit: int, start: dict[str, Any] | None
+    tenant_id: str, user_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[Account], str | None]:
-    """One page of the owner's accounts (``deleting`` ones left out) from the decoded
-    cursor ``start``, and the next page's cursor."""
-    it = AccountItem.by_owner.query(
-        keys.owner_accounts(tenant_id, user_id), limit=limit, page_size=limit, last_evaluated_key=start
-    )
+    """One page of the owner's accounts (``deleting`` ones left out) after ``cursor``
+    (refused when it was issued for another list), and the next page's cursor."""
+    pk = keys.owner_accounts(tenant_id, user_id)
+    start = paging.page_cursor(tenant_id, cursor, "gsi1pk", pk)
+    it = AccountItem.by_owner.query(pk, limit=limit, page_size=limit, last_evaluated_key=start)
     items = [from_item(i) for i in it if i.state != "deleting"]
-    return items, encode_cursor(it.last_evaluated_key)
+    return items, paging.encode_cursor(it.last_evaluated_key)
 
 
 def due_in_shard(shard: int, now: str) -> Iterable[tuple[str, str, str]]:

@@ -28,7 +28,6 @@ from pynamodb.pagination import ResultIterator
 
 from mailsync.domain.records import Contact, Link, Page
 from mailsync.store import keys, paging
-from mailsync.store.messages import page_cursor
 from mailsync.store.models import AddressContactsItem, AddressMessageItem, ContactItem, LinkItem
 
 LINK_PREFIX = "L#"
@@ -179,7 +178,7 @@ class LinkRepository:
 
     def page_visible_of_contact(self, cid: str, user_id: str, limit: int, cursor: str | None) -> Page:
         """One Query page of :meth:`visible_of_contact`."""
-        lek = page_cursor(self.t, cursor, "pk", keys.contact(self.t, cid))
+        lek = paging.page_cursor(self.t, cursor, "pk", keys.contact(self.t, cid))
         it = self._visible(cid, user_id, limit=limit, page_size=limit, last_evaluated_key=lek)
         links = [_link(i, cid) for i in it]
         return Page(links, paging.encode_cursor(it.last_evaluated_key))

@@ -11,7 +11,7 @@ Invariants:
 * A message without links is also in the owner's "unassigned" index (GSI5).
 * Every read is GetItem, BatchGetItem or one Query page; never a Scan. Pages are
   newest first and a cursor must belong to the partition it pages
-  (:func:`page_cursor`).
+  (:func:`mailsync.store.paging.page_cursor`).
 
 Mutation paths: :meth:`MessageRepository.save` and :meth:`MessageRepository.save_thread`
 (the mail side outside a sync) and ``DynamoMirrorStore.commit`` (the sync).
@@ -20,13 +20,11 @@ Mutation paths: :meth:`MessageRepository.save` and :meth:`MessageRepository.save
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc
-from mailsync.errors import InvalidCursor
 from mailsync.store import keys, paging
 from mailsync.store.models import MessageItem, ThreadItem
 
@@ -89,29 +87,6 @@ def thread_item(doc: ThreadDoc) -> ThreadItem:
     return item
 
 
-def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
-    """Decode a page cursor of the index partition ``attr = pk``.
-
-    Beyond the partition check of :func:`paging.decode_cursor`, the key must have exactly
-    the table and index key attributes as short strings of this tenant: a tampered
-    cursor is a 400, never a DynamoDB validation error (a 500).
-    """
-    lek = paging.decode_cursor(cursor, {attr: pk})
-    if lek is None:
-        return None
-    expected = {"pk", "sk"} if attr == "pk" else {"pk", "sk", attr, attr[:-2] + "sk"}
-    ok = set(lek) == expected and all(
-        isinstance(v, dict)
-        and set(v) == {"S"}
-        and isinstance(v["S"], str)
-        and 0 < len(v["S"].encode()) <= 1024
-        for v in lek.values()
-    )
-    if not ok or not lek["pk"]["S"].startswith(keys.tenant(tenant_id) + "#"):
-        raise InvalidCursor("cursor is not valid")
-    return lek
-
-
 class MessageRepository:
     """A tenant's messages and threads."""
 
@@ -161,7 +136,7 @@ class MessageRepository:
     def _page(
         self, index: GlobalSecondaryIndex[MessageItem], attr: str, pk: str, limit: int, cursor: str | None
     ) -> Page:
-        lek = page_cursor(self.t, cursor, attr, pk)
+        lek = paging.page_cursor(self.t, cursor, attr, pk)
         it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek)
         docs = [message_doc(m) for m in it]
         return Page(docs, paging.encode_cursor(it.last_evaluated_key))
@@ -189,7 +164,7 @@ class MessageRepository:
 
     def page_threads_of_owner(self, user_id: str, limit: int, cursor: str | None) -> Page:
         pk = keys.owner_threads(self.t, user_id)
-        lek = page_cursor(self.t, cursor, "gsi1pk", pk)
+        lek = paging.page_cursor(self.t, cursor, "gsi1pk", pk)
         it = ThreadItem.by_owner.query(
             pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=lek
         )

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from mailsync.errors import InvalidCursor
+from mailsync.store import keys
 
 
 def encode_cursor(lek: dict[str, Any] | None) -> str | None:
@@ -35,4 +36,27 @@ def decode_cursor(cursor: str | None, expected: dict[str, str]) -> dict[str, Any
     for attr, value in expected.items():
         if not isinstance(lek.get(attr), dict) or lek[attr].get("S") != value:
             raise InvalidCursor("cursor does not belong to this list")
+    return lek
+
+
+def page_cursor(tenant_id: str, cursor: str | None, attr: str, pk: str) -> dict[str, Any] | None:
+    """Decode a page cursor of the index partition ``attr = pk``.
+
+    Beyond the partition check of :func:`decode_cursor`, the key must have exactly
+    the table and index key attributes as short strings of this tenant: a tampered
+    cursor is a 400, never a DynamoDB validation error (a 500).
+    """
+    lek = decode_cursor(cursor, {attr: pk})
+    if lek is None:
+        return None
+    expected = {"pk", "sk"} if attr == "pk" else {"pk", "sk", attr, attr[:-2] + "sk"}
+    ok = set(lek) == expected and all(
+        isinstance(v, dict)
+        and set(v) == {"S"}
+        and isinstance(v["S"], str)
+        and 0 < len(v["S"].encode()) <= 1024
+        for v in lek.values()
+    )
+    if not ok or not lek["pk"]["S"].startswith(keys.tenant(tenant_id) + "#"):
+        raise InvalidCursor("cursor is not valid")
     return lek

@@ -30,7 +30,6 @@ from mailsync.domain.sync import AccountContext
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.store import accounts as repo
-from mailsync.store import keys
 from mailsync.store.accounts import load_secrets
 from mailsync.store.purge import purge_account
 from mailsync.store.queue import sync_jobs
@@ -80,10 +79,7 @@ def get_account(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]
 def list_accounts(
     tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    from mailsync.usecases.reading import page_cursor
-
-    start = page_cursor(tenant_id, cursor, "gsi1pk", keys.owner_accounts(tenant_id, user_id))
-    docs, next_cursor = repo.accounts_of_owner(tenant_id, user_id, limit=limit, start=start)
+    docs, next_cursor = repo.accounts_of_owner(tenant_id, user_id, limit=limit, cursor=cursor)
     return {"items": [public_view(d) for d in docs], "next_cursor": next_cursor}
 
 

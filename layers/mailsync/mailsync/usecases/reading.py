@@ -18,10 +18,10 @@ from mailsync.domain.records import MessageDoc, Page, ThreadDoc
 from mailsync.errors import NotFound
 from mailsync.store import accounts as accounts_repo
 from mailsync.store import blobs
-from mailsync.store.messages import MessageRepository, page_cursor
+from mailsync.store.messages import MessageRepository
 from mailsync.usecases.visibility import visible_to_user
 
-__all__ = ["get_message", "get_thread", "list_messages", "list_threads", "page_cursor", "summary"]
+__all__ = ["get_message", "get_thread", "list_messages", "list_threads", "summary"]
 
 
 def link_views(doc: MessageDoc) -> list[dict[str, str]]:
