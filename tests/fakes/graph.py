@@ -1821,7 +1821,9 @@ class FakeGraph(base.FakeServer):
 
     def _deliver_locally(self, raw: bytes) -> None:
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        rcpts = email.utils.getaddresses([str(parsed.get(h) or "") for h in ("To", "Cc", "Bcc")])
+        # Only the headers present: Python 3.13's strict getaddresses drops the whole list
+        # when one entry (an absent Cc as "") does not parse.
+        rcpts = email.utils.getaddresses([str(v) for h in ("To", "Cc", "Bcc") if (v := parsed.get(h))])
         for _, addr in rcpts:
             other = self.users.get(addr.lower())
             if other is not None:

@@ -557,3 +557,19 @@ def test_delivery_status_report_part_has_content() -> None:
     assert (report.id, report.content_type) == ("2", "message/delivery-status")
     _name, _ctype, data = get_attachment(raw, "2")
     assert b"Status: 5.1.1" in data and report.size == len(data)
+
+
+def test_an_unreadable_address_header_keeps_the_others() -> None:
+    """Address headers that occur several times are read together; Python 3.13's strict
+    getaddresses answers nothing for a whole list with one bad entry. The readable
+    occurrences must survive (assignment to contacts needs them)."""
+    raw = (
+        b"From: Alice <alice@example.com>\r\n"
+        b"To: bob@example.org, Dave <dave@example.org>\r\n"
+        b'To: "unbalanced <carol@example.net\r\n'
+        b"To: \r\n"
+        b"Subject: x\r\n\r\nbody\r\n"
+    )
+    parsed = parse_message(raw)
+    assert [a.email for a in parsed.from_] == ["alice@example.com"]
+    assert [a.email for a in parsed.to][:2] == ["bob@example.org", "dave@example.org"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import contextlib
 import quopri
 import re
 from datetime import UTC, datetime, timedelta
@@ -227,10 +228,15 @@ def parse_addresses(values: list[str]) -> list[Address]:
             break
         pairs.extend(plain)
     if pairs is None:
-        try:
-            pairs = getaddresses(texts)
-        except Exception:  # noqa: BLE001 - getaddresses has raised on hostile input in the past
-            return []
+        # One header at a time: since Python 3.13 (CVE-2023-27043) getaddresses is strict and
+        # answers [("", "")] for the whole list when any part of it, an empty field included,
+        # does not parse; a broken Cc must not take the From and To with it.
+        pairs = []
+        for text in texts:
+            if text.strip():
+                # getaddresses has raised on hostile input in the past
+                with contextlib.suppress(Exception):
+                    pairs.extend(getaddresses([text]))
     out: list[Address] = []
     for name, email in pairs:
         email = (email or "").strip()
