@@ -18,7 +18,7 @@ from mailsync.store import keys
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.store.models import MirrorLockItem
 from tests.support.dovecot import make_mail
-from tests.support.providers import engine_mirror
+from tests.support.providers import engine_mirror, store_account
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,12 @@ def test_a_second_writer_waits_and_merges_instead_of_overwriting(aws):
 
     assert waited > 0.2  # it waited for the first writer instead of writing alongside it
     assert locs_of(store_b, "INBOX", "7") == {"INBOX": "0:7", "Sent": "0:3"}
-    assert MirrorLockItem.count(keys.account("t1", "a_lock"), MirrorLockItem.sk == "LOCK") == 0  # released
+    assert MirrorLockItem.get(keys.account("t1", "a_lock"), "LOCK").owner is None  # released
 
 
 def test_lock_is_reentrant_per_writer_exclusive_per_account_and_expires(aws):
+    for tenant, account in (("t1", "acc_1"), ("t1", "acc_2"), ("t2", "acc_1")):
+        store_account(tenant, account, "alice", f"{account}@example.com")
     a = DynamoMirrorStore("t1", "acc_1")
     b = DynamoMirrorStore("t1", "acc_1", lock_wait=0.3)
     other_account = DynamoMirrorStore("t1", "acc_2", lock_wait=0.3)
@@ -93,3 +95,45 @@ def test_lock_is_reentrant_per_writer_exclusive_per_account_and_expires(aws):
     started = time.monotonic()
     with DynamoMirrorStore("t1", "acc_1", lock_wait=5).lock():
         assert time.monotonic() - started >= 0.3
+
+
+def test_a_purge_shuts_out_a_writer_that_loaded_the_account_before_it_was_deleted(aws):
+    """The race CI hit: a sync running while its account is deleted stored one more batch
+    after the purge, so a mail of the deleted account showed up. The purge takes the lock for
+    good (after the batch in flight); a later batch is refused, and so is one after the purge
+    removed the lock item itself."""
+    from mailsync.config import get_settings
+    from mailsync.errors import AccountGone
+    from mailsync.store import accounts
+    from mailsync.store.purge import purge_account
+    from tests.support.accounts import mirror
+
+    store, ctx = engine_mirror("a_race", "dora@example.com", NOW - timedelta(days=1))
+    engine = SyncEngine(store, ctx)
+    folders(engine, store)
+    engine.apply_local(
+        [Upsert("INBOX", "1", make_mail("Eins", "x@example.com", "dora@example.com"), True, NOW)]
+    )
+    assert [m["subject"] for m in mirror({"id": "a_race"})] == ["Eins"]
+
+    acc = accounts.get_account("t1", "a_race")
+    assert acc is not None
+    accounts.save_account(acc.with_(state="deleting", next_due=None), get_settings().due_shards)
+    store.hold_for_purge()
+    late = make_mail("Zwei", "x@example.com", "dora@example.com")
+    with pytest.raises(AccountGone):  # at once, not after lock_wait
+        engine.apply_local([Upsert("INBOX", "2", late, True, NOW)])
+    purge_account("t1", "a_race", "dora@example.com")
+    with pytest.raises(AccountGone):  # the lock item is gone with the account
+        SyncEngine(DynamoMirrorStore("t1", "a_race"), ctx).apply_local(
+            [Upsert("INBOX", "2", late, True, NOW)]
+        )
+    assert mirror({"id": "a_race"}) == []
+    assert list(MirrorLockItem.query(keys.account("t1", "a_race"))) == []
+
+
+def test_an_account_stored_without_a_lock_item_gets_one_on_first_use(aws):
+    store_account("t1", "a_old", "alice", "old@example.com")  # save_account: no lock item
+    with DynamoMirrorStore("t1", "a_old").lock():
+        assert MirrorLockItem.get(keys.account("t1", "a_old"), "LOCK").owner
+    assert MirrorLockItem.get(keys.account("t1", "a_old"), "LOCK").owner is None

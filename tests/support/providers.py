@@ -35,10 +35,23 @@ def subjects(batches: list[ChangeBatch]) -> set[str]:
     return {str(email.message_from_bytes(u.raw)["Subject"]) for u in upserts(batches).values()}
 
 
+def store_account(tenant_id: str, account_id: str, owner: str, address: str) -> None:
+    """An account item (IMAP, active) under a chosen id, as the connect use case stores it."""
+    from mailsync.config import get_settings
+    from mailsync.domain.account import new_account
+    from mailsync.store.accounts import save_account
+
+    acc = new_account(tenant_id, owner, address, "imap").with_(account_id=account_id)
+    save_account(acc, get_settings().due_shards)
+
+
 def engine_mirror(account_id: str, address: str, since: datetime) -> tuple[DynamoMirrorStore, AccountContext]:
     """The mirror store and account context of a private test account of alice in tenant t1
-    (needs the ``aws`` fixture)."""
+    (needs the ``aws`` fixture). The account item is stored too: the mirror refuses writers
+    for an account that does not exist (a purge may have removed it)."""
     from mailsync.store.mirror import DynamoMirrorStore
+
+    store_account("t1", account_id, "alice", address)
 
     ctx = AccountContext(
         tenant_id="t1",

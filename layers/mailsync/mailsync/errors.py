@@ -66,6 +66,13 @@ class NotConfigured(MailsyncError):
     status, code = 503, "not_configured"
 
 
+class AccountGone(NotFound):
+    """The account is being deleted (or is gone): a writer must stop and store nothing."""
+
+    def __init__(self, message: str = "account not found", **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
 class AccountBusy(MailsyncError):
     """Another writer held the account's mirror for longer than we wait; retry shortly."""
 

@@ -35,7 +35,7 @@ from mailsync.domain.account import (
 from mailsync.domain.ports import FolderInfo
 from mailsync.errors import AccountExists
 from mailsync.store import crypto, keys, paging
-from mailsync.store.models import AccountItem, CredentialItem, EmailLockItem, FolderItem
+from mailsync.store.models import AccountItem, CredentialItem, EmailLockItem, FolderItem, MirrorLockItem
 
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
@@ -188,7 +188,8 @@ def get_credentials_envelope(tenant_id: str, account_id: str) -> dict[str, Any] 
 
 # ---------------------------------------------------------------- mutations
 def insert_account(acc: Account, envelope: dict[str, Any], due_shards: int) -> None:
-    """Account + credential + one-per-mailbox lock, atomically (409 when the lock exists)."""
+    """Account + credential + one-per-mailbox lock + the (free) mirror lock, atomically
+    (409 when the mailbox lock exists)."""
     t, a = acc.tenant_id, acc.account_id
     lock = EmailLockItem(keys.email_lock(t, acc.email), "E", account_id=a)
     AccountItem._get_connection()  # binds the models (Settings) before Meta is read
@@ -199,6 +200,7 @@ def insert_account(acc: Account, envelope: dict[str, Any], due_shards: int) -> N
             tx.save(lock, condition=EmailLockItem.pk.does_not_exist())
             tx.save(account_item(acc, due_shards))
             tx.save(CredentialItem(keys.account(t, a), "CRED", envelope=envelope))
+            tx.save(MirrorLockItem(keys.account(t, a), "LOCK"))  # free; a purge holds it for good
     except TransactWriteError as e:
         if (
             "ConditionalCheckFailed" in str(e)

@@ -12,8 +12,10 @@ in the order that keeps the mirror consistent at every instant a crash may hit:
 
 A sync and the mail client (write-through, send) both read, merge and write the same
 message, thread and location items; each such step holds the account's lock
-(:meth:`DynamoMirrorStore.lock`, a lease item taken with a conditional UpdateItem and
-freed with a conditional DeleteItem), so neither overwrites the other's merge.
+(:meth:`DynamoMirrorStore.lock`, a lease on the account's lock item, taken and freed
+with conditional UpdateItems), so neither overwrites the other's merge. A purge holds
+that lock for good (:meth:`DynamoMirrorStore.hold_for_purge`), so nothing is stored
+for an account once its deletion began.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from mailsync.domain.records import MessageDoc, ThreadDoc
 from mailsync.domain.sync_state import FolderState, Writes
-from mailsync.errors import AccountBusy
+from mailsync.errors import AccountBusy, AccountGone
 from mailsync.store import blobs, keys
 from mailsync.store.contacts import (
     ContactRepository,
@@ -39,6 +41,7 @@ from mailsync.store.contacts import (
 )
 from mailsync.store.messages import message_doc, message_item, thread_doc, thread_item
 from mailsync.store.models import (
+    AccountItem,
     AddressMessageItem,
     FolderItem,
     LinkItem,
@@ -71,6 +74,8 @@ def folder_state(item: FolderItem) -> FolderState:
 
 LOCK_LEASE_SECONDS = 60.0  # a holder that died frees the account after this
 LOCK_WAIT_SECONDS = 30.0  # a step holds the lock for one batch (well under a second)
+PURGE_HOLDER = "purge"  # the owner of a lock a purge holds until the account is gone
+FOREVER = 2**53
 
 
 class DynamoMirrorStore:
@@ -83,7 +88,14 @@ class DynamoMirrorStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the account's mirror lock (reentrant); :class:`AccountBusy` after ``lock_wait``."""
+        """Hold the account's mirror lock (reentrant); :class:`AccountBusy` after ``lock_wait``,
+        :class:`AccountGone` at once when the account is being deleted or is gone.
+
+        The lease is an UpdateItem on the account's lock item, conditional on that item
+        existing and being free. A purge holds it for good before it deletes anything and
+        removes it last, so a writer that loaded the account before it was deleted can
+        never store a mail after the purge began (see :func:`mailsync.store.purge`).
+        """
         if self._held:
             self._held += 1
             try:
@@ -101,12 +113,15 @@ class DynamoMirrorStore:
                         MirrorLockItem.owner.set(token),
                         MirrorLockItem.until.set(now + LOCK_LEASE_SECONDS),
                     ],
-                    condition=MirrorLockItem.owner.does_not_exist() | (MirrorLockItem.until < now),
+                    condition=MirrorLockItem.pk.exists()
+                    & (MirrorLockItem.owner.does_not_exist() | (MirrorLockItem.until < now)),
                 )
                 break
             except UpdateError as e:
                 if e.cause_response_code != "ConditionalCheckFailedException":
                     raise
+                if self._refused_for_good():
+                    continue  # the lock item was missing and has been created: try again at once
                 if time.monotonic() >= deadline:
                     raise AccountBusy("the account is being written by another sync; retry") from e
                 time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
@@ -117,11 +132,63 @@ class DynamoMirrorStore:
         finally:
             self._held = 0
             try:
-                item.delete(condition=MirrorLockItem.owner == token)
-            except DeleteError as e:
+                item.update(
+                    actions=[MirrorLockItem.owner.remove(), MirrorLockItem.until.remove()],
+                    condition=MirrorLockItem.owner == token,
+                )
+            except UpdateError as e:
                 if e.cause_response_code != "ConditionalCheckFailedException":
                     raise
-                # Our lease ran out and another writer holds it now: nothing of ours to free.
+                # Our lease ran out and another writer (or the purge) holds it now.
+
+    def _refused_for_good(self) -> bool:
+        """After a refused lease: raise :class:`AccountGone` when a purge holds the lock or the
+        account is gone; True when the lock item was missing (an account stored before lock
+        items were created with it) and is now created; False when a writer holds it."""
+        try:
+            held = MirrorLockItem.get(self.pk, "LOCK", consistent_read=True)
+        except DoesNotExist:
+            held = None
+        if held is not None:
+            if held.owner == PURGE_HOLDER:
+                raise AccountGone()
+            return False
+        try:
+            state = AccountItem.get(self.pk, "A", consistent_read=True, attributes_to_get=["state"]).state
+        except DoesNotExist:
+            raise AccountGone() from None
+        if state == "deleting":
+            raise AccountGone()
+        try:
+            MirrorLockItem(self.pk, "LOCK").save(condition=MirrorLockItem.pk.does_not_exist())
+        except PutError as e:
+            if e.cause_response_code != "ConditionalCheckFailedException":
+                raise
+        return True
+
+    def hold_for_purge(self) -> None:
+        """Take the lock for good, for a purge: wait until the writer holding it has stored
+        its batch, then keep every writer out (they get :class:`AccountGone`). Idempotent:
+        a resumed purge finds the lock already its own."""
+        item = MirrorLockItem(self.pk, "LOCK")
+        deadline, delay = time.monotonic() + max(self.lock_wait, LOCK_LEASE_SECONDS), 0.02
+        while True:
+            now = time.time()
+            try:
+                item.update(
+                    actions=[MirrorLockItem.owner.set(PURGE_HOLDER), MirrorLockItem.until.set(FOREVER)],
+                    condition=MirrorLockItem.owner.does_not_exist()
+                    | (MirrorLockItem.until < now)
+                    | (MirrorLockItem.owner == PURGE_HOLDER),
+                )
+                return
+            except UpdateError as e:
+                if e.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise AccountBusy("the account is being written by a sync; the purge retries") from e
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
 
     def raw_key(self, mid: str) -> str:
         return blobs.raw_key(self.t, self.a, mid)

@@ -226,10 +226,12 @@ class FolderItem(_Base):
 
 class MirrorLockItem(_Base):
     """``T#<t>#A#<a>`` / ``LOCK``: the writer applying changes to this account's mirror now
-    (a lease: ``until`` frees it when a holder died)."""
+    (a lease: ``until`` frees it when a holder died). Created with the account, free while
+    ``owner`` is absent; a purge holds it for good (``owner`` ``purge``) and deletes it last
+    but the account item, so no writer can take it once an account is being deleted."""
 
-    owner = UnicodeAttribute()
-    until = NumberAttribute()
+    owner = UnicodeAttribute(null=True)
+    until = NumberAttribute(null=True)
 
 
 class LocationItem(_Base):

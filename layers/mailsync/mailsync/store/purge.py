@@ -28,6 +28,7 @@ from mailsync.store.models import AccountItem, EmailLockItem, LocationItem, Mess
 def purge_account(tenant_id: str, account_id: str, email: str) -> None:
     """Remove everything of an account. Idempotent; safe to re-run after a crash."""
     pk = keys.account(tenant_id, account_id)
+    DynamoMirrorStore(tenant_id, account_id).hold_for_purge()  # no writer stores anything from here
     account_items = list(LocationItem.query(pk))  # every item type in the partition
     mids = {i.sk[2:] for i in account_items if i.sk.startswith("O#")}
     mids.update(m.mid for m in MessageItem.by_account.query(keys.account_messages(tenant_id, account_id)))

@@ -26,6 +26,7 @@ from mailsync.domain.account import NOT_DUE_STATES, Account
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.domain.sync import FolderState, SyncEngine
+from mailsync.errors import AccountGone
 from mailsync.observability import logger, metrics
 from mailsync.store import accounts as repo
 from mailsync.store.accounts import load_secrets
@@ -122,6 +123,9 @@ def sync_account(
             )
             acc = _progress(acc, all_states)
             report = engine.run(provider, all_states, deadline)
+    except AccountGone:
+        # Deleted while we synced: the purge holds the mirror; nothing more is stored.
+        return {"status": "gone"}
     except AuthFailed as e:
         _save_tokens(acc, provider)
         acc = acc.with_(state="auth_error", error={"code": "auth_failed", "message": str(e)}, next_due=None)
