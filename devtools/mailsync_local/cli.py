@@ -1,4 +1,5 @@
-"""``mailsync`` console script: ``run``, ``demo`` and ``admin create-tenant NAME``."""
+"""``mailsync`` console script: ``run``, ``demo`` and ``admin`` (``create-tenant NAME``,
+``allow-redirect``, ``list-tenants``, ``delete-tenant TENANT_ID``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,36 @@ def create_tenant(name: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "api_key": api_key}
 
 
+def list_tenants() -> list[dict[str, object]]:
+    """Every tenant with its account count (one Query of the registry, one count per tenant)."""
+    from mailsync.store import accounts, tenants
+
+    _bind()
+    return [
+        {"tenant_id": t, "name": name, "created_at": created, "accounts": accounts.count_of_tenant(t)}
+        for t, name, created in tenants.list_tenants()
+    ]
+
+
+def delete_tenant(tenant_id: str) -> dict[str, object]:
+    """What ``DELETE /v1/tenant`` does (keys refused at once), then the whole purge in the
+    foreground, one step after the other, with a progress line per step on stderr."""
+    from mailsync.store import tenants
+    from mailsync.usecases import lifecycle
+
+    _bind()
+    if not tenants.exists(tenant_id):
+        raise LookupError(f"no tenant {tenant_id}")
+    lifecycle.delete_tenant(tenant_id, tenant_id)
+    steps = 0
+    while True:
+        steps += 1
+        result = lifecycle.purge_tenant_step(tenant_id)
+        print(json.dumps({"step": steps, **result}), file=sys.stderr)
+        if result["status"] != "partial":
+            return {"tenant_id": tenant_id, "state": "deleted", "steps": steps}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailsync", description="mailsync: email sync backend for CRMs")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -47,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ar.add_argument("tenant_id")
     ar.add_argument("patterns", nargs="+")
+    admin_sub.add_parser("list-tenants", help="every tenant with its account count, as JSON")
+    dt = admin_sub.add_parser(
+        "delete-tenant", help="revoke a tenant's keys and purge everything it has (runs to the end)"
+    )
+    dt.add_argument("tenant_id")
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
@@ -61,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.admin_cmd == "create-tenant":
                 print(json.dumps(create_tenant(args.name)))
+            elif args.admin_cmd == "list-tenants":
+                print(json.dumps(list_tenants()))
+            elif args.admin_cmd == "delete-tenant":
+                print(json.dumps(delete_tenant(args.tenant_id)))
             else:
                 _bind()
                 from mailsync.store import tenants

@@ -52,6 +52,22 @@ class AccountExists(Conflict):
     code = "account_exists"
 
 
+class UserPurging(Conflict):
+    """The user's mail is being purged: no new connection until it is done."""
+
+    code = "user_purging"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class ConfirmationRequired(MailsyncError):
+    """A destructive tenant-wide call needs ``X-Confirm-Delete: <tenant_id>``."""
+
+    status, code = 400, "confirmation_required"
+
+
 class Unprocessable(MailsyncError):
     """422 with a specific code: auth_failed, connection_failed, host_not_allowed, unknown_folder…"""
 

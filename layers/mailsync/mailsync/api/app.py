@@ -137,9 +137,11 @@ from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
+from mailsync.api.user_routes import router as user_router  # noqa: E402
 
 app.include_router(account_router)
 app.include_router(mail_router)
 app.include_router(client_router)
 app.include_router(contact_router)
 app.include_router(oauth_router)
+app.include_router(user_router)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 ID_MAX = 128
@@ -26,6 +27,33 @@ def caller(router: APIGatewayHttpRouter) -> tuple[str, str]:
     resolver = router.api_resolver
     assert resolver is not None  # noqa: S101 - set by include_router
     return resolver.context["tenant_id"], resolver.context["user_id"]
+
+
+def tenant_of(router: APIGatewayHttpRouter) -> str:
+    """The tenant of the authenticated request (tenant-level routes need no acting user)."""
+    resolver = router.api_resolver
+    assert resolver is not None  # noqa: S101 - set by include_router
+    return str(resolver.context["tenant_id"])
+
+
+_ERROR_TEXT = {
+    400: "Bad request",
+    401: "Missing or unknown API key",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    422: "Invalid request",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI entries for the error statuses a route answers (body ``{code, message}``)."""
+    from mailsync.api.schemas import Error
+
+    return {
+        s: {"description": _ERROR_TEXT.get(s, "Error"), "content": {"application/json": {"model": Error}}}
+        for s in statuses
+    }
 
 
 def json_response(status: int, body: Any) -> Response[Any]:

@@ -303,3 +303,17 @@ class ThreadLinkOut(BaseModel):
     contact_id: str
     follow: bool
     linked: list[str]
+
+
+# ------------------------------------------------------------ users and tenants
+class UserState(BaseModel):
+    user_id: str
+    state: Literal["active", "purging"] = Field(
+        description="`purging` from the DELETE until every account of the user is purged"
+    )
+    accounts: int = Field(ge=0, description="The user's accounts (still being purged, while `purging`)")
+
+
+class TenantDeletion(BaseModel):
+    tenant_id: str
+    state: Literal["purging"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailsync.config import Settings, get_settings
-from mailsync.connectors.base import BaseConnector
+from mailsync.connectors.base import BaseConnector, open_provider
 from mailsync.domain.account import Account
 from mailsync.domain.ports import MailProvider, Outgoing, ProviderError, Sent
 from mailsync.errors import BadGateway
@@ -35,8 +35,18 @@ class GoogleConnector(BaseConnector):
         if topic:
             provider.watch(topic)
 
-    # forget: nothing to call at Google. The watch expires by itself within 7 days and the
-    # purge drops its index entries (a push for it then finds no account and is acknowledged).
+    def forget(self, account: Account) -> None:
+        """``users.stop`` (Gmail API: users/stop), so Google stops publishing changes of a
+        mailbox we no longer mirror. Raises when Google cannot be reached; the purge logs
+        that and goes on (a watch expires by itself within 7 days)."""
+        from mailsync.store import watches
+        from mailsync.store.accounts import load_secrets
+
+        if not watches.has_gmail_watch(account.tenant_id, account.account_id):
+            return  # never watched
+        provider: Any
+        with open_provider(account, dict(load_secrets(account))) as provider:
+            provider.stop()
 
     def send(self, account: Account, mail: Outgoing) -> Sent:
         """``users.messages.send``; a reply carries the parent's ``threadId``."""

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from mailsync.config import Settings, get_settings
-from mailsync.connectors.base import BaseConnector
+from mailsync.connectors.base import BaseConnector, open_provider
 from mailsync.domain.account import Account
 from mailsync.domain.ports import PENDING, MailProvider, Outgoing, ProviderError, Sent
 from mailsync.domain.records import Location
@@ -147,8 +147,18 @@ class MicrosoftConnector(BaseConnector):
     def watch(self, account: Account, provider: Any) -> None:
         subscribe(account, provider)
 
-    # forget: nothing to call at Graph. The subscription expires by itself and the purge
-    # drops its index entries (notifications for it then find no account and are dropped).
+    def forget(self, account: Account) -> None:
+        """``DELETE /subscriptions/{id}`` (Graph: api/subscription-delete), so Microsoft stops
+        notifying us about a mailbox we no longer mirror. Raises when Graph cannot be
+        reached; the purge logs that and goes on (the subscription expires by itself)."""
+        from mailsync.store.accounts import load_secrets
+
+        watch = watches.graph_watch(account.tenant_id, account.account_id)
+        if watch is None or not watch.subscription_id:
+            return
+        provider: Any
+        with open_provider(account, dict(load_secrets(account))) as provider:
+            provider.unsubscribe(watch.subscription_id)
 
     def send(self, account: Account, mail: Outgoing) -> Sent:
         """``sendMail`` (a reply: ``createReply`` + ``send``, which keeps the conversation).

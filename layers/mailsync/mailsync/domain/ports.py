@@ -185,6 +185,10 @@ class JobQueue(Protocol):
         """Enqueue ``(tenant, account, reason, dedup id)`` jobs; the indexes of the accepted ones."""
         ...
 
+    def enqueue_purge(self, kind: str, tenant_id: str, user_id: str | None = None) -> None:
+        """Enqueue a step of a user's (``purge_user``) or a tenant's (``purge_tenant``) purge."""
+        ...
+
 
 @dataclass(frozen=True)
 class Outgoing:

@@ -35,7 +35,14 @@ from mailsync.domain.account import (
 from mailsync.domain.ports import FolderInfo
 from mailsync.errors import AccountExists
 from mailsync.store import crypto, keys, paging
-from mailsync.store.models import AccountItem, CredentialItem, EmailLockItem, FolderItem, MirrorLockItem
+from mailsync.store.models import (
+    AccountItem,
+    CredentialItem,
+    EmailLockItem,
+    FolderItem,
+    MirrorLockItem,
+    TenantMemberItem,
+)
 
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
@@ -158,6 +165,18 @@ def accounts_of_owner(
     return items, paging.encode_cursor(it.last_evaluated_key)
 
 
+def all_of_owner(tenant_id: str, user_id: str) -> list[Account]:
+    """Every account of the owner, ``deleting`` ones too (Queries of the owner index)."""
+    return [from_item(i) for i in AccountItem.by_owner.query(keys.owner_accounts(tenant_id, user_id))]
+
+
+def count_of_tenant(tenant_id: str) -> int:
+    """How many accounts the tenant has (a counting Query of its partition's entries)."""
+    return TenantMemberItem.count(
+        keys.tenant(tenant_id), TenantMemberItem.sk.startswith(keys.tenant_member_sk("A", ""))
+    )
+
+
 def due_in_shard(shard: int, now: str) -> Iterable[tuple[str, str, str]]:
     """(tenant, account, due) of the shard's accounts due by ``now``: one Query."""
     for item in AccountItem.due.query(keys.due_shard(shard), AccountItem.gsi2sk <= f"{now}#~"):
@@ -188,8 +207,8 @@ def get_credentials_envelope(tenant_id: str, account_id: str) -> dict[str, Any] 
 
 # ---------------------------------------------------------------- mutations
 def insert_account(acc: Account, envelope: dict[str, Any], due_shards: int) -> None:
-    """Account + credential + one-per-mailbox lock + the (free) mirror lock, atomically
-    (409 when the mailbox lock exists)."""
+    """Account + credential + one-per-mailbox lock + the (free) mirror lock + the tenant's
+    entry for it, atomically (409 when the mailbox lock exists)."""
     t, a = acc.tenant_id, acc.account_id
     lock = EmailLockItem(keys.email_lock(t, acc.email), "E", account_id=a)
     AccountItem._get_connection()  # binds the models (Settings) before Meta is read
@@ -201,6 +220,7 @@ def insert_account(acc: Account, envelope: dict[str, Any], due_shards: int) -> N
             tx.save(account_item(acc, due_shards))
             tx.save(CredentialItem(keys.account(t, a), "CRED", envelope=envelope))
             tx.save(MirrorLockItem(keys.account(t, a), "LOCK"))  # free; a purge holds it for good
+            tx.save(TenantMemberItem(keys.tenant(t), keys.tenant_member_sk("A", a), owner=acc.owner))
     except TransactWriteError as e:
         if (
             "ConditionalCheckFailed" in str(e)

@@ -27,8 +27,14 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.pagination import ResultIterator
 
 from mailsync.domain.records import Contact, Link, Page
-from mailsync.store import keys, paging
-from mailsync.store.models import AddressContactsItem, AddressMessageItem, ContactItem, LinkItem
+from mailsync.store import batch, keys, paging
+from mailsync.store.models import (
+    AddressContactsItem,
+    AddressMessageItem,
+    ContactItem,
+    LinkItem,
+    TenantMemberItem,
+)
 
 LINK_PREFIX = "L#"
 
@@ -105,6 +111,17 @@ class ContactRepository:
         ks = [(keys.contact(self.t, cid), "C") for cid in dict.fromkeys(cids)]
         return {c.contact_id: _contact(c) for c in ContactItem.batch_get(ks)} if ks else {}
 
+    def get_many_with_accounts(
+        self, cids: Iterable[str], account_ids: Iterable[str]
+    ) -> tuple[dict[str, Contact], set[str]]:
+        """The contacts, and which of the accounts are live (stored, not being deleted), in
+        one BatchGetItem: a colleague's view of a mail needs both."""
+        ckeys = {(keys.contact(self.t, cid), "C"): cid for cid in cids}
+        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
+        raw = batch.get_items([*ckeys, *akeys])
+        contacts = {cid: _contact(ContactItem.from_raw_data(raw[k])) for k, cid in ckeys.items() if k in raw}
+        return contacts, batch.live_accounts(raw, akeys)
+
     def put(self, c: Contact) -> None:
         ContactItem(
             keys.contact(self.t, c.id),
@@ -117,10 +134,13 @@ class ContactRepository:
             created_at=c.created_at,
             updated_at=c.updated_at,
         ).save()
+        # The tenant's entry for it (a tenant purge finds its contacts with one Query).
+        TenantMemberItem(keys.tenant(self.t), keys.tenant_member_sk("C", c.id)).save()
 
     def delete(self, cid: str) -> None:
         """The contact item only: its links and addresses go first, through their methods."""
         ContactItem(keys.contact(self.t, cid), "C").delete()
+        TenantMemberItem(keys.tenant(self.t), keys.tenant_member_sk("C", cid)).delete()
 
     # ------------------------------------------------------- address -> contacts
     def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:

@@ -9,6 +9,14 @@ def tenant(t: str) -> str:
     return f"T#{t}"
 
 
+TENANTS = "TENANTS"  # the registry partition of every tenant (ops CLI)
+
+
+def tenant_member_sk(kind: str, ident: str) -> str:
+    """A tenant partition entry: ``A#<account>``, ``C#<contact>``, ``S#<state hash>``, ``U#<user>``."""
+    return f"{kind}#{ident}"
+
+
 def account(t: str, a: str) -> str:
     return f"T#{t}#A#{a}"
 
@@ -91,8 +99,12 @@ def owner_unassigned(t: str, user: str) -> str:
     return f"T#{t}#U#{user}#UN"
 
 
+def oauth_state_hash(state_id: str) -> str:
+    return hashlib.sha256(state_id.encode()).hexdigest()
+
+
 def oauth_state(state_id: str) -> str:
-    return f"OAUTH#{hashlib.sha256(state_id.encode()).hexdigest()}"
+    return f"OAUTH#{oauth_state_hash(state_id)}"
 
 
 def gmail_address(email: str) -> str:

@@ -25,7 +25,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc
-from mailsync.store import keys, paging
+from mailsync.store import batch, keys, paging
 from mailsync.store.models import MessageItem, ThreadItem
 
 MESSAGE_FIELDS = (
@@ -104,6 +104,35 @@ class MessageRepository:
         """One BatchGet (eventually consistent); missing ids are absent."""
         ks = [(keys.message(self.t, m), "M") for m in dict.fromkeys(mids)]
         return {i.mid: message_doc(i) for i in MessageItem.batch_get(ks)} if ks else {}
+
+    def get_many_with_accounts(
+        self, mids: Iterable[str], account_ids: Iterable[str]
+    ) -> tuple[dict[str, MessageDoc], set[str]]:
+        """The messages, and which of the accounts are live (stored, not being deleted), in
+        one BatchGetItem: a history shows a mail only while its account is live."""
+        mkeys = [(keys.message(self.t, m), "M") for m in mids]
+        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
+        raw = batch.get_items([*mkeys, *akeys])
+        docs = {}
+        for k in mkeys:
+            if k in raw:
+                doc = message_doc(MessageItem.from_raw_data(raw[k]))
+                docs[doc["mid"]] = doc
+        return docs, batch.live_accounts(raw, akeys)
+
+    def get_threads_with_accounts(
+        self, thread_ids: Iterable[str], account_ids: Iterable[str]
+    ) -> tuple[dict[str, ThreadDoc], set[str]]:
+        """:meth:`get_threads` and the live accounts among ``account_ids``, in one BatchGetItem."""
+        tkeys = [(keys.thread(self.t, th), "TH") for th in thread_ids]
+        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
+        raw = batch.get_items([*tkeys, *akeys])
+        threads = {}
+        for k in tkeys:
+            if k in raw:
+                doc = thread_doc(ThreadItem.from_raw_data(raw[k]))
+                threads[doc["thread_id"]] = doc
+        return threads, batch.live_accounts(raw, akeys)
 
     def of_thread(self, thread_id: str) -> list[MessageDoc]:
         """Every (non-orphan) message of a thread, oldest first (one Query)."""

@@ -109,6 +109,39 @@ class TenantItem(_Base):
     created_at = UnicodeAttribute()
     # OAuth redirect URIs this tenant may use: "https://crm.example/cb", "http://127.0.0.1:*"
     redirect_allowlist = ListAttribute(of=UnicodeAttribute, default=list)
+    state = UnicodeAttribute(null=True)  # "deleting" once DELETE /v1/tenant answered
+
+
+class TenantRegistryItem(_Base):
+    """``TENANTS`` / ``T#<t>``: one per tenant, so the ops CLI lists tenants with a Query."""
+
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class TenantMemberItem(_Base):
+    """``T#<t>`` / ``A#<account>``, ``C#<contact>``, ``S#<oauth state hash>``: what the tenant
+    owns outside its own partition, written with the thing itself, so a tenant purge finds
+    everything with Queries of one partition (never a Scan). ``ttl`` on state pointers."""
+
+    owner = UnicodeAttribute(null=True)  # A#: the account's user
+    ttl = NumberAttribute(null=True)
+
+
+class UserPurgeItem(_Base):
+    """``T#<t>`` / ``U#<user>``: a user's purge runs (present from the DELETE until it is done)."""
+
+    user_id = UnicodeAttribute()
+    accounts = NumberAttribute(default=0)  # the user's accounts when the purge began
+    started_at = UnicodeAttribute()
+
+
+class PartitionItem(_Base):
+    """Any item of a partition, as a purge sweeps it: the keys plus the ids an item may name."""
+
+    mid = UnicodeAttribute(null=True)
+    thread_id = UnicodeAttribute(null=True)
 
 
 class OAuthStateItem(_Base):
@@ -378,6 +411,10 @@ class AddressMessageItem(_Base):
 ALL_MODELS: tuple[type[_Base], ...] = (
     ApiKeyItem,
     TenantItem,
+    TenantRegistryItem,
+    TenantMemberItem,
+    UserPurgeItem,
+    PartitionItem,
     EmailLockItem,
     AccountItem,
     CredentialItem,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from mailsync.store import keys
-from mailsync.store.models import OAuthStateItem
+from mailsync.store.models import OAuthStateItem, TenantMemberItem
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ def save_state(state_id: str, st: OAuthState, ttl: int) -> None:
         backfill_days=st.backfill_days,
         expires_at=st.expires_at,
         ttl=ttl,
+    ).save()
+    # The tenant's pointer to it (same TTL), so a tenant purge deletes states still pending.
+    TenantMemberItem(
+        keys.tenant(st.tenant_id), keys.tenant_member_sk("S", keys.oauth_state_hash(state_id)), ttl=ttl
     ).save()
 
 

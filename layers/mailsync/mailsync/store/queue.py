@@ -2,7 +2,8 @@
 
 Invariants:
 
-* One message group per account (``<tenant>:<account>``) serialises its syncs.
+* One message group per account (``<tenant>:<account>``) serialises its syncs; a purge
+  job (``{"kind": "purge_user" | "purge_tenant", ...}``) has its own group.
 * A job's deduplication id is the caller's (a retried scheduler tick or a redelivered
   push enqueues once) or random; SQS keeps at most 128 characters of it.
 * Without a configured queue (``MAILSYNC_QUEUE_URL`` empty: unit use) every job is
@@ -46,6 +47,19 @@ class SqsJobQueue:
             response = aws.client("sqs").send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             accepted.extend(int(ok["Id"]) for ok in response.get("Successful", []))
         return sorted(accepted)
+
+    def enqueue_purge(self, kind: str, tenant_id: str, user_id: str | None = None) -> None:
+        """A purge job (``purge_user`` or ``purge_tenant``): one message group per purge,
+        so its steps run in order, one at a time, and never hold up a sync."""
+        if not self.queue_url:
+            return
+        body = {"kind": kind, "tenant_id": tenant_id, **({"user_id": user_id} if user_id else {})}
+        aws.client("sqs").send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=json.dumps(body),
+            MessageGroupId=f"{tenant_id}:{kind}:{user_id or ''}"[:128],
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
 
 
 def _entry(tenant_id: str, account_id: str, reason: str, dedup_id: str | None) -> dict[str, str]:

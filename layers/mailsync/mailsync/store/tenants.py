@@ -11,7 +11,7 @@ import hashlib
 from pynamodb.exceptions import DoesNotExist
 
 from mailsync.store import keys
-from mailsync.store.models import ApiKeyItem, TenantItem
+from mailsync.store.models import ApiKeyItem, PartitionItem, TenantItem, TenantRegistryItem
 
 
 def hash_key(secret: str) -> str:
@@ -43,3 +43,38 @@ def tenant_for_key(api_key: str) -> str | None:
         return ApiKeyItem.get(keys.api_key(hash_key(api_key)), "K").tenant_id
     except DoesNotExist:
         return None
+
+
+# ------------------------------------------------------------------ offboarding
+def mark_deleting(tenant_id: str) -> None:
+    """``state = deleting`` on the tenant item (404 ``not_found`` semantics are the caller's)."""
+    TenantItem(keys.tenant(tenant_id), "T").update(actions=[TenantItem.state.set("deleting")])
+
+
+def exists(tenant_id: str) -> bool:
+    return TenantItem.count(keys.tenant(tenant_id), TenantItem.sk == "T") > 0
+
+
+def is_deleting(tenant_id: str) -> bool:
+    try:
+        return TenantItem.get(keys.tenant(tenant_id), "T", consistent_read=True).state == "deleting"
+    except DoesNotExist:
+        return False
+
+
+def delete_tenant_items(tenant_id: str) -> None:
+    """The end of a tenant purge: its registry entry, every item left in its partition
+    (key records and their auth items included), and the tenant item last."""
+    revoke_all_keys(tenant_id)
+    TenantRegistryItem(keys.TENANTS, keys.tenant(tenant_id)).delete()
+    pk = keys.tenant(tenant_id)
+    with PartitionItem.batch_write() as b:
+        for i in PartitionItem.query(pk, consistent_read=True):
+            if i.sk != "T":
+                b.delete(PartitionItem(pk, i.sk))
+    TenantItem(pk, "T").delete()
+
+
+def list_tenants() -> list[tuple[str, str, str]]:
+    """(tenant_id, name, created_at) of every tenant (one Query of the registry)."""
+    return [(i.tenant_id, i.name, i.created_at) for i in TenantRegistryItem.query(keys.TENANTS)]

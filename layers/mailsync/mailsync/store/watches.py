@@ -62,6 +62,10 @@ def add_gmail_watch(tenant_id: str, account_id: str, email: str) -> None:
     WatchItem(keys.GMAIL_WATCHES, sk, tenant_id=tenant_id, account_id=account_id).save()
 
 
+def has_gmail_watch(tenant_id: str, account_id: str) -> bool:
+    return WatchItem.count(keys.GMAIL_WATCHES, WatchItem.sk == keys.account(tenant_id, account_id)) > 0
+
+
 def remove_gmail_watch(tenant_id: str, account_id: str, email: str) -> None:
     sk = keys.account(tenant_id, account_id)
     GoogleAddressItem(keys.gmail_address(email), sk).delete()

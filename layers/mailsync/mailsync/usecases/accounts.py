@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -31,13 +32,13 @@ from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.store import accounts as repo
 from mailsync.store.accounts import load_secrets
-from mailsync.store.purge import purge_account
 from mailsync.store.queue import sync_jobs
+from mailsync.usecases.lifecycle import ensure_not_purging, purge_account_step
 
 ProviderFactory = Callable[[Account, dict[str, Any]], MailProvider]
 
 __all__ = [
-    "ProviderFactory", "account_context", "load_secrets", "new_account", "public_view", "purge_account",
+    "ProviderFactory", "account_context", "load_secrets", "new_account", "public_view",
 ]  # fmt: skip
 
 
@@ -136,6 +137,7 @@ def create_account(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     s = settings or get_settings()
+    ensure_not_purging(tenant_id, user_id)
     email, imap, smtp, _found = resolve_servers(body)
     for server in (imap, smtp):
         _guard(server, s)
@@ -238,16 +240,18 @@ def resume(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
     return public_view(acc)
 
 
+DELETE_BUDGET_SECONDS = 15.0  # inside API Gateway's 29 s; a bigger mailbox goes on in the worker
+
+
 def delete_account(tenant_id: str, user_id: str, account_id: str) -> None:
-    """Mark the account ``deleting`` (off every list and the due index at once), let its
-    connector forget it at the provider, and purge it (resumable by the worker)."""
+    """Mark the account ``deleting`` (off every list and the due index at once), stop its
+    push channel at the provider, and purge it; a mailbox too big to purge within
+    :data:`DELETE_BUDGET_SECONDS` is finished by the worker (a queued job)."""
     acc = repo.get_account(tenant_id, account_id)
-    if acc is None or acc.owner != user_id:
+    if acc is None or acc.owner != user_id or acc.state == "deleting":
         raise NotFound("account not found")
-    acc = acc.with_(state="deleting", next_due=None)
-    repo.save_account(acc, get_settings().due_shards)
-    connectors.for_account(acc).forget(acc)
-    purge_account(tenant_id, account_id, acc.email)
+    if not purge_account_step(acc, time.monotonic() + DELETE_BUDGET_SECONDS):
+        sync_jobs.enqueue(tenant_id, account_id, "purge")
 
 
 def backoff_seconds(failures: int, poll: int) -> int:

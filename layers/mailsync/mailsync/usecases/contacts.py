@@ -293,12 +293,19 @@ def unlink_thread(tenant_id: str, user_id: str, thread_id: str, cid: str) -> Non
 def contact_messages(
     tenant_id: str, user_id: str, cid: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    """One Query on the contact's links plus one BatchGet of the page's messages."""
+    """One Query on the contact's links plus one BatchGet of the page's messages and their
+    accounts (a mail of an account being deleted, or of a user being purged, is left out)."""
     _visible_contact(tenant_id, user_id, cid)
     page = LinkRepository(tenant_id).page_visible_of_contact(cid, user_id, limit, cursor)
     links: list[Link] = page.items
-    docs = MessageRepository(tenant_id).get_many(ln.mid for ln in links)
-    items = [summary(docs[ln.mid]) for ln in links if ln.mid in docs and not docs[ln.mid].get("orphan")]
+    docs, live = MessageRepository(tenant_id).get_many_with_accounts(
+        (ln.mid for ln in links), {ln.account_id for ln in links}
+    )
+    items = [
+        summary(docs[ln.mid])
+        for ln in links
+        if ln.mid in docs and not docs[ln.mid].get("orphan") and ln.account_id in live
+    ]
     return {"items": items, "next_cursor": page.next_cursor}
 
 
@@ -321,7 +328,10 @@ def contact_threads(
             newest[ln.thread_id] = []
         newest[ln.thread_id].append(ln)
     page = order[offset : offset + limit]
-    threads = MessageRepository(tenant_id).get_threads(page)
+    threads, live = MessageRepository(tenant_id).get_threads_with_accounts(
+        page, {newest[th][0].account_id for th in page}
+    )
+    threads = {th: doc for th, doc in threads.items() if doc["account_id"] in live}
     items = []
     for th in page:
         if th not in threads:

@@ -43,13 +43,14 @@ from mailsync.config import get_settings
 from mailsync.domain.account import Account, new_account
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.ports import FolderInfo
-from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable
+from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable, UserPurging
 from mailsync.observability import logger, trace_http
 from mailsync.store import accounts as repo
 from mailsync.store import oauth as states
 from mailsync.store import tenants
 from mailsync.store.accounts import load_secrets
 from mailsync.store.oauth import OAuthState
+from mailsync.usecases.lifecycle import ensure_not_purging
 
 trace_http()  # the token exchanges with Google and Microsoft are HTTP calls
 
@@ -128,7 +129,9 @@ def authorize(
     start: Callable[[str], Started],
 ) -> dict[str, str]:
     """Check ``redirect_uri``, let ``start(state id)`` begin the provider's flow, and store the
-    state record; returns ``{"url": ...}`` for the browser."""
+    state record; returns ``{"url": ...}`` for the browser (409 ``user_purging`` while the
+    user's mail is being purged)."""
+    ensure_not_purging(tenant_id, user_id)
     u = urlsplit(redirect_uri)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise InvalidRequest("redirect_uri must be an absolute http(s) URL")
@@ -227,9 +230,15 @@ def connect_account(
     provider (False: new credentials, mails and links kept); ``envelope_for(account id)`` is
     the encrypted credentials. Someone else's address raises ``account_exists``."""
     s = get_settings()
+    try:
+        ensure_not_purging(tenant_id, user_id)  # the flow may have begun before the DELETE
+    except UserPurging as e:
+        raise CallbackError(e.code, "") from e
     existing_id = repo.account_by_email(tenant_id, email)
     if existing_id:
         acc = repo.get_account(tenant_id, existing_id)
+        if acc is not None and acc.state == "deleting":
+            raise CallbackError("account_deleting", "")
         if acc is None or acc.provider != provider or acc.owner != user_id:
             raise CallbackError("account_exists", "")
         repo.save_credentials(tenant_id, existing_id, envelope_for(existing_id))

@@ -235,7 +235,7 @@ def send_idempotent(
         IdempotencyValidationError,
     )
 
-    persistence = persistence_layer(DynamoDBPersistenceLayer, static_pk_value="send")
+    persistence = persistence_layer(DynamoDBPersistenceLayer, partition=keys.account(tenant_id, account_id))
     config = IdempotencyConfig(
         event_key_jmespath="key",
         payload_validation_jmespath="fingerprint",

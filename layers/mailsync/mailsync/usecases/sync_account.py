@@ -31,7 +31,6 @@ from mailsync.observability import logger, metrics
 from mailsync.store import accounts as repo
 from mailsync.store.accounts import load_secrets
 from mailsync.store.mirror import DynamoMirrorStore
-from mailsync.store.purge import purge_account
 from mailsync.store.queue import sync_jobs
 from mailsync.usecases.accounts import (
     ProviderFactory,
@@ -39,6 +38,7 @@ from mailsync.usecases.accounts import (
     backoff_seconds,
     next_due_after,
 )
+from mailsync.usecases.lifecycle import purge_account_step
 
 
 def _progress(acc: Account, states: dict[str, FolderState]) -> Account:
@@ -67,9 +67,11 @@ def sync_account(
     if found is None:
         return {"status": "gone"}
     acc: Account = found
-    if acc.state == "deleting":
-        purge_account(tenant_id, account_id, acc.email)
-        return {"status": "gone"}
+    if acc.state == "deleting":  # a purge to finish (resumed after a crash or a time-out)
+        if purge_account_step(acc, clock() + s.sync_time_budget_seconds, clock):
+            return {"status": "gone"}
+        sync_jobs.enqueue(tenant_id, account_id, "purge")
+        return {"status": "purging"}
     if acc.state in NOT_DUE_STATES:
         return {"status": "skipped", "state": acc.state}
 
@@ -162,8 +164,7 @@ def sync_account(
     if not _save(acc, s):
         current = repo.get_account(tenant_id, account_id)
         if current is None or current.state == "deleting":
-            purge_account(tenant_id, account_id, acc.email)  # deleted while we synced
-            return {"status": "gone"}
+            return {"status": "gone"}  # deleted while we synced: the purge owns it
         return {"status": "skipped", "state": current.state}  # paused meanwhile
     if not report.complete:
         sync_jobs.enqueue(tenant_id, account_id, "continue")

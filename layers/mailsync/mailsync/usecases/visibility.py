@@ -12,7 +12,15 @@ from mailsync.store.contacts import ContactRepository
 def visible_to_user(
     tenant_id: str, user_id: str, docs: list[MessageDoc], contacts: ContactRepository | None = None
 ) -> list[MessageDoc]:
-    """The docs ``user_id`` may see, in their order."""
-    cids = {cid for d in docs if needs_contacts(d, user_id) for cid in d["links"]}
-    found = (contacts or ContactRepository(tenant_id)).get_many(cids) if cids else {}
-    return [d for d in docs if may_see(d, user_id, found)]
+    """The docs ``user_id`` may see, in their order. A colleague's mail shows only while its
+    account is live: once its deletion (or its user's) began, it is gone from every view,
+    before the background purge removed it (one BatchGet for the contacts and accounts)."""
+    shared = [d for d in docs if needs_contacts(d, user_id)]
+    if not shared:
+        return [d for d in docs if may_see(d, user_id, {})]
+    found, live = (contacts or ContactRepository(tenant_id)).get_many_with_accounts(
+        {cid for d in shared for cid in d["links"]}, {d["account_id"] for d in shared}
+    )
+    return [
+        d for d in docs if may_see(d, user_id, found) and (d["owner"] == user_id or d["account_id"] in live)
+    ]

@@ -1,0 +1,73 @@
+"""Tenant-level routes for users and the tenant itself: deleting a user purges their mail,
+deleting the tenant purges everything (both answer 202 and purge in the background).
+
+These routes act for the tenant, on the user named in the path: they need the tenant's
+key and no ``X-User-Id``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from mailsync.api import schemas
+from mailsync.api.params import Id, error_responses, json_response, tenant_of
+from mailsync.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from mailsync.usecases import lifecycle
+else:  # loaded by the first request that needs it (cold starts)
+    lifecycle = lazy_module("mailsync.usecases.lifecycle")
+
+router = APIGatewayHttpRouter()
+
+
+@router.delete(
+    "/v1/users/<user_id>",
+    tags=["users"],
+    summary="Delete (deactivate) a user: purge every account, mail, link and assignment of theirs",
+    description="Answers at once: the user's accounts leave every list and colleagues' views "
+    "drop their mails before the answer. The purge itself runs in the background; "
+    "`GET /v1/users/{user_id}` shows it. Repeating the call is harmless (and restarts a stalled purge).",
+    responses={
+        202: {"description": "Purge started", "content": {"application/json": {"model": schemas.UserState}}},
+        **error_responses(401, 422),
+    },
+)
+def delete_user(user_id: Id) -> Response[dict[str, Any]]:
+    return json_response(202, lifecycle.delete_user(tenant_of(router), user_id))
+
+
+@router.get(
+    "/v1/users/<user_id>",
+    tags=["users"],
+    summary="A user's state: active (has accounts) or purging",
+    responses={200: {"description": "OK"}, **error_responses(401, 404, 422)},
+)
+def get_user(user_id: Id) -> schemas.UserState:
+    return schemas.UserState.model_validate(lifecycle.get_user(tenant_of(router), user_id))
+
+
+@router.delete(
+    "/v1/tenant",
+    tags=["tenant"],
+    summary="Delete the tenant: revoke every key at once, then purge all of its data",
+    description="Needs `X-Confirm-Delete: <tenant_id>` (else 400 `confirmation_required`). Every key "
+    "of the tenant answers 401 from the moment this call answers 202.",
+    responses={
+        202: {
+            "description": "Purge started",
+            "content": {"application/json": {"model": schemas.TenantDeletion}},
+        },
+        **error_responses(400, 401),
+    },
+)
+def delete_tenant(
+    x_confirm_delete: Annotated[
+        str | None, Header(alias="X-Confirm-Delete", description="The tenant's id, to confirm")
+    ] = None,
+) -> Response[dict[str, Any]]:
+    return json_response(202, lifecycle.delete_tenant(tenant_of(router), x_confirm_delete))
