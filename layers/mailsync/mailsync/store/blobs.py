@@ -16,8 +16,12 @@ from mailsync.store import aws
 LARGE_ATTACHMENT_BYTES = 5 * 1024 * 1024  # served through a presigned copy, not inline
 
 
+def tenant_prefix(tenant_id: str) -> str:
+    return f"t/{tenant_id}/"
+
+
 def account_prefix(tenant_id: str, account_id: str) -> str:
-    return f"t/{tenant_id}/a/{account_id}/"
+    return f"{tenant_prefix(tenant_id)}a/{account_id}/"
 
 
 def raw_key(tenant_id: str, account_id: str, mid: str) -> str:

@@ -79,14 +79,14 @@ def purge_account(
             break
         mids = {i.mid for i in page if i.mid and i.sk.startswith(("L#", "O#"))}
         threads = {i.thread_id for i in page if i.thread_id and i.sk.startswith("R#")}
-        mails += _delete_mails(tenant_id, mids, threads)
+        mails += _delete_mails(tenant_id, account_id, mids, threads)
         _delete_all(page)
         if out_of_time():
             return False
     # 2. A mail stored without its location (a sync that died between the two writes).
     listed = MessageItem.by_account.query(keys.account_messages(tenant_id, account_id))
     for chunk in _chunks(m.mid for m in listed):
-        mails += _delete_mails(tenant_id, set(chunk), set())
+        mails += _delete_mails(tenant_id, account_id, set(chunk), set())
         if out_of_time():
             return False
     # 3. Objects, send idempotency records, the mailbox lock and the push channels.
@@ -109,11 +109,12 @@ def purge_account(
     return True
 
 
-def _delete_mails(tenant_id: str, mids: set[str], threads: set[str]) -> int:
-    """Delete these mails with everything hanging on them (children first); returns how
-    many message items were still there."""
+def _delete_mails(tenant_id: str, account_id: str, mids: set[str], threads: set[str]) -> int:
+    """Delete these mails of the account with everything hanging on them (children first);
+    returns how many message items were still there."""
     ks = [(keys.message(tenant_id, m), "M") for m in mids]
-    found = [message_doc(m) for m in MessageItem.batch_get(ks)] if ks else []
+    got = (message_doc(m) for m in MessageItem.batch_get(ks)) if ks else iter(())
+    found = [d for d in got if d["account_id"] == account_id]  # never another account's mail
     threads |= {d["thread_id"] for d in found}
     _delete_all(ThreadItem(keys.thread(tenant_id, th), "TH") for th in threads)
     _delete_all(
@@ -162,6 +163,11 @@ def purge_contact(tenant_id: str, contact_id: str) -> None:
     _delete_all(AddressContactsItem(keys.address_contacts(tenant_id, str(e)), "E") for e in emails)
     _delete_all(PartitionItem.query(pk, consistent_read=True))  # the contact and its links
     TenantMemberItem(keys.tenant(tenant_id), keys.tenant_member_sk("C", contact_id)).delete()
+
+
+def purge_tenant_objects(tenant_id: str) -> int:
+    """Whatever is left under the tenant's S3 prefix (accounts remove their own)."""
+    return blobs.delete_prefix(blobs.tenant_prefix(tenant_id))
 
 
 def purge_oauth_state(tenant_id: str, state_hash: str) -> None:

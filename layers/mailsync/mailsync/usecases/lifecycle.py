@@ -193,6 +193,7 @@ def purge_tenant_step(
                 return again()
     for user_id in users.purging_users(tenant_id):
         users.finish_purge(tenant_id, user_id)
+    purge.purge_tenant_objects(tenant_id)
     tenants.delete_tenant_items(tenant_id)
     tenant_purged(tenant_id)
     return {"status": "purged"}
