@@ -246,12 +246,16 @@ DELETE_BUDGET_SECONDS = 15.0  # inside API Gateway's 29 s; a bigger mailbox goes
 def delete_account(tenant_id: str, user_id: str, account_id: str) -> None:
     """Mark the account ``deleting`` (off every list and the due index at once), stop its
     push channel at the provider, and purge it; a mailbox too big to purge within
-    :data:`DELETE_BUDGET_SECONDS` is finished by the worker (a queued job)."""
+    :data:`DELETE_BUDGET_SECONDS` is finished by the worker (the job queued first)."""
     acc = repo.get_account(tenant_id, account_id)
     if acc is None or acc.owner != user_id or acc.state == "deleting":
         raise NotFound("account not found")
-    if not purge_account_step(acc, time.monotonic() + DELETE_BUDGET_SECONDS):
-        sync_jobs.enqueue(tenant_id, account_id, "purge")
+    acc = acc.with_(state="deleting", next_due=None)
+    repo.save_account(acc, get_settings().due_shards)
+    # Queued before the work: if this request dies (API timeout), the worker finishes it;
+    # when the purge completes here, the job finds the account gone and does nothing.
+    sync_jobs.enqueue(tenant_id, account_id, "purge")
+    purge_account_step(acc, time.monotonic() + DELETE_BUDGET_SECONDS)
 
 
 def backoff_seconds(failures: int, poll: int) -> int:

@@ -101,11 +101,12 @@ def delete_user(tenant_id: str, user_id: str) -> dict[str, Any]:
     """Start purging everything of ``user_id``: 202 ``{"user_id", "accounts", "state"}``."""
     accounts = repo.all_of_owner(tenant_id, user_id)
     users.start_purge(tenant_id, user_id, len(accounts), iso(utcnow()))
+    # The job first: if this request dies after it, the job still marks and purges everything.
+    sync_jobs.enqueue_purge("purge_user", tenant_id, user_id)
     shards = get_settings().due_shards
     for acc in accounts:
         if acc.state != "deleting":
             repo.save_account(acc.with_(state="deleting", next_due=None), shards)
-    sync_jobs.enqueue_purge("purge_user", tenant_id, user_id)
     logger.info(
         "user purge started", extra={"tenant_id": tenant_id, "user_id": user_id, "accounts": len(accounts)}
     )
