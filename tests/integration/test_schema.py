@@ -92,7 +92,11 @@ def test_main_table_layout(ddb: Any) -> None:
 def test_idempotency_table_has_powertools_layout(ddb: Any) -> None:
     schema.create_tables(ddb, {"IdempotencyTable": "idem"})
     table = ddb.describe_table(TableName="idem")["Table"]
-    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    # Powertools' layout with a sort key: an account's records share the partition ``id``.
+    assert table["KeySchema"] == [
+        {"AttributeName": "id", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
     assert (
         ddb.describe_time_to_live(TableName="idem")["TimeToLiveDescription"]["AttributeName"] == "expiration"
     )

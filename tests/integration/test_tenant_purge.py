@@ -68,24 +68,45 @@ def leaving(tenant, dovecot, imap_user, smtp_server, google):
     api = ApiClient(KEY, "alice")
     user, pw = imap_user
     imap = {"host": dovecot.host, "port": dovecot.port, "security": "none", "username": user, "password": pw}
-    smtp = {"host": smtp_server.host, "port": smtp_server.port, "security": "none", "username": user, "password": pw}
+    smtp = {
+        "host": smtp_server.host,
+        "port": smtp_server.port,
+        "security": "none",
+        "username": user,
+        "password": pw,
+    }
     r = api.post(
         "/v1/accounts",
-        {"email": smtp_server.address(user), "imap": imap, "smtp": smtp, "backfill_days": 7, "settings": {"visibility": "public"}},
+        {
+            "email": smtp_server.address(user),
+            "imap": imap,
+            "smtp": smtp,
+            "backfill_days": 7,
+            "settings": {"visibility": "public"},
+        },
     )
     assert r.status == 201, r.body
     acc = r.body
     put_contact(api, "crm-1", [KUNDE])
     append(dovecot, user, 1, "Angebot", from_=f"Kunde <{KUNDE}>")
     big = b"%PDF" + bytes(range(256)) * 24_000  # > LARGE_ATTACHMENT_BYTES: downloads copy it to S3
-    append(dovecot, user, 2, "Police", from_=f"Kunde <{KUNDE}>", attachment=("police.pdf", "application/pdf", big))
+    append(
+        dovecot,
+        user,
+        2,
+        "Police",
+        from_=f"Kunde <{KUNDE}>",
+        attachment=("police.pdf", "application/pdf", big),
+    )
     sync(acc, GONE)
     police = next(m for m in mirror(acc, GONE) if m["subject"] == "Police")
     att = api.get(f"/v1/messages/{police['id']}").body["attachments"][0]
     r = api.call("GET", f"/v1/messages/{police['id']}/attachments/{att['id']}")
     assert r.status == 302, r.status
     r = api.call(
-        "POST", f"/v1/accounts/{acc['id']}/send", {"to": [KUNDE], "subject": "Antwort", "text": "x"},
+        "POST",
+        f"/v1/accounts/{acc['id']}/send",
+        {"to": [KUNDE], "subject": "Antwort", "text": "x"},
         headers={"Idempotency-Key": "k-1"},
     )
     assert r.status == 202, r.body

@@ -114,10 +114,14 @@ def delete_user(tenant_id: str, user_id: str) -> dict[str, Any]:
 
 
 def get_user(tenant_id: str, user_id: str) -> dict[str, Any]:
+    """``{"user_id", "state", "accounts"}``: while purging, the accounts still to purge; else
+    the user's accounts (one being deleted on its own no longer counts)."""
     running = users.get_purge(tenant_id, user_id)
     accounts = repo.all_of_owner(tenant_id, user_id)
-    if running is None and not accounts:
-        raise UserNotFound("this user has no accounts and no purge runs")
+    if running is None:
+        accounts = [a for a in accounts if a.state != "deleting"]
+        if not accounts:
+            raise UserNotFound("this user has no accounts and no purge runs")
     return {"user_id": user_id, "state": "purging" if running else "active", "accounts": len(accounts)}
 
 

@@ -234,6 +234,8 @@ def connect_account(
         ensure_not_purging(tenant_id, user_id)  # the flow may have begun before the DELETE
     except UserPurging as e:
         raise CallbackError(e.code, "") from e
+    if tenants.is_deleting(tenant_id):  # the tenant left while its user was at the provider
+        raise CallbackError("tenant_deleted", "")
     existing_id = repo.account_by_email(tenant_id, email)
     if existing_id:
         acc = repo.get_account(tenant_id, existing_id)
