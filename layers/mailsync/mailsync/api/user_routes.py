@@ -31,7 +31,8 @@ router = APIGatewayHttpRouter()
     summary="Delete (deactivate) a user: purge every account, mail, link and assignment of theirs",
     description="Answers at once: the user's accounts leave every list and colleagues' views "
     "drop their mails before the answer. The purge itself runs in the background; "
-    "`GET /v1/users/{user_id}` shows it. Repeating the call is harmless (and restarts a stalled purge).",
+    "`GET /v1/users/{user_id}` shows it. Repeating the call is harmless (and restarts a stalled purge). "
+    "Tenant key only: no `X-User-Id`.",
     responses={
         202: {"description": "Purge started", "content": {"application/json": {"model": schemas.UserState}}},
         **error_responses(401, 422),
@@ -45,6 +46,7 @@ def delete_user(user_id: Id) -> Response[dict[str, Any]]:
     "/v1/users/<user_id>",
     tags=["users"],
     summary="A user's state: active (has accounts) or purging",
+    description="Tenant key only: no `X-User-Id`.",
     responses={200: {"description": "OK"}, **error_responses(401, 404, 422)},
 )
 def get_user(user_id: Id) -> schemas.UserState:
@@ -56,7 +58,7 @@ def get_user(user_id: Id) -> schemas.UserState:
     tags=["tenant"],
     summary="Delete the tenant: revoke every key at once, then purge all of its data",
     description="Needs `X-Confirm-Delete: <tenant_id>` (else 400 `confirmation_required`). Every key "
-    "of the tenant answers 401 from the moment this call answers 202.",
+    "of the tenant answers 401 from the moment this call answers 202. Tenant key only: no `X-User-Id`.",
     responses={
         202: {
             "description": "Purge started",
