@@ -22,12 +22,13 @@ def _bind() -> None:
 
 def create_tenant(name: str) -> dict[str, str]:
     """Create a tenant and its API key in DynamoDB (``AWS_ENDPOINT_URL`` honoured)."""
+    from mailsync.domain.apikeys import new_secret
     from mailsync.domain.clock import iso, utcnow
     from mailsync.store import tenants
 
     _bind()
     tenant_id = "t_" + secrets.token_hex(8)
-    api_key = "msk_" + secrets.token_urlsafe(32)
+    api_key = new_secret()  # msk_…, as POST /v1/api-keys makes them
     tenants.create_tenant(tenant_id, name, api_key, iso(utcnow()))
     return {"tenant_id": tenant_id, "api_key": api_key}
 

@@ -320,12 +320,14 @@ def serve(
     ensure_tenant("dev", "Development tenant", api_key)
 
     api = load_handler("api")
-    from mailsync.api.app import app
+    from mailsync.api.app import app, openapi_options
     from mailsync.lazy import load_all
 
     load_all()  # requests are served on threads: no lazy first load may race (see mailsync.lazy)
 
-    app.enable_swagger(path="/docs", title="mailsync API", version="1.0.0")
+    # The spec's own options: the tenant routes declare their security (the key alone),
+    # which needs the security schemes; Swagger UI also offers them under "Authorize".
+    app.enable_swagger(path="/docs", **openapi_options())
     from mailsync.config import get_settings
 
     bg = Background(get_settings().poll_seconds)

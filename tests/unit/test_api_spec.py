@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from mailsync.api.app import app
+from mailsync.api.app import app, openapi_options
 from mailsync.api.params import ID_MAX
 
 pytestmark = pytest.mark.unit
 
 
-def test_every_path_id_is_limited_to_128_characters_in_the_spec() -> None:
-    spec = app.get_openapi_schema(title="mailsync", version="1").model_dump(
+def _spec() -> dict:
+    """The document ``GET /v1/openapi.json`` serves (same options, security schemes included)."""
+    return app.get_openapi_schema(**openapi_options()).model_dump(
         by_alias=True, exclude_none=True, mode="json"
     )
+
+
+def test_every_path_id_is_limited_to_128_characters_in_the_spec() -> None:
+    spec = _spec()
     seen, unlimited = 0, []
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
@@ -24,3 +29,21 @@ def test_every_path_id_is_limited_to_128_characters_in_the_spec() -> None:
                         unlimited.append(f"{method.upper()} {path} {p['name']}")
     assert seen > 20  # every id route is in the spec
     assert unlimited == []
+
+
+def test_api_key_routes_are_documented_with_every_answer_and_need_no_user_header() -> None:
+    paths = _spec()["paths"]
+    want = {
+        ("post", "/v1/api-keys"): {"201", "401", "415", "422"},
+        ("get", "/v1/api-keys"): {"200", "401"},
+        ("delete", "/v1/api-keys/{key_id}"): {"204", "401", "404", "409", "422"},
+    }
+    for (method, path), codes in want.items():
+        op = paths[path][method]
+        assert codes <= set(op["responses"]), (method, path, sorted(op["responses"]))
+        assert op["security"] == [{"apiKey": []}], (method, path)  # the key alone, no X-User-Id
+        for code in codes - {"200", "201", "204"}:
+            ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/Error"), (method, path, code)
+    created = paths["/v1/api-keys"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert created["$ref"].endswith("/ApiKeyCreated")

@@ -68,6 +68,18 @@ class ConfirmationRequired(MailsyncError):
     status, code = 400, "confirmation_required"
 
 
+class KeyNotFound(NotFound):
+    """No API key of the caller's tenant has this id."""
+
+    code = "key_not_found"
+
+
+class LastKey(Conflict):
+    """Deleting this API key would leave the tenant without one."""
+
+    code = "last_key"
+
+
 class Unprocessable(MailsyncError):
     """422 with a specific code: auth_failed, connection_failed, host_not_allowed, unknown_folder…"""
 

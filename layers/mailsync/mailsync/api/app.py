@@ -4,9 +4,9 @@ and the OpenAPI document. Routes live in one router module per area.
 Conventions (the public contract):
 
 * Every ``/v1`` route needs ``Authorization: Bearer <tenant api key>`` (401
-  ``unauthorized``) and ``X-User-Id`` (400 ``missing_user``), checked before the
-  request body is validated (:mod:`mailsync.api.auth`). ``/v1/openapi.json`` is
-  public: the spec holds no data.
+  ``unauthorized``) and, but for the tenant routes (``/v1/api-keys``, …),
+  ``X-User-Id`` (400 ``missing_user``), checked before the request body is validated
+  (:mod:`mailsync.api.auth`). ``/v1/openapi.json`` is public: the spec holds no data.
 * Errors are ``{"code", "message"}`` with a 4xx status; a 500 is a bug and is
   logged with its stack, never shown.
 * Lists are ``{"items", "next_cursor"}`` with ``limit`` (1..200, default 50) and
@@ -65,7 +65,7 @@ class Resolver(APIGatewayHttpResolver):
                 "isBase64Encoded": False,
             }
         if who is not None:  # cleared by resolve() when the request is done
-            self.append_context(tenant_id=who[0], user_id=who[1])
+            self.append_context(caller=who)
         return super().resolve(event, context)
 
 
@@ -107,27 +107,34 @@ def handle_unexpected(e: Exception) -> Response:
 
 
 # ------------------------------------------------------------ openapi
-@app.get("/v1/openapi.json", include_in_schema=False)
-def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
-    # The OpenAPI models are ~100 ms of imports that only this route needs.
+def openapi_options() -> dict[str, Any]:
+    """What the spec says beyond the routes: title, description and the security schemes
+    (every route needs key and user; tenant routes declare the key alone)."""
+    # The OpenAPI models are ~100 ms of imports that only the spec needs.
     from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 
+    return {
+        "title": "mailsync API",
+        "version": "1.0.0",
+        "description": "Mailbox mirror for CRMs. Authenticate with `Authorization: Bearer <api key>` and "
+        "`X-User-Id: <user>` (tenant routes such as `/v1/api-keys`: the key alone). "
+        "Errors are `{code, message}`.",
+        "security_schemes": {
+            "apiKey": HTTPBearer(description="The tenant's API key"),
+            "user": APIKey(
+                name="X-User-Id", description="The tenant's acting user", **{"in": APIKeyIn.header}
+            ),
+        },
+        "security": [{"apiKey": [], "user": []}],
+    }
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(
-            title="mailsync API",
-            version="1.0.0",
-            description="Mailbox mirror for CRMs. Authenticate with `Authorization: Bearer <api key>` and "
-            "`X-User-Id: <user>`. Errors are `{code, message}`.",
-            security_schemes={
-                "apiKey": HTTPBearer(description="The tenant's API key"),
-                "user": APIKey(
-                    name="X-User-Id", description="The tenant's acting user", **{"in": APIKeyIn.header}
-                ),
-            },
-            security=[{"apiKey": [], "user": []}],
-        ),
+        body=app.get_openapi_json_schema(**openapi_options()),
     )
 
 
@@ -135,6 +142,7 @@ def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
 from mailsync.api.account_routes import router as account_router  # noqa: E402
 from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
+from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
 from mailsync.api.user_routes import router as user_router  # noqa: E402
@@ -145,3 +153,4 @@ app.include_router(client_router)
 app.include_router(contact_router)
 app.include_router(oauth_router)
 app.include_router(user_router)
+app.include_router(key_router)

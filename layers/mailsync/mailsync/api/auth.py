@@ -1,13 +1,17 @@
-"""Who is calling: the tenant from its API key, the acting user from ``X-User-Id``.
+"""Who is calling: the tenant (and which of its keys) from the API key, the acting user
+from ``X-User-Id``.
 
 Invariants (the public contract):
 
 * Every ``/v1`` route but :data:`PUBLIC_PATHS` needs ``Authorization: Bearer <tenant
-  api key>`` (401 ``unauthorized``) and ``X-User-Id`` (400 ``missing_user``).
+  api key>`` (401 ``unauthorized``); every one but :data:`TENANT_PATHS` also needs
+  ``X-User-Id`` (400 ``missing_user``). Tenant routes act for the tenant: they ignore
+  ``X-User-Id`` (the caller's ``user_id`` is None).
 * Both are checked, and a request body must be UTF-8 JSON (415 / 400), **before**
   the request is validated against its route's schema, so an anonymous caller
   always gets 401 and never learns a route's schema from a 422.
-* The check costs one GetItem (the hashed key).
+* The check costs one GetItem (the hashed key), plus at most one UpdateItem per key
+  per 5 minutes for ``last_used_at`` (``store/tenants.py``).
 
 Powertools runs its request validation before any middleware, so this runs in
 :meth:`mailsync.api.app.Resolver.resolve`, ahead of the resolver's own pipeline,
@@ -17,6 +21,7 @@ through public API only (``resolve``, ``append_context``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
@@ -36,33 +41,52 @@ PUBLIC_PATHS = frozenset(
     }
 )
 
+# Tenant-level routes (these paths and everything below them): the key alone, no X-User-Id.
+TENANT_PATHS = ("/v1/api-keys", "/v1/users", "/v1/tenant")
 
-def check_request(event: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Authenticate, then check the body's media type; (tenant_id, user_id) or None
-    for a public path. Raises a :class:`~mailsync.errors.MailsyncError` (4xx)."""
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller: its tenant, the acting user (None on a tenant route) and
+    the id of the API key it used (None for a key made before key ids)."""
+
+    tenant_id: str
+    user_id: str | None
+    key_id: str | None
+
+
+def is_tenant_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in TENANT_PATHS)
+
+
+def check_request(event: Mapping[str, Any]) -> Caller | None:
+    """Authenticate, then check the body's media type; the caller, or None for a public
+    path. Raises a :class:`~mailsync.errors.MailsyncError` (4xx)."""
     ev = APIGatewayProxyEventV2(dict(event))
     who = authenticate(ev)
     check_body(ev)
     return who
 
 
-def authenticate(ev: APIGatewayProxyEventV2) -> tuple[str, str] | None:
-    """(tenant_id, user_id) of an API request, None for a public path; raises otherwise."""
+def authenticate(ev: APIGatewayProxyEventV2) -> Caller | None:
+    """The caller of an API request, None for a public path; raises otherwise."""
     if ev.path in PUBLIC_PATHS or not ev.path.startswith("/v1"):
         return None
     auth = ev.headers.get("authorization") or ""
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer API key")
-    tenant_id = tenants.tenant_for_key(token.strip())
-    if tenant_id is None:
+    owner = tenants.key_owner(token.strip())
+    if owner is None:
         raise Unauthorized("unknown API key")
+    if is_tenant_path(ev.path):
+        return Caller(owner.tenant_id, None, owner.key_id)
     user = (ev.headers.get("x-user-id") or "").strip()
     if not user:
         raise MissingUser("the X-User-Id header names the tenant's acting user")
     if len(user) > 256 or "#" in user:
         raise MissingUser("X-User-Id must be at most 256 characters and must not contain '#'")
-    return tenant_id, user
+    return Caller(owner.tenant_id, user, owner.key_id)
 
 
 def check_body(ev: APIGatewayProxyEventV2) -> None:

@@ -3,8 +3,9 @@
 * Ids become parts of DynamoDB keys (at most 2048 bytes): an overlong id is bad
   input (422 ``invalid_request``), never a 500. Every path id is ``Id``.
 * Lists take ``limit`` (1..200, default 50) and an opaque ``cursor``.
-* The caller (tenant, acting user) is set by :mod:`mailsync.api.auth` before the
-  route runs; :func:`caller` reads it from the resolver a router is included in.
+* The caller (tenant, acting user, API key id) is set by :mod:`mailsync.api.auth`
+  before the route runs; :func:`caller` (user routes) and :func:`tenant_caller`
+  (tenant routes) read it from the resolver a router is included in.
 """
 
 from __future__ import annotations
@@ -16,24 +17,30 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from mailsync.api.auth import Caller
+from mailsync.errors import MissingUser
+
 ID_MAX = 128
 Id = Annotated[str, Path(min_length=1, max_length=ID_MAX)]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 
 
+def tenant_caller(router: APIGatewayHttpRouter) -> Caller:
+    """The caller of the authenticated request the router is serving (tenant routes)."""
+    resolver = router.api_resolver
+    assert resolver is not None  # noqa: S101 - set by include_router
+    who = resolver.context["caller"]
+    assert isinstance(who, Caller)  # noqa: S101 - set by Resolver.resolve before any route
+    return who
+
+
 def caller(router: APIGatewayHttpRouter) -> tuple[str, str]:
-    """(tenant_id, user_id) of the authenticated request the router is serving."""
-    resolver = router.api_resolver
-    assert resolver is not None  # noqa: S101 - set by include_router
-    return resolver.context["tenant_id"], resolver.context["user_id"]
-
-
-def tenant_of(router: APIGatewayHttpRouter) -> str:
-    """The tenant of the authenticated request (tenant-level routes need no acting user)."""
-    resolver = router.api_resolver
-    assert resolver is not None  # noqa: S101 - set by include_router
-    return str(resolver.context["tenant_id"])
+    """(tenant_id, user_id) of the authenticated request the router is serving (user routes)."""
+    who = tenant_caller(router)
+    if who.user_id is None:
+        raise MissingUser("the X-User-Id header names the tenant's acting user")
+    return who.tenant_id, who.user_id
 
 
 _ERROR_TEXT = {

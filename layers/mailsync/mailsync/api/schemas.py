@@ -5,7 +5,7 @@ Field names, routes, status codes and error codes here are the public contract.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -204,6 +204,7 @@ class Detection(BaseModel):
 class Error(BaseModel):
     code: str
     message: str
+    details: list[dict[str, Any]] | None = Field(None, description="422 invalid_request: each problem")
 
 
 class MessagePatchIn(_In):
@@ -317,3 +318,28 @@ class UserState(BaseModel):
 class TenantDeletion(BaseModel):
     tenant_id: str
     state: Literal["purging"]
+
+
+# ------------------------------------------------------------------ API keys
+class ApiKeyIn(_In):
+    name: str = Field(min_length=1, max_length=100, description="What the key is for, e.g. 'CRM production'")
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="The key's first 12 characters, to recognise it")
+    created_at: str
+    last_used_at: str | None = Field(description="May lag by up to 5 minutes; null until first used")
+
+
+class ApiKeyCreated(BaseModel):
+    id: str
+    name: str
+    key: str = Field(description="The API key: shown only in this answer, store it now")
+    prefix: str
+    created_at: str
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKey]

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
-from mailsync.api.params import Id, error_responses, json_response, tenant_of
+from mailsync.api.params import Id, error_responses, json_response, tenant_caller
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ router = APIGatewayHttpRouter()
     },
 )
 def delete_user(user_id: Id) -> Response[dict[str, Any]]:
-    return json_response(202, lifecycle.delete_user(tenant_of(router), user_id))
+    return json_response(202, lifecycle.delete_user(tenant_caller(router).tenant_id, user_id))
 
 
 @router.get(
@@ -50,7 +50,7 @@ def delete_user(user_id: Id) -> Response[dict[str, Any]]:
     responses={200: {"description": "OK"}, **error_responses(401, 404, 422)},
 )
 def get_user(user_id: Id) -> schemas.UserState:
-    return schemas.UserState.model_validate(lifecycle.get_user(tenant_of(router), user_id))
+    return schemas.UserState.model_validate(lifecycle.get_user(tenant_caller(router).tenant_id, user_id))
 
 
 @router.delete(
@@ -72,4 +72,4 @@ def delete_tenant(
         str | None, Header(alias="X-Confirm-Delete", description="The tenant's id, to confirm")
     ] = None,
 ) -> Response[dict[str, Any]]:
-    return json_response(202, lifecycle.delete_tenant(tenant_of(router), x_confirm_delete))
+    return json_response(202, lifecycle.delete_tenant(tenant_caller(router).tenant_id, x_confirm_delete))

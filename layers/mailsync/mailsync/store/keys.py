@@ -37,6 +37,13 @@ def api_key(secret_hash: str) -> str:
     return f"KEY#{secret_hash}"
 
 
+API_KEY_RECORDS = "K#"  # sk prefix of the API-key records in the tenant partition
+
+
+def api_key_record_sk(key_id: str) -> str:
+    return f"{API_KEY_RECORDS}{key_id}"
+
+
 def folder_hash(folder: str) -> str:
     # Folder names may contain any character, "#" included: hash them inside keys.
     return hashlib.sha1(folder.encode(), usedforsecurity=False).hexdigest()[:12]

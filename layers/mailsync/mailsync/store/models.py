@@ -95,9 +95,21 @@ class _Base(Model):
 
 
 class ApiKeyItem(_Base):
-    """``KEY#<sha256(secret)>`` / ``K``: resolves an API key to its tenant."""
+    """``KEY#<sha256(secret)>`` / ``K``: resolves an API key to its tenant (the auth lookup)."""
 
     tenant_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    key_id = UnicodeAttribute(null=True)  # None: a key made before key ids (no record, not listed)
+    last_used_at = UnicodeAttribute(null=True)  # written at most once per key per 5 minutes
+
+
+class ApiKeyRecordItem(_Base):
+    """``T#<tenant>`` / ``K#<key id>``: a tenant's key as it lists it (never the key itself)."""
+
+    key_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    prefix = UnicodeAttribute()  # the key's first characters, to recognise it
+    key_hash = UnicodeAttribute()  # sha256 hex: finds the auth item
     created_at = UnicodeAttribute()
 
 
@@ -109,7 +121,8 @@ class TenantItem(_Base):
     created_at = UnicodeAttribute()
     # OAuth redirect URIs this tenant may use: "https://crm.example/cb", "http://127.0.0.1:*"
     redirect_allowlist = ListAttribute(of=UnicodeAttribute, default=list)
-    state = UnicodeAttribute(null=True)  # "deleting" once DELETE /v1/tenant answered
+    key_count = NumberAttribute(default=0)  # API keys (records); the API never takes it below 1
+    state = UnicodeAttribute(null=True)  # "deleting" while the tenant is purged: no new keys
 
 
 class TenantRegistryItem(_Base):
@@ -410,6 +423,7 @@ class AddressMessageItem(_Base):
 
 ALL_MODELS: tuple[type[_Base], ...] = (
     ApiKeyItem,
+    ApiKeyRecordItem,
     TenantItem,
     TenantRegistryItem,
     TenantMemberItem,
