@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
+from mailsync.api.key_routes import TENANT_SECURITY
 from mailsync.api.params import Id, error_responses, json_response, tenant_caller
 from mailsync.lazy import lazy_module
 
@@ -28,6 +29,7 @@ router = APIGatewayHttpRouter()
 @router.delete(
     "/v1/users/<user_id>",
     tags=["users"],
+    security=TENANT_SECURITY,
     summary="Delete (deactivate) a user: purge every account, mail, link and assignment of theirs",
     description="Answers at once: the user's accounts leave every list and colleagues' views "
     "drop their mails before the answer. The purge itself runs in the background; "
@@ -45,6 +47,7 @@ def delete_user(user_id: Id) -> Response[dict[str, Any]]:
 @router.get(
     "/v1/users/<user_id>",
     tags=["users"],
+    security=TENANT_SECURITY,
     summary="A user's state: active (has accounts) or purging",
     description="Tenant key only: no `X-User-Id`.",
     responses={200: {"description": "OK"}, **error_responses(401, 404, 422)},
@@ -56,6 +59,7 @@ def get_user(user_id: Id) -> schemas.UserState:
 @router.delete(
     "/v1/tenant",
     tags=["tenant"],
+    security=TENANT_SECURITY,
     summary="Delete the tenant: revoke every key at once, then purge all of its data",
     description="Needs `X-Confirm-Delete: <tenant_id>` (else 400 `confirmation_required`). Every key "
     "of the tenant answers 401 from the moment this call answers 202. Tenant key only: no `X-User-Id`.",
