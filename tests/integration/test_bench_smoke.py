@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a hang guard, not a speed goal (those are `make bench`'s)
     )
-    elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert elapsed < 60, f"the smoke bench took {elapsed:.0f} s"
     assert "figure" in proc.stdout and "met?" in proc.stdout  # the table was printed
 
     data = json.loads(out.read_text())
