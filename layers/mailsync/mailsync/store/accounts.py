@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from mailsync.domain.account import (
@@ -33,7 +33,7 @@ from mailsync.domain.account import (
     credential_context,
 )
 from mailsync.domain.ports import FolderInfo
-from mailsync.errors import AccountExists
+from mailsync.errors import AccountExists, AccountGone
 from mailsync.store import crypto, keys, paging
 from mailsync.store.models import (
     AccountItem,
@@ -236,7 +236,17 @@ def save_account(acc: Account, due_shards: int) -> None:
 
 
 def save_credentials(tenant_id: str, account_id: str, envelope: dict[str, Any]) -> None:
-    CredentialItem(keys.account(tenant_id, account_id), "CRED", envelope=envelope).save()
+    """Replace the account's credentials (a reconnect, refreshed tokens). Conditional on the
+    item existing: a session that outlived its account's purge must not write them back
+    (:class:`AccountGone`)."""
+    try:
+        CredentialItem(keys.account(tenant_id, account_id), "CRED", envelope=envelope).save(
+            condition=CredentialItem.pk.exists()
+        )
+    except PutError as e:
+        if e.cause_response_code == "ConditionalCheckFailedException":
+            raise AccountGone() from e
+        raise
 
 
 def encrypt_credentials(
