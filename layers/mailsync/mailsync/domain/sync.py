@@ -119,9 +119,16 @@ class SyncEngine:
 
         A folder that is no longer synced (turned off, renamed or deleted at the
         provider) loses all its locations, which orphans mails found nowhere else.
+
+        The folder items are written under the mirror lock, like every other write of
+        the mirror (and only when something changed, so an unchanged account pays no
+        lock): a sync that loaded the account before its deletion gets ``AccountGone``
+        here instead of writing folder items back into a purged account.
         """
         states = self.store.get_folders()
         listed_names = {f.name for f in listed}
+        save: list[FolderState] = []
+        gone: list[str] = []
         for info in listed:
             st = states.get(info.name) or FolderState(name=info.name)
             want = self._wants(info, folder_mode, selected)
@@ -133,14 +140,20 @@ class SyncEngine:
                 self.drop_folder(st)
                 st.synced, st.cursor, st.initial_done, st.progress, st.messages = False, None, False, None, 0
             if changed or info.name not in states:
-                self.store.save_folder(st)
+                save.append(st)
             states[info.name] = st
         for name, st in list(states.items()):
             if name not in listed_names:
                 if st.synced:
                     self.drop_folder(st)
-                self.store.delete_folder(name)
+                gone.append(name)
                 del states[name]
+        if save or gone:
+            with self.store.lock():
+                for st in save:
+                    self.store.save_folder(st)
+                for name in gone:
+                    self.store.delete_folder(name)
         return states
 
     @staticmethod
