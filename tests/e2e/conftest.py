@@ -119,9 +119,9 @@ def service(
     deadline = time.monotonic() + 60
     while True:
         try:
-            if requests.get(url + "/v1/openapi.json", timeout=2).status_code == 200:
+            if requests.get(url + "/v1/openapi.json", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or its first answer (imports) is slow
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
