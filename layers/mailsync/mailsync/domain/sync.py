@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from mailsync.domain import mime
@@ -127,33 +128,44 @@ class SyncEngine:
         """
         states = self.store.get_folders()
         listed_names = {f.name for f in listed}
-        save: list[FolderState] = []
-        gone: list[str] = []
-        for info in listed:
-            st = states.get(info.name) or FolderState(name=info.name)
-            want = self._wants(info, folder_mode, selected)
-            changed = st.role != info.role or not st.present or st.synced != want
-            st.role, st.present = info.role, True
-            if want and not st.synced:
-                st.synced, st.cursor, st.initial_done, st.progress = True, None, False, None
-            elif not want and st.synced:
-                self.drop_folder(st)
-                st.synced, st.cursor, st.initial_done, st.progress, st.messages = False, None, False, None, 0
-            if changed or info.name not in states:
-                save.append(st)
-            states[info.name] = st
-        for name, st in list(states.items()):
-            if name not in listed_names:
-                if st.synced:
+        with ExitStack() as held:
+            taken: list[bool] = []
+
+            def locked() -> None:
+                # Taken at the first write and held to the end (one lease per reconcile);
+                # each folder item is written right after its change, as before.
+                if not taken:
+                    held.enter_context(self.store.lock())
+                    taken.append(True)
+
+            for info in listed:
+                st = states.get(info.name) or FolderState(name=info.name)
+                want = self._wants(info, folder_mode, selected)
+                changed = st.role != info.role or not st.present or st.synced != want
+                st.role, st.present = info.role, True
+                if want and not st.synced:
+                    st.synced, st.cursor, st.initial_done, st.progress = True, None, False, None
+                elif not want and st.synced:
+                    locked()
                     self.drop_folder(st)
-                gone.append(name)
-                del states[name]
-        if save or gone:
-            with self.store.lock():
-                for st in save:
+                    st.synced, st.cursor, st.initial_done, st.progress, st.messages = (
+                        False,
+                        None,
+                        False,
+                        None,
+                        0,
+                    )
+                if changed or info.name not in states:
+                    locked()
                     self.store.save_folder(st)
-                for name in gone:
+                states[info.name] = st
+            for name, st in list(states.items()):
+                if name not in listed_names:
+                    locked()
+                    if st.synced:
+                        self.drop_folder(st)
                     self.store.delete_folder(name)
+                    del states[name]
         return states
 
     @staticmethod
