@@ -12,27 +12,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
-from mailsync.api.params import Id, json_response, tenant_caller
+from mailsync.api.params import TENANT_SECURITY, Id, error_response, json_response, tenant_caller
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-
     from mailsync.usecases import keys
 else:
     keys = lazy_module("mailsync.usecases.keys")
 
 router = APIGatewayHttpRouter()
 
-TENANT_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]  # the key alone: no X-User-Id
-
-
-def _error(description: str) -> OpenAPIResponse:
-    return {"description": description, "content": {"application/json": {"model": schemas.Error}}}
-
-
-UNAUTHORIZED = _error("`unauthorized`: no API key, or an unknown or deleted one")
-INVALID = _error("`invalid_request`: the body or the id does not match the schema")
+UNAUTHORIZED = error_response("`unauthorized`: no API key, or an unknown or deleted one")
+INVALID = error_response("`invalid_request`: the body or the id does not match the schema")
 
 
 @router.post(
@@ -43,7 +34,7 @@ INVALID = _error("`invalid_request`: the body or the id does not match the schem
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": schemas.ApiKeyCreated}}},
         401: UNAUTHORIZED,
-        415: _error("`unsupported_media_type`: the body is not application/json"),
+        415: error_response("`unsupported_media_type`: the body is not application/json"),
         422: INVALID,
     },
 )
@@ -76,8 +67,8 @@ def list_api_keys() -> schemas.ApiKeyList:
     responses={
         204: {"description": "Deleted"},
         401: UNAUTHORIZED,
-        404: _error("`key_not_found`: the tenant has no key with this id"),
-        409: _error("`last_key`: the tenant's last key; create another one first"),
+        404: error_response("`key_not_found`: the tenant has no key with this id"),
+        409: error_response("`last_key`: the tenant's last key; create another one first"),
         422: INVALID,
     },
 )

@@ -43,6 +43,9 @@ def caller(router: APIGatewayHttpRouter) -> tuple[str, str]:
     return who.tenant_id, who.user_id
 
 
+# Tenant routes (keys, users, tenant) in the spec: the key alone, no X-User-Id.
+TENANT_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
+
 _ERROR_TEXT = {
     400: "Bad request",
     401: "Missing or unknown API key",
@@ -53,14 +56,16 @@ _ERROR_TEXT = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
-    """OpenAPI entries for the error statuses a route answers (body ``{code, message}``)."""
+def error_response(description: str) -> OpenAPIResponse:
+    """An OpenAPI entry for an error answer (body ``{code, message}``)."""
     from mailsync.api.schemas import Error
 
-    return {
-        s: {"description": _ERROR_TEXT.get(s, "Error"), "content": {"application/json": {"model": Error}}}
-        for s in statuses
-    }
+    return {"description": description, "content": {"application/json": {"model": Error}}}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """:func:`error_response` entries for the statuses a route answers, with generic text."""
+    return {s: error_response(_ERROR_TEXT.get(s, "Error")) for s in statuses}
 
 
 def json_response(status: int, body: Any) -> Response[Any]:

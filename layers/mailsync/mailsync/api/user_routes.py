@@ -14,8 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
-from mailsync.api.key_routes import TENANT_SECURITY
-from mailsync.api.params import Id, error_responses, json_response, tenant_caller
+from mailsync.api.params import TENANT_SECURITY, Id, error_responses, json_response, tenant_caller
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
