@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mailsync.config import get_settings
-from mailsync.store import aws
+from mailsync.store import aws, keys
 
 
 def get_items(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -31,9 +31,12 @@ def get_items(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dic
     return out
 
 
-def live_accounts(
-    raw: dict[tuple[str, str], dict[str, Any]], account_keys: dict[tuple[str, str], str]
-) -> set[str]:
-    """The account ids among ``account_keys`` ({key: id}) whose item came back and is not
-    ``deleting``: a mail shows only while its account is live."""
-    return {a for k, a in account_keys.items() if k in raw and raw[k].get("state", {}).get("S") != "deleting"}
+def with_live_accounts(
+    tenant_id: str, item_keys: Iterable[tuple[str, str]], account_ids: Iterable[str]
+) -> tuple[dict[tuple[str, str], dict[str, Any]], set[str]]:
+    """:func:`get_items` of ``item_keys`` plus the accounts, in the same request(s); returns
+    the raw items and the ids of the accounts that are live (stored, not ``deleting``):
+    a mail shows only while its account is live."""
+    akeys = {(keys.account(tenant_id, a), "A"): a for a in account_ids}
+    raw = get_items([*item_keys, *akeys])
+    return raw, {a for k, a in akeys.items() if k in raw and raw[k].get("state", {}).get("S") != "deleting"}

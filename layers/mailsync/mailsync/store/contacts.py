@@ -117,10 +117,10 @@ class ContactRepository:
         """The contacts, and which of the accounts are live (stored, not being deleted), in
         one BatchGetItem: a colleague's view of a mail needs both."""
         ckeys = {(keys.contact(self.t, cid), "C"): cid for cid in cids}
-        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
-        raw = batch.get_items([*ckeys, *akeys])
-        contacts = {cid: _contact(ContactItem.from_raw_data(raw[k])) for k, cid in ckeys.items() if k in raw}
-        return contacts, batch.live_accounts(raw, akeys)
+        raw, live = batch.with_live_accounts(self.t, ckeys, account_ids)
+        return {
+            cid: _contact(ContactItem.from_raw_data(raw[k])) for k, cid in ckeys.items() if k in raw
+        }, live
 
     def put(self, c: Contact) -> None:
         ContactItem(

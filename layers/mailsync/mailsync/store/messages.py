@@ -108,31 +108,20 @@ class MessageRepository:
     def get_many_with_accounts(
         self, mids: Iterable[str], account_ids: Iterable[str]
     ) -> tuple[dict[str, MessageDoc], set[str]]:
-        """The messages, and which of the accounts are live (stored, not being deleted), in
-        one BatchGetItem: a history shows a mail only while its account is live."""
+        """The messages, and which of the accounts are live, in one BatchGetItem."""
         mkeys = [(keys.message(self.t, m), "M") for m in mids]
-        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
-        raw = batch.get_items([*mkeys, *akeys])
-        docs = {}
-        for k in mkeys:
-            if k in raw:
-                doc = message_doc(MessageItem.from_raw_data(raw[k]))
-                docs[doc["mid"]] = doc
-        return docs, batch.live_accounts(raw, akeys)
+        raw, live = batch.with_live_accounts(self.t, mkeys, account_ids)
+        docs = [message_doc(MessageItem.from_raw_data(raw[k])) for k in mkeys if k in raw]
+        return {d["mid"]: d for d in docs}, live
 
     def get_threads_with_accounts(
         self, thread_ids: Iterable[str], account_ids: Iterable[str]
     ) -> tuple[dict[str, ThreadDoc], set[str]]:
         """:meth:`get_threads` and the live accounts among ``account_ids``, in one BatchGetItem."""
         tkeys = [(keys.thread(self.t, th), "TH") for th in thread_ids]
-        akeys = {(keys.account(self.t, a), "A"): a for a in account_ids}
-        raw = batch.get_items([*tkeys, *akeys])
-        threads = {}
-        for k in tkeys:
-            if k in raw:
-                doc = thread_doc(ThreadItem.from_raw_data(raw[k]))
-                threads[doc["thread_id"]] = doc
-        return threads, batch.live_accounts(raw, akeys)
+        raw, live = batch.with_live_accounts(self.t, tkeys, account_ids)
+        docs = [thread_doc(ThreadItem.from_raw_data(raw[k])) for k in tkeys if k in raw]
+        return {d["thread_id"]: d for d in docs}, live
 
     def of_thread(self, thread_id: str) -> list[MessageDoc]:
         """Every (non-orphan) message of a thread, oldest first (one Query)."""
