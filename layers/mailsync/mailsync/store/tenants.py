@@ -265,19 +265,29 @@ def _run(write: Callable[[TransactWrite], None]) -> set[int]:
 
 # ------------------------------------------------------------------ offboarding
 def mark_deleting(tenant_id: str) -> None:
-    """``state = deleting`` on the tenant item (404 ``not_found`` semantics are the caller's)."""
-    _tenant_ref(tenant_id).update(actions=[TenantItem.state.set("deleting")])
+    """``state = deleting`` on the tenant item (conditional: never creates one)."""
+    _tenant_ref(tenant_id).update(
+        actions=[TenantItem.state.set("deleting")], condition=TenantItem.pk.exists()
+    )
+
+
+def _state(tenant_id: str) -> str | None:
+    """The tenant item's ``state`` (``""`` when it has none), None when there is no tenant."""
+    try:
+        item = TenantItem.get(
+            keys.tenant(tenant_id), TENANT_SK, consistent_read=True, attributes_to_get=["sk", "state"]
+        )
+    except DoesNotExist:
+        return None
+    return item.state or ""
 
 
 def exists(tenant_id: str) -> bool:
-    return TenantItem.count(keys.tenant(tenant_id), TenantItem.sk == TENANT_SK) > 0
+    return _state(tenant_id) is not None
 
 
 def is_deleting(tenant_id: str) -> bool:
-    try:
-        return TenantItem.get(keys.tenant(tenant_id), TENANT_SK, consistent_read=True).state == "deleting"
-    except DoesNotExist:
-        return False
+    return _state(tenant_id) == "deleting"
 
 
 def delete_tenant_items(tenant_id: str) -> None:

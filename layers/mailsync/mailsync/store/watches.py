@@ -63,7 +63,11 @@ def add_gmail_watch(tenant_id: str, account_id: str, email: str) -> None:
 
 
 def has_gmail_watch(tenant_id: str, account_id: str) -> bool:
-    return WatchItem.count(keys.GMAIL_WATCHES, WatchItem.sk == keys.account(tenant_id, account_id)) > 0
+    try:
+        WatchItem.get(keys.GMAIL_WATCHES, keys.account(tenant_id, account_id), attributes_to_get=["sk"])
+    except DoesNotExist:
+        return False
+    return True
 
 
 def remove_gmail_watch(tenant_id: str, account_id: str, email: str) -> None:
