@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,19 @@ class Service:
         if user:
             s.headers["X-User-Id"] = user
         return s
+
+    def admin(self, *args: str) -> Any:
+        """``mailsync admin ARGS`` against the runner's moto; its JSON answer."""
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": self.moto,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-central-1",
+        }
+        exe = Path(sys.executable).parent / "mailsync"
+        out = subprocess.run([str(exe), "admin", *args], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
 
     def wait_for(self, probe: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout

@@ -8,37 +8,14 @@ tenant of its own (made with `mailsync admin create-tenant`) and never touches t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 
-def _new_tenant(service) -> dict[str, str]:
-    exe = Path(sys.executable).parent / "mailsync"
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": service.moto,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }
-    out = subprocess.run(
-        [str(exe), "admin", "create-tenant", "Rotation GmbH"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
 def test_key_rotation_without_downtime(service):
-    tenant = _new_tenant(service)
+    tenant = service.admin("create-tenant", "Rotation GmbH")
     old_key = tenant["api_key"]
     url = service.url + "/v1/api-keys"
     old = service.session(user=None, api_key=old_key)  # tenant routes: no X-User-Id

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -128,22 +124,7 @@ def test_mirror_walkthrough(service, mailbox):
 
 
 def test_admin_create_tenant_against_runner(service):
-    exe = Path(sys.executable).parent / "mailsync"
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": service.moto,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }
-    out = subprocess.run(
-        [str(exe), "admin", "create-tenant", "Maklerbüro Nord"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    created = json.loads(out.stdout)
+    created = service.admin("create-tenant", "Maklerbüro Nord")
     assert set(created) == {"tenant_id", "api_key"}
     s = service.session("carol", api_key=created["api_key"])
     r = s.get(service.url + "/v1/accounts")

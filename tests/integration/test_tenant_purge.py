@@ -5,7 +5,6 @@ while another tenant's data is untouched (Dovecot, aiosmtpd, the fake Google, mo
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,7 @@ from mailsync.store import tenants
 from tests.support.accounts import mirror, sync
 from tests.support.api import ApiClient
 from tests.support.crm import append, history, put_contact
+from tests.support.purge import naming, objects, run_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -21,42 +21,9 @@ KEY = "msk_leaving-tenant-key"
 KUNDE = "kunde@kunde.test"
 
 
-def run_jobs(max_rounds: int = 50) -> list[dict[str, Any]]:
-    """Hand every queued job to the sync worker, as the SQS event source would, until the
-    queue is empty; returns the worker's results."""
-    from mailsync.config import get_settings
-    from mailsync.store import aws
-    from mailsync_local.runner import LambdaContext, load_handler, sqs_record
-
-    worker, sqs, queue = load_handler("sync_worker"), aws.client("sqs"), get_settings().queue_url
-    results: list[dict[str, Any]] = []
-    for _ in range(max_rounds):
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-            "Messages", []
-        )
-        if not got:
-            return results
-        out = worker({"Records": [sqs_record(m, queue) for m in got]}, LambdaContext("sync-worker")) or {}
-        failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
-        assert not failed, out
-        for m in got:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-            results.append(json.loads(m["Body"]))
-    raise AssertionError("the queue never drained")
-
-
 def everything_with(text: str) -> list[str]:
-    """Every item (both tables) and S3 key that mentions ``text`` anywhere (a test may Scan)."""
-    from mailsync.config import get_settings
-    from mailsync.store import aws
-
-    s, ddb, found = get_settings(), aws.client("dynamodb"), []
-    for table in (s.table, s.idempotency_table):
-        for page in ddb.get_paginator("scan").paginate(TableName=table):
-            found += [json.dumps(i, default=str) for i in page["Items"] if text in json.dumps(i, default=str)]
-    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=s.bucket):
-        found += [o["Key"] for o in page.get("Contents", []) if text in o["Key"]]
-    return found
+    """Every item (of every table) and S3 key that mentions ``text`` anywhere (a test may Scan)."""
+    return [json.dumps(i) for _, i in naming([text])] + sorted(k for k in objects("") if text in k)
 
 
 @pytest.fixture
@@ -150,8 +117,9 @@ def test_a_tenant_purge_leaves_nothing_with_its_id_and_spares_other_tenants(leav
         r = ApiClient(key, "alice").get("/v1/accounts")
         assert r.status == 401 and r.body["code"] == "unauthorized"
 
-    jobs = run_jobs()
-    assert {"kind": "purge_tenant", "tenant_id": GONE} in jobs
+    ran = run_jobs()
+    assert all(ok for _, ok in ran), ran
+    assert {"kind": "purge_tenant", "tenant_id": GONE} in [job for job, _ in ran]
     assert everything_with(GONE) == []
     assert everything_with(acc["id"]) == []
 
