@@ -318,10 +318,13 @@ class GoogleMailbox(_Base):
         backfill_days: int | None = None,
         settings: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The hosted OAuth flow as a browser runs it. ``backfill_days`` cannot be chosen here
-        (the flow has no such parameter): google accounts start at connect time."""
+        """The hosted OAuth flow as a browser runs it (``backfill_days`` goes with the
+        authorize call; without it a google account starts at connect time)."""
         url = self.service.url
-        r = http.get(f"{url}/v1/oauth/google/authorize", params={"redirect_uri": REDIRECT})
+        params: dict[str, Any] = {"redirect_uri": REDIRECT}
+        if backfill_days is not None:
+            params["backfill_days"] = backfill_days
+        r = http.get(f"{url}/v1/oauth/google/authorize", params=params)
         assert r.status_code == 200, r.text
         self.fake.next_login(self.self_address)  # the user consents at Google
         at_google = requests.get(r.json()["url"], allow_redirects=False, timeout=10)
@@ -341,8 +344,8 @@ class GoogleMailbox(_Base):
         references: str | None = None,
         date: datetime | None = None,
     ) -> Ref:
-        """A mail arrives now (``date`` only sets its Date header: a google account has no
-        backfill, so an older internalDate would be before its sync start)."""
+        """A mail arrives now (``date`` only sets its Date header: an older internalDate
+        could be before the sync start of an account connected without backfill)."""
         mid, raw = self._raw(subject, from_, to, message_id, in_reply_to, references, date)
         gid = self.fake.deliver(self.self_address, raw)
         return Ref(gid, self.inbox, mid)
