@@ -35,31 +35,90 @@ if TYPE_CHECKING:
 
 
 class ProviderError(Exception):
-    """The provider refused an operation (its message is kept for the user)."""
+    """The provider refused an operation (its message is kept for the user).
+
+    ``kind`` is the typed error code of the sync-health contract (``domain.health.ERRORS``:
+    ``auth_failed``, ``connection_failed``, ``tls_error``, ``timeout``, ``rate_limited``,
+    ``mailbox_gone``, ``permission_denied``, ``provider_error``, ``quota_exceeded``); an adapter
+    may set it per instance. ``retry_after`` is the provider's ``Retry-After`` in seconds,
+    when it sent one.
+    """
 
     code = "provider_error"
+    kind = "provider_error"
+
+    def __init__(self, *args: object, kind: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        if kind is not None:
+            self.kind = kind
+        self.retry_after = retry_after
 
 
 class AuthFailed(ProviderError):
     """Credentials were rejected: the account must go to ``auth_error``."""
 
-    code = "auth_failed"
+    code = kind = "auth_failed"
 
 
 class ConnectionFailed(ProviderError):
     """The server could not be reached (DNS, TCP, TLS, timeout). Transient."""
 
-    code = "connection_failed"
+    code = kind = "connection_failed"
+
+
+class TlsFailed(ConnectionFailed):
+    """The TLS handshake or the certificate check failed (RFC 8314: never downgraded)."""
+
+    kind = "tls_error"
+
+
+class TimedOut(ConnectionFailed):
+    """The server stopped answering within the timeout."""
+
+    kind = "timeout"
+
+
+class RateLimited(ProviderError):
+    """The provider throttles us (HTTP 429, Gmail ``rateLimitExceeded``, IMAP ``[LIMIT]``)."""
+
+    kind = "rate_limited"
+
+
+class PermissionDenied(ProviderError):
+    """The mailbox or folder refuses us access (HTTP 403, IMAP ``[NOPERM]``, RFC 5530)."""
+
+    kind = "permission_denied"
+
+
+class QuotaExceeded(ProviderError):
+    """A quota of the mailbox is used up (IMAP ``[OVERQUOTA]``, Graph ``ErrorQuotaExceeded``)."""
+
+    kind = "quota_exceeded"
 
 
 class FolderGone(ProviderError):
     """The folder was renamed or deleted at the provider."""
 
     code = "folder_gone"
+    kind = "mailbox_gone"
 
 
-# Folder roles (RFC 6154 SPECIAL-USE, lower-cased without the backslash).
-ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive", "all", "flagged", "important")
+# Kinds that concern the whole session: the run stops. Any other error raised while one folder
+# is synced concerns that folder only: the engine records it and goes on with the others.
+SESSION_KINDS = frozenset({"auth_failed", "connection_failed", "tls_error", "timeout", "rate_limited"})
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The refs a folder holds at the provider for the completeness check, ids only.
+
+    ``refs``: the locations of mails received at or after ``since`` that the folder's
+    ``cursor`` covers (IMAP: UIDs below the cursor's UIDNEXT), so a mail that arrived after the
+    last sync is not taken for a missing one. ``requests``: provider requests it cost.
+    """
+
+    refs: frozenset[str]
+    requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,6 +205,16 @@ class MailProvider(Protocol):
         at or after ``since``. An unchanged folder yields nothing (or one empty batch)
         at O(1) protocol cost. Raises :class:`FolderGone` when the folder vanished.
         """
+        ...
+
+    def inventory(self, folder: str, cursor: dict[str, Any] | None, since: datetime) -> Inventory:
+        """The refs of ``folder`` at the provider (ids only, never bodies) that ``cursor``
+        covers, for the completeness check; a few requests per 1,000 mails."""
+        ...
+
+    def fetch(self, folder: str, refs: list[str], since: datetime) -> list[Upsert]:
+        """The mails at ``refs`` of ``folder`` as :class:`Upsert` (a missing mail healed by the
+        check); refs gone meanwhile or older than ``since`` are left out."""
         ...
 
 
