@@ -1,5 +1,6 @@
 """``mailsync`` console script: ``run``, ``demo`` and ``admin`` (``create-tenant NAME``,
-``allow-redirect``, ``list-tenants``, ``delete-tenant TENANT_ID``)."""
+``allow-redirect``, ``list-tenants``, ``delete-tenant TENANT_ID``, ``accounts --state S``,
+``resync TENANT ACCOUNT``, ``check TENANT ACCOUNT``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,41 @@ def delete_tenant(tenant_id: str) -> dict[str, object]:
             return {"tenant_id": tenant_id, "state": "deleted", "steps": steps}
 
 
+def accounts_in_state(state: str, tenant_id: str | None) -> list[dict[str, object]]:
+    """Accounts in ``state`` (support): a Query of the state index."""
+    from mailsync.usecases import recovery
+
+    _bind()
+    return recovery.accounts_in_state(state, tenant_id)
+
+
+def run_now(tenant_id: str, account_id: str, what: str) -> dict[str, object]:
+    """``resync`` or ``check`` an account without an API key, in the foreground: the reset
+    (resync) or nothing (check), then syncs until the account is caught up, with a progress
+    line per run on stderr; prints the account's state and health at the end."""
+    from mailsync.store import accounts
+    from mailsync.usecases import recovery
+    from mailsync.usecases.accounts import view
+    from mailsync.usecases.sync_account import sync_account
+
+    _bind()
+    queued = (
+        recovery.admin_resync(tenant_id, account_id)
+        if what == "resync"
+        else recovery.admin_check(tenant_id, account_id)
+    )
+    reason = "check" if what == "check" else "resync"
+    for run in range(1, 1000):
+        result = sync_account(tenant_id, account_id, reason=reason)
+        print(json.dumps({"run": run, **result}), file=sys.stderr)
+        if result.get("status") != "partial":
+            break
+        reason = "continue"
+    acc = accounts.get_account(tenant_id, account_id)
+    shown = view(acc) if acc else {}
+    return {**queued, "state": shown.get("state"), "health": shown.get("health")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailsync", description="mailsync: email sync backend for CRMs")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -84,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         "delete-tenant", help="revoke a tenant's keys and purge everything it has (runs to the end)"
     )
     dt.add_argument("tenant_id")
+    ac = admin_sub.add_parser("accounts", help="accounts in a state, for support, as JSON")
+    ac.add_argument(
+        "--state",
+        required=True,
+        choices=("auth_error", "error", "degraded", "initial_sync", "paused", "active"),
+    )
+    ac.add_argument("--tenant", default=None)
+    for name, text in (("resync", "reload every synced folder"), ("check", "run the completeness check")):
+        op = admin_sub.add_parser(name, help=f"{text} of an account now (no API key)")
+        op.add_argument("tenant_id")
+        op.add_argument("account_id")
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
@@ -102,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(list_tenants()))
             elif args.admin_cmd == "delete-tenant":
                 print(json.dumps(delete_tenant(args.tenant_id)))
+            elif args.admin_cmd == "accounts":
+                print(json.dumps(accounts_in_state(args.state, args.tenant)))
+            elif args.admin_cmd in ("resync", "check"):
+                print(json.dumps(run_now(args.tenant_id, args.account_id, args.admin_cmd)))
             else:
                 _bind()
                 from mailsync.store import tenants

@@ -1,9 +1,10 @@
-"""Scheduler function: EventBridge tick -> enqueue one FIFO sync job per due account."""
+"""Scheduler function: EventBridge tick -> enqueue one FIFO sync job per due account, and
+count the accounts per state (metrics the health alarms watch)."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailsync.observability import logger, metrics, tracer
-from mailsync.usecases.sync_account import schedule
+from mailsync.usecases.sync_account import census, schedule
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -12,4 +13,4 @@ from mailsync.usecases.sync_account import schedule
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     enqueued = schedule()
     metrics.add_metric(name="AccountsEnqueued", unit="Count", value=enqueued)
-    return {"enqueued": enqueued}
+    return {"enqueued": enqueued, "accounts": census()}

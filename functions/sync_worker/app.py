@@ -19,7 +19,7 @@ def record_handler(record: SQSRecord) -> dict:
         return purge_user_step(job["tenant_id"], job["user_id"])
     if kind == "purge_tenant":
         return purge_tenant_step(job["tenant_id"])
-    return sync_account(job["tenant_id"], job["account_id"])
+    return sync_account(job["tenant_id"], job["account_id"], reason=job.get("reason"))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -82,8 +82,9 @@ def test_main_table_layout(ddb: Any) -> None:
     table = ddb.describe_table(TableName="only-main")["Table"]
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
     gsis = _by_name(table["GlobalSecondaryIndexes"], "IndexName")
-    assert sorted(gsis) == ["GSI1", "GSI2", "GSI3", "GSI4", "GSI5"]
-    for n in range(1, 5):
+    assert sorted(gsis) == ["GSI1", "GSI2", "GSI3", "GSI4", "GSI5", "GSI6"]
+    assert gsis["GSI6"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    for n in range(1, 7):
         assert [k["AttributeName"] for k in gsis[f"GSI{n}"]["KeySchema"]] == [f"gsi{n}pk", f"gsi{n}sk"]
     ttl = ddb.describe_time_to_live(TableName="only-main")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "ttl"

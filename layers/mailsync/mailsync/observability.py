@@ -10,6 +10,7 @@ knows at import: ~70 ms more cold start, mostly for libraries we do not use.
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger(service="mailsync")
 tracer = Tracer(service="mailsync", patch_modules=("botocore",))
@@ -20,3 +21,14 @@ metrics = Metrics(namespace="mailsync", service="mailsync")
 def trace_http() -> None:
     """Trace ``requests`` (Google, Microsoft, msal, google-auth); once per process."""
     tracer.patch(modules=("requests",))
+
+
+def metric_by(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """One metric with its own dimensions (``service`` plus ``dimensions``), flushed at once:
+    the shared :data:`metrics` object's dimensions apply to every metric of an invocation, so
+    a per-code or per-state series needs its own (``single_metric``)."""
+    with single_metric(
+        name=name, unit=unit, value=value, namespace="mailsync", default_dimensions={"service": "mailsync"}
+    ) as m:
+        for k, v in dimensions.items():
+            m.add_dimension(name=k, value=v)

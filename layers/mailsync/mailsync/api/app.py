@@ -142,12 +142,14 @@ def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
 from mailsync.api.account_routes import router as account_router  # noqa: E402
 from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
+from mailsync.api.health_routes import router as health_router  # noqa: E402
 from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
 from mailsync.api.user_routes import router as user_router  # noqa: E402
 
 app.include_router(account_router)
+app.include_router(health_router)
 app.include_router(mail_router)
 app.include_router(client_router)
 app.include_router(contact_router)

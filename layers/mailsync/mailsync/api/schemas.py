@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _In(BaseModel):
@@ -48,9 +48,45 @@ class Address(BaseModel):
     email: str
 
 
+ErrorCode = Literal[
+    "auth_failed", "connection_failed", "tls_error", "timeout", "rate_limited",
+    "mailbox_gone", "permission_denied", "provider_error", "quota_exceeded",
+]  # fmt: skip
+AccountState = Literal["initial_sync", "active", "degraded", "paused", "auth_error", "error", "deleting"]
+Action = Literal["reauthenticate", "check_server_settings", "grant_permissions"]
+
+
 class AccountError(BaseModel):
-    code: str
+    """A typed sync error (README: "Sync health"); ``message`` is the provider's, scrubbed."""
+
+    code: ErrorCode
     message: str
+    at: str | None = Field(None, description="When it happened (ISO 8601 UTC)")
+    folder: str | None = Field(None, description="The folder it concerns; null: the whole account")
+
+
+class FolderCheck(BaseModel):
+    name: str
+    provider_count: int = Field(ge=0, description="Mails in the folder at the provider since the sync start")
+    mirror_count: int = Field(ge=0, description="Mails the mirror held for it before the check")
+    missing: int = Field(ge=0, description="At the provider, not in the mirror (fetched)")
+    extra: int = Field(ge=0, description="In the mirror, no longer at the provider (removed)")
+    healed: int = Field(ge=0)
+
+
+class Check(BaseModel):
+    at: str
+    folders: list[FolderCheck]
+
+
+class Health(BaseModel):
+    last_success_at: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None = Field(description="When the next sync is due; null: not polled")
+    consecutive_failures: int = Field(ge=0)
+    last_error: AccountError | None
+    action: Action | None = Field(description="What the user must do; null: nothing")
+    check: Check | None = Field(description="The last completeness check")
 
 
 class SyncProgress(BaseModel):
@@ -81,12 +117,13 @@ class Account(BaseModel):
     email: str
     provider: str
     owner: str
-    state: Literal["initial_sync", "active", "paused", "error", "auth_error"]
-    error: AccountError | None
+    state: AccountState
+    error: AccountError | None = Field(description="The same as `health.last_error`")
     settings: AccountSettings
     servers: dict[str, ServerOut]
     backfill_days: int
     sync: SyncProgress
+    health: Health
     created_at: str
 
 
@@ -110,6 +147,46 @@ class FolderList(BaseModel):
 class SyncQueued(BaseModel):
     account_id: str
     queued: bool
+
+
+class ResyncQueued(SyncQueued):
+    folders: int = Field(ge=0, description="Synced folders whose cursors were dropped")
+
+
+class PasswordIn(_In):
+    password: str = Field(min_length=1, max_length=1024, repr=False)
+
+
+class CredentialsIn(_In):
+    """Either ``{"password"}`` (IMAP and SMTP share it) or ``{"imap": {"password"}, "smtp":
+    {"password"}}`` (either or both)."""
+
+    password: str | None = Field(None, min_length=1, max_length=1024, repr=False)
+    imap: PasswordIn | None = None
+    smtp: PasswordIn | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CredentialsIn:
+        if self.password is None and self.imap is None and self.smtp is None:
+            raise ValueError("give a password, or imap and/or smtp passwords")
+        if self.password is not None and (self.imap is not None or self.smtp is not None):
+            raise ValueError("give either password or imap/smtp passwords, not both")
+        return self
+
+
+class SyncRun(BaseModel):
+    started_at: str
+    finished_at: str
+    trigger: Literal["schedule", "push", "manual", "continuation", "check"]
+    outcome: Literal["ok", "partial", "error"]
+    new: int = Field(ge=0)
+    updated: int = Field(ge=0)
+    removed: int = Field(ge=0)
+    error: AccountError | None
+
+
+class SyncRunList(BaseModel):
+    items: list[SyncRun] = Field(max_length=50, description="The last runs, newest first")
 
 
 class Attachment(BaseModel):

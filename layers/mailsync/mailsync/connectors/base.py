@@ -25,6 +25,9 @@ class BaseConnector:
     """No-op hooks: a connector overrides what its provider needs."""
 
     provider = ""
+    # Signs in with a password the user can replace (PUT /v1/accounts/{id}/credentials);
+    # OAuth accounts reconnect through their authorize route instead.
+    password_credentials = False
 
     def before_sync(self, account: Account, provider: Any, known: Any) -> None:
         return None

@@ -13,6 +13,7 @@ from mailsync.errors import BadGateway
 
 class ImapConnector(BaseConnector):
     provider = "imap"
+    password_credentials = True
 
     def open(self, account: Account, secrets: dict[str, str]) -> MailProvider:
         from mailsync.providers.imap import ImapProvider

@@ -25,9 +25,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 # States in which the sync worker owns the account's state fields (the user owns the others).
-SYNC_OWNED_STATES = ("initial_sync", "active", "error")
-# States that take the account off the due index.
-NOT_DUE_STATES = ("paused", "auth_error")
+SYNC_OWNED_STATES = ("initial_sync", "active", "degraded", "error", "auth_error")
+# States that take the account off the due index (``auth_error`` stays on it, polled slowly,
+# until it gives up: then its ``next_due`` is None; see ``domain.health``).
+NOT_DUE_STATES = ("paused", "deleting")
+STATES = ("initial_sync", "active", "degraded", "paused", "auth_error", "error", "deleting")
 
 
 def credential_context(tenant_id: str, account_id: str) -> dict[str, str]:
@@ -85,7 +87,7 @@ class SyncProgress:
 @dataclass(frozen=True)
 class Account:
     """An account. ``next_due`` None takes it off the due index; ``state`` is one of
-    ``initial_sync``, ``active``, ``error``, ``auth_error``, ``paused``, ``deleting``."""
+    :data:`STATES`; ``health`` holds the marks of ``domain.health.HealthMarks``."""
 
     tenant_id: str
     account_id: str
@@ -103,6 +105,7 @@ class Account:
     failures: int = 0
     next_due: str | None = None
     saves_sent: bool = False  # the provider files sent mail itself
+    health: dict[str, Any] | None = None
 
     def with_(self, **changes: Any) -> Account:
         return replace(self, **changes)

@@ -291,6 +291,7 @@ class Connector(Protocol):
     """
 
     provider: str
+    password_credentials: bool  # PUT credentials replaces its password (else: OAuth reconnect)
 
     def open(self, account: Account, secrets: dict[str, str]) -> MailProvider:
         """A provider session for ``account`` with its decrypted ``secrets``."""

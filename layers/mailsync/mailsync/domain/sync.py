@@ -37,11 +37,13 @@ from mailsync.domain import mime
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.ports import (
+    SESSION_KINDS,
     Change,
     ChangeBatch,
     FolderGone,
     FolderInfo,
     MailProvider,
+    ProviderError,
     Remove,
     Reset,
     SetFlags,
@@ -216,8 +218,15 @@ class SyncEngine:
                     return report
                 try:
                     done = self.sync_folder(provider, st, deadline, report)
-                except FolderGone:
-                    report.gone_folders.append(st.name)
+                except ProviderError as e:
+                    if e.kind in SESSION_KINDS:
+                        raise  # the session is unusable (login, network, throttling): stop
+                    # One folder fails (gone, no permission, …): the others stay current.
+                    report.folder_errors[st.name] = e
+                    if isinstance(e, FolderGone):
+                        report.gone_folders.append(st.name)
+                    if not isinstance(e, FolderGone) and len(report.folder_errors) == len(synced):
+                        raise  # every folder fails: that is the account's failure
                     continue
                 report.folders_synced += pass_no == 1
                 if not done:

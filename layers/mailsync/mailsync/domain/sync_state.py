@@ -151,3 +151,5 @@ class SyncReport:
     purged: int = 0
     complete: bool = True  # False when the time budget ran out; re-run to continue
     gone_folders: list[str] = field(default_factory=list)
+    # Folders whose sync failed while the others went on (folder name -> the provider error).
+    folder_errors: dict[str, Exception] = field(default_factory=dict)

@@ -46,7 +46,7 @@ from mailsync.store.models import (
 
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
-    "sync", "sync_start", "backfill_days", "failures", "created_at", "saves_sent",
+    "sync", "sync_start", "backfill_days", "failures", "created_at", "saves_sent", "health",
 )  # fmt: skip
 
 
@@ -81,6 +81,7 @@ def to_doc(acc: Account) -> dict[str, Any]:
         "created_at": acc.created_at,
         "saves_sent": acc.saves_sent,
         "next_due": acc.next_due,
+        "health": dict(acc.health) if acc.health else None,
     }
 
 
@@ -115,6 +116,7 @@ def from_item(item: AccountItem) -> Account:
         created_at=d["created_at"],
         next_due=d["next_due"],
         saves_sent=bool(d["saves_sent"]),
+        health=d["health"],
     )
 
 
@@ -126,6 +128,7 @@ def account_item(acc: Account, due_shards: int) -> AccountItem:
         setattr(item, f, doc.get(f))
     item.gsi1pk = keys.owner_accounts(t, acc.owner)
     item.gsi1sk = keys.owner_accounts_sort(acc.created_at, a)
+    item.gsi6pk, item.gsi6sk = keys.state_index(acc.state), keys.state_sort(t, a)
     if acc.next_due and acc.state not in NOT_DUE_STATES:
         shard = int(hashlib.sha1(a.encode(), usedforsecurity=False).hexdigest(), 16) % due_shards
         item.gsi2pk = keys.due_shard(shard)
@@ -288,11 +291,20 @@ def push_due(tenant_id: str, account_id: str, due: str, next_due: str) -> bool:
         raise
 
 
-def update_sync_fields(acc: Account, due_shards: int, *, fields: tuple[str, ...]) -> bool:
-    """Write only the fields the sync worker owns, and only while the account is syncable.
+def update_sync_fields(
+    acc: Account,
+    due_shards: int,
+    *,
+    fields: tuple[str, ...],
+    expected_state: str | None = None,
+    states: tuple[str, ...] = SYNC_OWNED_STATES,
+) -> bool:
+    """Write only ``fields`` of the account, and only while it is in one of ``states`` (by
+    default the sync-owned ones) and, when given, still in ``expected_state``.
 
-    A concurrent settings change, pause or delete by the user is never overwritten:
-    the update is conditional on the account still being in a sync-owned state.
+    A concurrent settings change, pause or delete by the user is never overwritten, and two
+    writers never flip a state back and forth: a state change is conditional on the state its
+    writer read. False when the condition failed (nothing written).
     """
     doc = to_doc(acc)
     item = AccountItem(keys.account(acc.tenant_id, acc.account_id), "A")
@@ -306,10 +318,33 @@ def update_sync_fields(acc: Account, due_shards: int, *, fields: tuple[str, ...]
             actions += [AccountItem.gsi2pk.set(due[0]), AccountItem.gsi2sk.set(due[1])]
         else:
             actions += [AccountItem.gsi2pk.remove(), AccountItem.gsi2sk.remove()]
+        actions += [
+            AccountItem.gsi6pk.set(keys.state_index(acc.state)),
+            AccountItem.gsi6sk.set(keys.state_sort(acc.tenant_id, acc.account_id)),
+        ]
+    condition = AccountItem.state.is_in(*states)
+    if expected_state is not None:
+        condition = condition & (AccountItem.state == expected_state)
     try:
-        item.update(actions=actions, condition=AccountItem.state.is_in(*SYNC_OWNED_STATES))
+        item.update(actions=actions, condition=condition)
         return True
     except UpdateError as e:
         if e.cause_response_code == "ConditionalCheckFailedException":
             return False
         raise
+
+
+# ------------------------------------------------------------------ by state
+def count_in_state(state: str) -> int:
+    """How many accounts are in ``state`` (a counting Query of the keys-only state index)."""
+    return AccountItem.by_state.count(keys.state_index(state))
+
+
+def in_state(state: str, tenant_id: str | None = None, *, limit: int = 1000) -> list[tuple[str, str]]:
+    """``(tenant, account)`` of accounts in ``state`` (of one tenant, when given): a Query."""
+    cond = AccountItem.gsi6sk.startswith(f"{tenant_id}#") if tenant_id else None
+    out: list[tuple[str, str]] = []
+    for item in AccountItem.by_state.query(keys.state_index(state), cond, limit=limit):
+        t, a = item.gsi6sk.rsplit("#", 1)
+        out.append((t, a))
+    return out

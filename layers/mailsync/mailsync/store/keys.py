@@ -134,6 +134,20 @@ def due_sort(next_due: str, t: str, a: str) -> str:
     return f"{next_due}#{t}#{a}"
 
 
+def state_index(state: str) -> str:
+    """GSI6 partition of the accounts in ``state``."""
+    return f"STATE#{state}"
+
+
+def state_sort(t: str, a: str) -> str:
+    return f"{t}#{a}"
+
+
+def sync_run_sk(started_at: str, run_id: str) -> str:
+    """A sync run in the account partition: newest last, so a reverse Query reads the latest."""
+    return f"RUN#{started_at}#{run_id}"
+
+
 # Sort keys (one place: GSI order is newest first by these)
 def message_sort(received: str, mid: str) -> str:
     """Sort key of a message in every message index and in the address index."""

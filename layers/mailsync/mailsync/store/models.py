@@ -8,8 +8,8 @@ Invariants:
   and ``GET /v1/threads/{id}`` are single GetItems. Per-account state (folders,
   cursors, credentials, locations, thread refs, orphans) lives in the account
   partition ``T#<tenant>#A#<account>`` so that deleting an account is a Query.
-* List reads go through the five generic GSIs (``GSI1``..``GSI5``); entities overload
-  them with distinct prefixes so one Query never mixes entity types.
+* List reads go through the generic GSIs (``GSI1``..``GSI5``, all attributes; ``GSI6``, keys
+  only); entities overload them with distinct prefixes so one Query never mixes entity types.
 * Nothing here talks to AWS or reads the environment at import time. The first request
   of any model binds them all to the table, region and endpoint of
   :class:`mailsync.config.Settings` (:func:`bind`); the local runner and tests bind
@@ -27,7 +27,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 
@@ -74,6 +74,17 @@ class GSI5(GlobalSecondaryIndex[Any]):
 
     gsi5pk = UnicodeAttribute(hash_key=True)
     gsi5sk = UnicodeAttribute(range_key=True)
+
+
+class GSI6(GlobalSecondaryIndex[Any]):
+    """Accounts by state; keys only (a non-key update of the account writes no index item)."""
+
+    class Meta:
+        index_name = "GSI6"
+        projection = KeysOnlyProjection()
+
+    gsi6pk = UnicodeAttribute(hash_key=True)
+    gsi6sk = UnicodeAttribute(range_key=True)
 
 
 class _Base(Model):
@@ -221,8 +232,9 @@ class AccountItem(_Base):
     """``T#<tenant>#A#<account>`` / ``A``.
 
     GSI1: the owner's accounts (``T#<t>#U#<user>#A``). GSI2 (sparse): due for
-    polling (``DUE#<shard>`` / ``<next_due>#<t>#<a>``); absent while paused or in
-    ``auth_error`` so the scheduler never sees those.
+    polling (``DUE#<shard>`` / ``<next_due>#<t>#<a>``); absent while paused, deleting or
+    given up in ``auth_error``, so the scheduler never sees those. GSI6 (keys only): by
+    state (``STATE#<state>`` / ``<t>#<a>``).
     """
 
     tenant_id = UnicodeAttribute()
@@ -244,8 +256,12 @@ class AccountItem(_Base):
     gsi1sk = UnicodeAttribute()
     gsi2pk = UnicodeAttribute(null=True)
     gsi2sk = UnicodeAttribute(null=True)
+    gsi6pk = UnicodeAttribute(null=True)
+    gsi6sk = UnicodeAttribute(null=True)
+    health = JSONAttribute(null=True)  # domain.health.HealthMarks
     by_owner = GSI1()
     due = GSI2()
+    by_state = GSI6()
 
 
 class CredentialItem(_Base):
@@ -471,3 +487,18 @@ def bind(table_name: str, host: str | None = None, region: str | None = None) ->
         if region:
             model.Meta.region = region
         model._connection = None  # drop the cached client so the new target is used
+
+
+class SyncRunItem(_Base):
+    """``T#<t>#A#<a>`` / ``RUN#<started_at>#<id>``: one recorded sync run (``GET
+    /v1/accounts/{id}/syncs``); expires after 30 days (DynamoDB TTL on ``ttl``)."""
+
+    run = JSONAttribute()
+    ttl = NumberAttribute()
+
+
+class CheckItem(_Base):
+    """``T#<t>#A#<a>`` / ``CHECK``: the last completeness check, per folder (kept out of the
+    account item, which every poll rewrites, so polling does not pay for its size)."""
+
+    check = JSONAttribute()

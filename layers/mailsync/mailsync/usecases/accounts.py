@@ -26,11 +26,13 @@ from mailsync.domain import detect as detect_mod
 from mailsync.domain import hostguard
 from mailsync.domain.account import NOT_DUE_STATES, Account, AccountSettings, Server, new_account
 from mailsync.domain.clock import iso, parse_iso, utcnow
+from mailsync.domain.health import CheckResult, health_view
 from mailsync.domain.ports import AuthFailed, ConnectionFailed, MailProvider, ProviderError
 from mailsync.domain.sync import AccountContext
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.store import accounts as repo
+from mailsync.store import health as health_store
 from mailsync.store.accounts import load_secrets
 from mailsync.store.queue import sync_jobs
 from mailsync.usecases.lifecycle import ensure_not_purging, purge_account_step
@@ -60,10 +62,19 @@ PUBLIC_FIELDS = (
 )  # fmt: skip
 
 
-def public_view(acc: Account) -> dict[str, Any]:
-    """The account as the API shows it: never any secret (servers carry no password)."""
+def public_view(acc: Account, check: CheckResult | None = None) -> dict[str, Any]:
+    """The account as the API shows it: never any secret (servers carry no password); its
+    ``health`` block with the last completeness check ``check``."""
     doc = repo.to_doc(acc)
-    return {"id": acc.account_id, **{f: doc[f] for f in PUBLIC_FIELDS}}
+    view = {"id": acc.account_id, **{f: doc[f] for f in PUBLIC_FIELDS}}
+    view["health"] = health_view(acc, check)
+    view["error"] = view["health"]["last_error"]
+    return view
+
+
+def view(acc: Account) -> dict[str, Any]:
+    """:func:`public_view` with the account's last check (one GetItem)."""
+    return public_view(acc, health_store.get_check(acc.tenant_id, acc.account_id))
 
 
 def _owned(tenant_id: str, user_id: str, account_id: str) -> Account:
@@ -74,14 +85,15 @@ def _owned(tenant_id: str, user_id: str, account_id: str) -> Account:
 
 
 def get_account(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
-    return public_view(_owned(tenant_id, user_id, account_id))
+    return view(_owned(tenant_id, user_id, account_id))
 
 
 def list_accounts(
     tenant_id: str, user_id: str, *, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     docs, next_cursor = repo.accounts_of_owner(tenant_id, user_id, limit=limit, cursor=cursor)
-    return {"items": [public_view(d) for d in docs], "next_cursor": next_cursor}
+    checks = health_store.get_checks(tenant_id, [d.account_id for d in docs]) if docs else {}
+    return {"items": [public_view(d, checks.get(d.account_id)) for d in docs], "next_cursor": next_cursor}
 
 
 # ------------------------------------------------------------------ connect
@@ -210,7 +222,7 @@ def update_settings(tenant_id: str, user_id: str, account_id: str, patch: dict[s
     repo.save_account(acc, get_settings().due_shards)
     if folders_changed and acc.state not in NOT_DUE_STATES:
         sync_jobs.enqueue(tenant_id, account_id, "settings")
-    return public_view(acc)
+    return view(acc)
 
 
 # ---------------------------------------------------------- state changes
@@ -227,7 +239,7 @@ def request_sync(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any
 def pause(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
     acc = _owned(tenant_id, user_id, account_id).with_(state="paused", next_due=None)
     repo.save_account(acc, get_settings().due_shards)
-    return public_view(acc)
+    return view(acc)
 
 
 def resume(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
@@ -237,7 +249,7 @@ def resume(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
         acc = acc.with_(state="active" if done else "initial_sync", next_due=iso(utcnow()), failures=0)
         repo.save_account(acc, get_settings().due_shards)
         sync_jobs.enqueue(tenant_id, account_id, "resume")
-    return public_view(acc)
+    return view(acc)
 
 
 DELETE_BUDGET_SECONDS = 15.0  # inside API Gateway's 29 s; a bigger mailbox goes on in the worker
@@ -256,10 +268,6 @@ def delete_account(tenant_id: str, user_id: str, account_id: str) -> None:
     # when the purge completes here, the job finds the account gone and does nothing.
     sync_jobs.enqueue(tenant_id, account_id, "purge")
     purge_account_step(acc, time.monotonic() + DELETE_BUDGET_SECONDS)
-
-
-def backoff_seconds(failures: int, poll: int) -> int:
-    return int(min(poll * (2 ** min(failures, 6)), 3600))
 
 
 def next_due_after(seconds: int) -> str:

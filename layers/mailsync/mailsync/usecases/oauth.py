@@ -41,7 +41,8 @@ from urllib.parse import urlencode, urlsplit
 from mailsync import connectors
 from mailsync.config import get_settings
 from mailsync.domain.account import Account, new_account
-from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.clock import utcnow
+from mailsync.domain.health import recovered
 from mailsync.domain.ports import FolderInfo
 from mailsync.errors import InvalidRequest, MailsyncError, Unprocessable, UserPurging
 from mailsync.observability import logger, trace_http
@@ -244,7 +245,8 @@ def connect_account(
         if acc is None or acc.provider != provider or acc.owner != user_id:
             raise CallbackError("account_exists", "")
         repo.save_credentials(tenant_id, existing_id, envelope_for(existing_id))
-        acc = acc.with_(state="initial_sync", error=None, failures=0, next_due=iso(utcnow()))
+        # Healthy at once (auth_error cleared): active, or initial_sync before its first load.
+        acc = recovered(acc.with_(state="initial_sync"), now=utcnow())
         repo.save_account(acc, s.due_shards)
         return existing_id, False
     doc = new_account(tenant_id, user_id, email, provider, backfill_days=backfill_days, saves_sent=True)
