@@ -71,5 +71,8 @@ class ApiClient:
     def patch(self, path: str, body: Any) -> Resp:
         return self.call("PATCH", path, body)
 
+    def put(self, path: str, body: Any) -> Resp:
+        return self.call("PUT", path, body)
+
     def delete(self, path: str) -> Resp:
         return self.call("DELETE", path)

@@ -61,6 +61,9 @@ class Run:
         """Record the run when it is worth a history line; returns the record (or None)."""
         new, updated = (report.new, report.updated) if report else (0, 0)
         removed = (report.removed + report.purged) if report else 0
+        # What a completeness check healed counts as new (fetched) or removed mail.
+        new += sum(1 for _f, _r, what in self.healed_refs if what == "missing")
+        removed += sum(1 for _f, _r, what in self.healed_refs if what == "extra")
         changed = bool(new or updated or removed or self.healed_refs)
         metrics.add_metric(name="SyncRuns", unit=MetricUnit.Count, value=1)
         if not (changed or outcome != "ok" or self.trigger in RECORDED_TRIGGERS):
