@@ -26,6 +26,8 @@ Invariants
   window is the time between the sync and the check of one worker run. A folder without a
   cursor, or still in its initial load (``phase="initial"``), has an empty inventory: nothing
   is known to be covered yet.
+* A label that vanished is :class:`~mailsync.domain.ports.FolderGone` (gone from
+  ``labels.list``, or a 404 of the listing by it).
 * Refs are Gmail message ids, as in :class:`~mailsync.domain.ports.Upsert`. ``requests`` counts
   the API calls made (batch parts each), as ``GmailClient.calls`` does.
 """
@@ -36,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from mailsync.domain.clock import as_utc
-from mailsync.domain.ports import Inventory, Upsert
+from mailsync.domain.ports import Inventory, ProviderError, Upsert
 from mailsync.providers.gmail.sync import CURSOR_VERSION, GmailSync, window_query
 
 __all__ = ["GmailInventory"]
@@ -58,7 +60,11 @@ class GmailInventory(GmailSync):
         }
         ids: set[str] = set()
         while True:
-            page = self._call("messages.list", "GET", "messages", params=params)
+            try:
+                page = self._call("messages.list", "GET", "messages", params=params)
+            except ProviderError as e:
+                self._label_gone(folder, e)
+                raise
             ids.update(str(m["id"]) for m in page.get("messages") or [] if m.get("id"))
             token = page.get("nextPageToken")
             if not token:

@@ -48,7 +48,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.domain.clock import as_utc
-from mailsync.domain.ports import Change, ChangeBatch, ProviderError, Remove, Reset, SetFlags, Upsert
+from mailsync.domain.ports import (
+    Change,
+    ChangeBatch,
+    FolderGone,
+    ProviderError,
+    Remove,
+    Reset,
+    SetFlags,
+    Upsert,
+)
 from mailsync.providers.gmail.labels import NOT_IN_FOLDERS, GmailLabels, _in_folder
 
 __all__ = ["CURSOR_VERSION", "HISTORY_TYPES", "GmailSync", "window_query"]
@@ -92,6 +101,12 @@ class GmailSync(GmailLabels):
     def close(self) -> None:
         super().close()
         self._walk = None
+
+    def _label_gone(self, folder: str, e: ProviderError) -> None:
+        """A listing by label answered 404: the label went away since it was looked up."""
+        if getattr(e, "status", None) == 404:
+            self._labels = None
+            raise FolderGone(f"label {folder!r} is gone: {e}") from e
 
     def _fetch_raw(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """``messages.get?format=raw`` of ``ids`` through the batch endpoint; missing ids are absent."""
@@ -178,6 +193,7 @@ class GmailSync(GmailLabels):
                 if page_token and getattr(e, "status", None) == 400:
                     page_token, skip = None, 0  # the token expired: list again (idempotent)
                     continue
+                self._label_gone(folder, e)
                 raise
             ids = [str(m["id"]) for m in page.get("messages") or []]
             next_token = page.get("nextPageToken")
