@@ -23,6 +23,11 @@ Written from the published references, for the subset mailsync uses:
   "domain", "reason"}], "status"}}``; rate limits (https://developers.google.com/gmail/api/reference/quota)
   are 429 ``rateLimitExceeded`` / 403 ``userRateLimitExceeded`` with ``Retry-After``
   (injected with :meth:`FakeGoogle.fail_next`). Quota units are counted per user.
+* Fault injection for the error modes: :meth:`FakeGoogle.fail_next` (the next calls, by path,
+  any status/reason, ``Retry-After``), :meth:`FakeGoogle.fail_folder` (every call naming a
+  label fails until cleared), :meth:`FakeGoogle.fail_refresh` (the token endpoint refuses a
+  user's refresh token), :meth:`FakeGoogle.revoke_user`, :meth:`FakeGoogle.expire_access_tokens`,
+  :meth:`FakeGoogle.clear_faults`.
 
 Tests act as the user through :meth:`deliver`, :meth:`add_labels`, :meth:`remove_labels`,
 :meth:`trash`, :meth:`untrash`, :meth:`delete`, :meth:`create_label`; every change bumps the
@@ -260,6 +265,8 @@ class FakeGoogle(base.FakeServer):
         self.log: list[tuple[str, str]] = []  # (method, path with query) of every call
         self.batch_sizes: list[int] = []
         self._faults: list[_Fault] = []
+        self._label_faults: dict[tuple[str, str], _Fault] = {}  # (mailbox, label id) -> answer
+        self._refresh_errors: dict[str, tuple[int, str, str]] = {}  # mailbox -> refresh answer
         self._codes: dict[str, _Grant] = {}
         self._refresh: dict[str, _Grant] = {}
         self._access: dict[str, tuple[str, tuple[str, ...], float, str | None]] = {}
@@ -558,15 +565,116 @@ class FakeGoogle(base.FakeServer):
     ) -> None:
         """The next ``n`` Gmail API calls (batch parts included) whose path contains ``path``
         answer ``status`` with ``reason`` (429 ``rateLimitExceeded``, 403 ``userRateLimitExceeded``
-        by default) and ``Retry-After``."""
+        by default; any reason of the "Resolve errors" guide, e.g. ``dailyLimitExceeded``,
+        ``quotaExceeded``, ``insufficientPermissions``) and ``Retry-After`` (delta-seconds, or an
+        HTTP-date given as a string; None sends none)."""
         reason = reason or ("userRateLimitExceeded" if status == 403 else "rateLimitExceeded")
         message = {
             "rateLimitExceeded": "Too many concurrent requests for user",
             "userRateLimitExceeded": "User-rate limit exceeded.",
+            "dailyLimitExceeded": "Daily Limit Exceeded",
+            "quotaExceeded": "Quota exceeded for quota metric.",
+            "insufficientPermissions": "Request had insufficient authentication scopes.",
+            "forbidden": "Forbidden",
         }.get(reason, "Backend Error")
         ra = None if retry_after is None else str(retry_after)
         with self.lock:
             self._faults.append(_Fault(n, status, reason, ra, path, message))
+
+    def fail_folder(
+        self,
+        user: str,
+        label: str,
+        status: int | None = 403,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        retry_after: float | str | None = None,
+    ) -> None:
+        """Every Gmail API call of ``user`` that names ``label`` (its display name or id) answers
+        ``status`` with Google's error body, until called with ``status=None`` (or
+        :meth:`clear_faults`). A call names a label when it lists by it (``messages.list``
+        ``labelIds``, ``history.list`` ``labelId``) or adds/removes it (``messages.modify``);
+        other calls (``history.list`` without ``labelId``, ``messages.get``) are account-wide
+        in Gmail and keep working. ``reason`` defaults by status (403 ``insufficientPermissions``,
+        404 ``notFound``, 429 ``rateLimitExceeded``, 5xx ``backendError``); ``Retry-After`` is
+        sent when ``retry_after`` is given."""
+        with self.lock:
+            box = self.mailbox(user)
+            lid = label if label in box.labels else self.label_id(user, label)
+            key = (box.email.lower(), lid)
+            if status is None:
+                self._label_faults.pop(key, None)
+                return
+            reason = reason or {
+                403: "insufficientPermissions",
+                404: "notFound",
+                429: "rateLimitExceeded",
+            }.get(status, "backendError")
+            message = message or {
+                "insufficientPermissions": "Request had insufficient authentication scopes.",
+                "forbidden": "Forbidden",
+                "notFound": "Requested entity was not found.",
+                "rateLimitExceeded": "Too many concurrent requests for user",
+                "userRateLimitExceeded": "User-rate limit exceeded.",
+                "dailyLimitExceeded": "Daily Limit Exceeded",
+                "quotaExceeded": "Quota exceeded for quota metric.",
+            }.get(reason, "Backend Error")
+            ra = None if retry_after is None else str(retry_after)
+            self._label_faults[key] = _Fault(1, status, reason, ra, None, message)
+
+    def fail_refresh(
+        self,
+        user: str,
+        error: str | None = "invalid_grant",
+        *,
+        status: int = 400,
+        description: str | None = None,
+    ) -> None:
+        """Refresh-token grants of ``user`` at ``POST /token`` answer ``status`` with the OAuth error
+        body ``{"error": error, "error_description": ...}`` (default 400 ``invalid_grant``, what
+        Google answers for a revoked or expired refresh token; a 5xx makes the endpoint look
+        down), until called with ``error=None`` (or :meth:`clear_faults`). Access tokens issued
+        before keep working until they expire (:meth:`expire_access_tokens`)."""
+        with self.lock:
+            if error is None:
+                self._refresh_errors.pop(user.lower(), None)
+            else:
+                text = description or {"invalid_grant": "Token has been expired or revoked."}.get(
+                    error, "Internal error"
+                )
+                self._refresh_errors[user.lower()] = (status, error, text)
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault: :meth:`fail_next`, :meth:`fail_folder`, :meth:`fail_refresh`."""
+        with self.lock:
+            self._faults.clear()
+            self._label_faults.clear()
+            self._refresh_errors.clear()
+
+    def _label_fault(
+        self, box: Mailbox, endpoint: str, query: dict[str, list[str]], body: bytes
+    ) -> _Fault | None:
+        """The :meth:`fail_folder` fault of a call that names a failing label, if any."""
+        if not self._label_faults:
+            return None
+        named: list[str] = []
+        if endpoint == "messages.list":
+            named = _parse_labels(query.get("labelIds", []))
+        elif endpoint == "history.list":
+            named = query.get("labelId", [])
+        elif endpoint == "messages.modify":
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                data = {}
+            if isinstance(data, dict):
+                named = [*(data.get("addLabelIds") or []), *(data.get("removeLabelIds") or [])]
+        for lid in named:
+            fault = self._label_faults.get((box.email.lower(), str(lid)))
+            if fault is not None:
+                return fault
+        return None
 
     def _fault_for(self, path: str) -> _Fault | None:
         with self.lock:
@@ -781,7 +889,9 @@ class FakeGoogle(base.FakeServer):
     @staticmethod
     def _fault_response(fault: _Fault) -> Response:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-        domain = "usageLimits" if fault.reason == "userRateLimitExceeded" else "global"
+        domain = (
+            "usageLimits" if fault.reason in ("userRateLimitExceeded", "dailyLimitExceeded") else "global"
+        )
         return Response.json(
             fault.status, google_error(fault.status, fault.message, fault.reason, domain), headers
         )
@@ -858,6 +968,9 @@ class FakeGoogle(base.FakeServer):
             token = form.get("refresh_token", "")
             with self.lock:
                 grant = self._refresh.get(token)
+                forced = self._refresh_errors.get(grant.email.lower()) if grant else None
+            if forced is not None:
+                return Response.json(forced[0], {"error": forced[1], "error_description": forced[2]})
             if grant is None:
                 return Response.json(
                     400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
@@ -905,6 +1018,9 @@ class FakeGoogle(base.FakeServer):
         self.requests[endpoint] += 1
         with self.lock:
             self.quota[box.email.lower()] += QUOTA_UNITS.get(endpoint, 1)  # failed calls count too
+            label_fault = self._label_fault(box, endpoint, query, body)
+            if label_fault is not None:
+                return self._fault_response(label_fault)
             resp: Response = handler(box, rest, query, body)
         return resp
 
@@ -980,30 +1096,33 @@ class FakeGoogle(base.FakeServer):
     # messages.list
     @staticmethod
     def _query_matches(msg: FakeMessage, q: str) -> bool:
+        """Gmail search syntax, the subset mailsync sends: ``after:``/``before:`` (epoch seconds
+        or ``YYYY/MM/DD``), ``in:``/``label:``, plain words; a leading ``-`` negates a term."""
         for token in q.split():
-            key, sep, value = token.partition(":")
-            key = key.lower()
-            if sep and key in ("after", "before"):
-                if value.isdigit():
-                    bound = int(value) * 1000
-                else:
-                    try:
-                        bound = int(
-                            datetime.strptime(value, "%Y/%m/%d").replace(tzinfo=UTC).timestamp() * 1000
-                        )
-                    except ValueError:
-                        return False
-                if key == "after" and msg.internal_date < bound:
-                    return False
-                if key == "before" and msg.internal_date >= bound:
-                    return False
-            elif sep and key in ("in", "label"):
-                wanted = value.upper() if value.upper() in SYSTEM_LABELS else value
-                if wanted not in msg.label_ids:
-                    return False
-            elif token.lower() not in msg.raw.decode("utf-8", "replace").lower():
+            negate = token.startswith("-") and len(token) > 1
+            if FakeGoogle._term_matches(msg, token[1:] if negate else token) == negate:
                 return False
         return True
+
+    @staticmethod
+    def _term_matches(msg: FakeMessage, token: str) -> bool:
+        key, sep, value = token.partition(":")
+        key = key.lower()
+        if sep and key in ("after", "before"):
+            if value.isdigit():
+                bound = int(value) * 1000
+            else:
+                try:
+                    bound = int(datetime.strptime(value, "%Y/%m/%d").replace(tzinfo=UTC).timestamp() * 1000)
+                except ValueError:
+                    return False
+            return msg.internal_date >= bound if key == "after" else msg.internal_date < bound
+        if sep and key in ("in", "label"):
+            wanted = value.upper() if value.upper() in SYSTEM_LABELS else value
+            if wanted.upper() == "DRAFTS":
+                wanted = "DRAFT"  # in:drafts and in:draft both name the DRAFT label
+            return wanted in msg.label_ids
+        return token.lower() in msg.raw.decode("utf-8", "replace").lower()
 
     def _messages_list(
         self, box: Mailbox, rest: list[str], query: dict[str, list[str]], body: bytes

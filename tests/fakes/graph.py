@@ -24,8 +24,8 @@ Written from the published references, for the subset mailsync uses:
   ``GET /me``; mailFolders (list with ``$top``/``$skip`` paging and ``@odata.nextLink``,
   ``includeHiddenFolders``, get by id or well-known name: ``msgfolderroot``, ``inbox``,
   ``sentitems``, ``deleteditems``, ``drafts``, ``junkemail``, ``archive``, ``outbox``;
-  ``childFolders``; create); ``GET /me/mailFolders/{id}/messages`` (``$top``/``$skip``,
-  ``$select``, ``$filter=internetMessageId eq '<id>'``); ``GET /me/mailFolders/{id}/messages/delta`` (``$select``,
+  ``childFolders``; create); ``GET /me/mailFolders/{id}/messages`` (``$top`` 1..1000/``$skip``,
+  ``$select``, ``$filter=internetMessageId eq '<id>'`` or ``receivedDateTime ge|gt <instant>``); ``GET /me/mailFolders/{id}/messages/delta`` (``$select``,
   ``$filter=receivedDateTime ge|gt <instant>`` on the first call only, ``Prefer:
   odata.maxpagesize=N`` (default 10), ``@odata.nextLink`` pages then ``@odata.deltaLink``;
   a round from a delta token reports new and changed messages and ``{"id", "@removed":
@@ -56,7 +56,10 @@ Written from the published references, for the subset mailsync uses:
   (``lifecycleEvent``: ``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``).
 * Throttling (https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits):
   10,000 requests per 10 minutes and 4 concurrent requests per app and mailbox; 429 with
-  ``Retry-After``. :meth:`FakeGraph.fail_next` injects 429/503 answers; :attr:`requests`
+  ``Retry-After``. :meth:`FakeGraph.fail_next` injects 429/503 (or any) answers,
+  :meth:`FakeGraph.fail_folder` makes every request for one folder fail until cleared,
+  :meth:`FakeGraph.fail_refresh` makes the token endpoint refuse a user's refresh token,
+  :meth:`FakeGraph.clear_faults` drops them all; :attr:`requests`
   counts calls per endpoint (``$batch`` parts included); :attr:`max_concurrent` is a gauge of
   the most requests in flight per mailbox (``latency=`` widens the window;
   ``concurrency_limit=`` makes the fake answer 429 ``MailboxConcurrency`` beyond it).
@@ -117,6 +120,7 @@ DEFAULT_CLIENT_SECRET = "fake~graph~client~secret"
 DEFAULT_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 GRAPH_SCOPES = ("Mail.ReadWrite", "Mail.Send", "User.Read")
 MAX_BATCH = 20
+MAX_LIST_TOP = 1000  # largest $top of a message list
 MAX_MESSAGE_SUBSCRIPTION_MINUTES = 4230
 DEFAULT_DELTA_PAGE = 10
 VALIDATION_TIMEOUT = 10.0
@@ -544,6 +548,7 @@ class FakeGraph(base.FakeServer):
         self.subscriptions: dict[str, Subscription] = {}
         self._in_flight: Counter[str] = Counter()
         self._faults: list[_Fault] = []
+        self._folder_faults: dict[tuple[str, str], _Fault] = {}  # (mailbox, folder id) -> answer
         self._codes: dict[str, _Grant] = {}
         self._refresh: dict[str, _Grant] = {}
         self._access: dict[str, tuple[str, tuple[str, ...], float]] = {}
@@ -819,11 +824,69 @@ class FakeGraph(base.FakeServer):
         code: str | None = None,
     ) -> None:
         """The next ``n`` Graph calls (``$batch`` parts included) whose path contains ``path``
-        (and whose method is ``method``) answer ``status`` with ``Retry-After``."""
+        (and whose method is ``method``) answer ``status`` with ``code`` (default 429
+        ``TooManyRequests``, 503 ``ServiceNotAvailable``, else ``UnknownError``; e.g. 403
+        ``ErrorAccessDenied``, 507 ``ErrorQuotaExceeded``) and ``Retry-After`` (delta-seconds,
+        or an HTTP-date given as a string; None sends none)."""
         code = code or {429: "TooManyRequests", 503: "ServiceNotAvailable"}.get(status, "UnknownError")
         ra = None if retry_after is None else str(retry_after)
         with self.lock:
             self._faults.append(_Fault(n, status, code, ra, path, method))
+
+    def fail_folder(
+        self,
+        user: str,
+        folder: str,
+        status: int | None = 403,
+        *,
+        code: str | None = None,
+        retry_after: float | str | None = None,
+    ) -> None:
+        """Every Graph request of ``user`` for ``folder`` (display path, well-known name or id)
+        answers ``status`` with Graph's error body, until called with ``status=None`` (or
+        :meth:`clear_faults`), ``$batch`` parts included. A request is for the folder when its
+        path names it (``/me/mailFolders/{id}`` and below: get, ``messages``, ``messages/delta``,
+        ``childFolders``) or names a message in it (``/me/messages/{id}`` and below, as Exchange
+        refuses items of a folder it refuses). The folder stays in the folder list. ``code``
+        defaults by status (403 ``ErrorAccessDenied``, 404 ``ErrorItemNotFound``, 507
+        ``ErrorQuotaExceeded``, 429 ``TooManyRequests``, 503 ``ServiceNotAvailable``, else
+        ``UnknownError``); ``Retry-After`` is sent when ``retry_after`` is given."""
+        with self.lock:
+            box = self.mailbox(user)
+            key = (box.email.lower(), self._folder(box, folder).id)
+            if status is None:
+                self._folder_faults.pop(key, None)
+                return
+            code = code or {
+                403: "ErrorAccessDenied",
+                404: "ErrorItemNotFound",
+                429: "TooManyRequests",
+                503: "ServiceNotAvailable",
+                507: "ErrorQuotaExceeded",
+            }.get(status, "UnknownError")
+            ra = None if retry_after is None else str(retry_after)
+            self._folder_faults[key] = _Fault(1, status, code, ra, None, None)
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault: :meth:`fail_next`, :meth:`fail_folder`, :meth:`fail_refresh`."""
+        with self.lock:
+            self._faults.clear()
+            self._folder_faults.clear()
+            self._refresh_errors.clear()
+
+    def _folder_fault(self, box: Mailbox, low: list[str], parts: list[str]) -> _Fault | None:
+        """The :meth:`fail_folder` fault of a request (``low``: its path parts, lower-cased)."""
+        if not self._folder_faults or len(low) < 3 or low[0] != "me":
+            return None
+        fid: str | None = None
+        try:
+            if low[1] == "mailfolders":
+                fid = self._folder(box, parts[2]).id
+            elif low[1] == "messages":
+                fid = self._msg(box, parts[2]).folder_id
+        except _HttpError:
+            return None  # unknown: the request answers 404 itself
+        return self._folder_faults.get((box.email.lower(), fid)) if fid else None
 
     def _fault_for(self, method: str, path: str) -> _Fault | None:
         with self.lock:
@@ -842,6 +905,10 @@ class FakeGraph(base.FakeServer):
     def _fault_response(f: _Fault) -> Response:
         headers = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
         message = {
+            "ErrorAccessDenied": "Access is denied. Check credentials and try again.",
+            "ErrorItemNotFound": "The specified object was not found in the store.",
+            "ErrorQuotaExceeded": "The mailbox has exceeded its quota.",
+        }.get(f.code) or {
             429: "Application is over its MailboxConcurrency limit.",
             503: "The service is temporarily unavailable.",
         }.get(f.status, "Injected failure.")
@@ -1514,6 +1581,9 @@ class FakeGraph(base.FakeServer):
         name, handler = self._route(method, low)
         self.requests[name] += 1
         with self.lock:
+            folder_fault = self._folder_fault(box, low, parts)
+            if folder_fault is not None:
+                return self._fault_response(folder_fault)
             resp: Response = handler(box, parts, query, headers, body)
         return resp
 
@@ -1722,15 +1792,26 @@ class FakeGraph(base.FakeServer):
         )
         flt = (query.get("$filter") or [""])[-1].strip()
         if flt:
-            # The one filter mailsync lists with; Graph supports eq on internetMessageId.
+            # The filters mailsync lists with: eq on internetMessageId, ge/gt on receivedDateTime.
             fm = re.fullmatch(r"internetMessageId\s+eq\s+'((?:[^']|'')*)'", flt, re.IGNORECASE)
-            if not fm:
+            rm = re.fullmatch(r"receivedDateTime\s+(ge|gt)\s+(\S+)", flt, re.IGNORECASE)
+            if fm:
+                wanted = fm.group(1).replace("''", "'")
+                msgs = [m for m in msgs if m.internet_message_id == wanted]
+            elif rm:
+                try:
+                    bound = _parse_iso(rm.group(2))
+                except ValueError:
+                    raise _HttpError(400, "BadRequest", f"Invalid filter clause: {flt}") from None
+                strict = rm.group(1).lower() == "gt"
+                msgs = [m for m in msgs if m.received > bound or (not strict and m.received == bound)]
+            else:
                 raise _HttpError(
                     400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes."
                 )
-            wanted = fm.group(1).replace("''", "'")
-            msgs = [m for m in msgs if m.internet_message_id == wanted]
-        top = int((query.get("$top") or ["10"])[-1])
+        # user-list-messages: "$top ... within the range of 1 and 1000" (default 10). What Graph
+        # answers beyond 1000 is not documented; the fake serves at most 1000.
+        top = max(1, min(int((query.get("$top") or ["10"])[-1]), MAX_LIST_TOP))
         skip = int((query.get("$skip") or ["0"])[-1])
         imm = self._immutable(headers)
         out: dict[str, Any] = {

@@ -4,7 +4,9 @@ real SyncEngine + DynamoDB/S3 mirror (moto)."""
 
 from __future__ import annotations
 
+import email.utils
 import random
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -51,7 +53,8 @@ def make_provider(google: FakeGoogle, tokens: dict[str, Any], **kw: Any) -> Gmai
     kw.setdefault("budget", QuotaBudget())
     kw.setdefault("sleep", lambda s: None)
     kw.setdefault("rng", random.Random(0))
-    return GmailProvider(lambda: tokens["access_token"], user=USER, api_base=google.api_base, **kw)
+    kw.setdefault("api_base", google.api_base)
+    return GmailProvider(lambda: tokens["access_token"], user=USER, **kw)
 
 
 @pytest.fixture
@@ -572,3 +575,181 @@ def test_engine_label_move_keeps_id_archive_and_trash_remove(google, tokens, mir
     states = store.get_folders()
     assert states["INBOX"].old_gens == [] and states["INBOX"].gen == 1
     assert states["INBOX"].cursor["phase"] == "delta"
+
+
+# ------------------------------------------------------------------------------ completeness check
+
+
+def test_inventory_lists_exactly_the_mirrorable_ids(google, tokens):
+    ids = [google.deliver(USER, make_mail(f"in {i}")) for i in range(3)]
+    google.deliver(USER, make_mail("old"), internal_date=OLD)
+    google.deliver(USER, make_mail("archived"), label_ids=("UNREAD",))
+    trashed = google.deliver(USER, make_mail("trashed"))
+    google.trash(USER, trashed)
+    google.deliver(USER, make_mail("spam"), label_ids=("INBOX", "SPAM"))
+    google.deliver(USER, make_mail("draft"), label_ids=("INBOX", "DRAFT"))
+    with make_provider(google, tokens) as p:
+        batches, cursor = run(p, "INBOX", None)
+        assert set(upserts(batches)) == set(ids)
+        inv = p.inventory("INBOX", cursor, SINCE)
+        assert inv.refs == set(ids) == set(upserts(batches))  # the refs of the initial load
+        assert inv.requests == 1  # one messages.list page (labels are cached from the sync)
+        # Nothing is covered without a cursor, or while the initial load runs.
+        assert p.inventory("INBOX", None, SINCE).refs == frozenset()
+        assert p.inventory("INBOX", {**cursor, "phase": "initial", "page": None}, SINCE).refs == frozenset()
+        # The documented race: Gmail's cursor is account-wide, so a mail that arrived after the
+        # folder's last sync is listed (its fetch mirrors it; the next delta upserts it again).
+        late = google.deliver(USER, make_mail("late"))
+        assert p.inventory("INBOX", cursor, SINCE).refs == {*ids, late}
+        with pytest.raises(FolderGone):
+            p.inventory("Nope", cursor, SINCE)
+
+
+def test_inventory_of_1000_mails_costs_two_list_calls_and_no_body(google, tokens):
+    for i in range(1000):
+        google.deliver(USER, make_mail(f"m{i}"))
+    with make_provider(google, tokens) as p:
+        p.list_folders()
+        cursor = {"v": 1, "phase": "delta", "historyId": str(google.history_id(USER))}
+        google.reset_counters()
+        inv = p.inventory("INBOX", cursor, SINCE)
+    assert len(inv.refs) == 1000
+    assert inv.requests == 2 == google.requests["messages.list"]  # 500 per page
+    assert set(google.requests) == {"messages.list"}  # no messages.get, no batch: ids only
+    assert google.quota[USER] == 10
+    lists = [path for _, path in google.log]
+    assert all("labelIds=INBOX" in x and "maxResults=500" in x and "format" not in x for x in lists)
+    assert "includeSpamTrash" not in "".join(lists)  # false by default: TRASH and SPAM stay out
+
+
+def test_fetch_builds_the_upserts_of_the_initial_load(google, tokens):
+    ids = [google.deliver(USER, make_mail(f"h{i}")) for i in range(3)]
+    read = google.deliver(USER, make_mail("read"), label_ids=("INBOX",))
+    old = google.deliver(USER, make_mail("old"), internal_date=OLD)
+    with make_provider(google, tokens) as p:
+        batches, _ = run(p, "INBOX", None)
+        loaded = upserts(batches)
+        google.delete(USER, ids[2])
+        google.trash(USER, ids[1])
+        got = p.fetch("INBOX", [ids[0], ids[1], ids[2], read, old, "18fdeadbeef00000"], SINCE)
+    # Gone, trashed, old and unknown ids are left out; the others equal the initial load's.
+    assert got == [loaded[ids[0]], loaded[read]]
+    assert got[0].unread and not got[1].unread and got[0].thread_hint
+
+
+# ------------------------------------------------------------------------------ error kinds
+
+
+def test_rate_limit_after_the_retries_is_rate_limited_with_retry_after(google, tokens):
+    from mailsync.domain.ports import RateLimited
+
+    google.deliver(USER, make_mail("x"))
+    cursor = {"v": 1, "phase": "delta", "historyId": str(google.history_id(USER))}
+    for status, retry_after, expected in ((429, 7, 7.0), (403, None, None)):
+        google.clear_faults()
+        google.fail_next(100, status, path="/messages", retry_after=retry_after)
+        with make_provider(google, tokens, max_retries=2) as p:
+            p.list_folders()
+            with pytest.raises(RateLimited) as err:
+                p.inventory("INBOX", cursor, SINCE)
+        e = err.value
+        assert e.kind == "rate_limited" and e.retry_after == expected
+        assert e.status == status and e.code in ("rateLimitExceeded", "userRateLimitExceeded")
+    # An HTTP-date Retry-After (RFC 9110 section 10.2.3) is read too.
+    google.clear_faults()
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    google.fail_next(100, 429, path="/messages", retry_after=when)
+    with make_provider(google, tokens, max_retries=1) as p:
+        p.list_folders()
+        with pytest.raises(RateLimited) as err:
+            p.inventory("INBOX", cursor, SINCE)
+    assert err.value.retry_after is not None and 100 < err.value.retry_after <= 120
+
+
+def test_rate_limited_batch_parts_after_the_retries_are_rate_limited(google, tokens):
+    from mailsync.domain.ports import RateLimited
+
+    mid = google.deliver(USER, make_mail("x"))
+    google.fail_next(100, 429, path=f"/messages/{mid}", retry_after=3)
+    with make_provider(google, tokens, max_retries=2) as p:
+        with pytest.raises(RateLimited) as err:
+            p.fetch("INBOX", [mid], SINCE)
+    assert err.value.retry_after == 3.0 and err.value.kind == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "kind"),
+    [
+        (403, "insufficientPermissions", "permission_denied"),
+        (403, "forbidden", "permission_denied"),
+        (403, "quotaExceeded", "quota_exceeded"),
+        (403, "dailyLimitExceeded", "rate_limited"),  # session-wide, heals at the daily reset
+        (500, "backendError", "provider_error"),
+        (404, "notFound", "mailbox_gone"),  # the listing by label
+    ],
+)
+def test_folder_errors_have_their_kind(google, tokens, status, reason, kind):
+    google.create_label(USER, "Work")
+    mid = google.deliver(USER, make_mail("w"), label_ids=("INBOX",))
+    google.add_labels(USER, mid, google.label_id(USER, "Work"))
+    cursor = {"v": 1, "phase": "delta", "historyId": str(google.history_id(USER))}
+    google.fail_folder(USER, "Work", status, reason=reason)
+    slept: list[float] = []
+    with make_provider(google, tokens, max_retries=2, sleep=slept.append) as p:
+        for call in (
+            lambda: p.inventory("Work", cursor, SINCE),
+            lambda: list(p.changes("Work", None, SINCE)),
+        ):
+            with pytest.raises(ProviderError) as err:
+                call()
+            assert err.value.kind == kind
+            if kind != "mailbox_gone":
+                assert err.value.status == status and err.value.code == reason
+        assert len(slept) == (4 if status == 500 else 0)  # only 5xx is retried here
+        # Other folders are unaffected.
+        assert p.inventory("INBOX", cursor, SINCE).refs == {mid}
+    google.fail_folder(USER, "Work", None)
+    with make_provider(google, tokens) as p:
+        assert p.inventory("Work", cursor, SINCE).refs == {mid}
+
+
+def test_refused_refresh_token_is_auth_failed(google, tokens):
+    source = CredentialsTokenSource.from_refresh_token(
+        tokens["refresh_token"], google.client_id, google.client_secret, token_uri=google.token_uri
+    )
+    google.fail_refresh(USER)
+    with GmailProvider(source, user=USER, api_base=google.api_base, budget=QuotaBudget()) as p:
+        with pytest.raises(AuthFailed) as err:
+            p.list_folders()
+    assert err.value.kind == "auth_failed"
+    assert tokens["refresh_token"] not in str(err.value)
+    google.fail_refresh(USER, None)
+    with GmailProvider(source, user=USER, api_base=google.api_base, budget=QuotaBudget()) as p:
+        assert p.profile()["emailAddress"] == USER
+
+
+def test_transport_failures_have_their_kind(google, tokens):
+    from mailsync.domain.ports import ConnectionFailed, TimedOut, TlsFailed
+
+    slept: list[float] = []
+    # TLS spoken to a plain-HTTP server: requests' SSLError, not retried.
+    tls_base = google.api_base.replace("http://", "https://")
+    with make_provider(google, tokens, api_base=tls_base, sleep=slept.append) as p:
+        with pytest.raises(TlsFailed) as tls:
+            p.profile()
+    assert tls.value.kind == "tls_error" and slept == []
+    # A server that accepts and never answers.
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        base = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        with make_provider(google, tokens, api_base=base, timeout=0.3, max_retries=1) as p:
+            with pytest.raises(TimedOut) as slow:
+                p.profile()
+    assert slow.value.kind == "timeout"
+    # Nothing listening.
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        closed = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    with make_provider(google, tokens, api_base=closed, max_retries=1) as p:
+        with pytest.raises(ConnectionFailed) as down:
+            p.profile()
+    assert down.value.kind == "connection_failed"
+    assert tokens["access_token"] not in f"{tls.value} {slow.value} {down.value}"

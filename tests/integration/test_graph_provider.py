@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msal
 import pytest
+import requests
 
 from mailsync.domain.ports import (
     AuthFailed,
@@ -60,7 +61,8 @@ def make_provider(graph: FakeGraph, tokens: dict[str, Any], **kw: Any) -> GraphP
     kw.setdefault("sleep", lambda s: None)
     kw.setdefault("rng", random.Random(0))
     kw.setdefault("session", graph.session())
-    return GraphProvider(lambda: tokens["access_token"], user=USER, api_base=graph.api_base, **kw)
+    kw.setdefault("api_base", graph.api_base)
+    return GraphProvider(lambda: tokens["access_token"], user=USER, **kw)
 
 
 @pytest.fixture
@@ -821,3 +823,167 @@ def test_requests_ca_bundle_env_is_enough(graph, tokens, monkeypatch):
     ) as p:
         with pytest.raises(ProviderError):
             p.me()
+
+
+# ------------------------------------------------------------------------------ completeness check
+
+
+def test_inventory_lists_exactly_the_mirrorable_ids(graph, tokens):
+    ids = [graph.deliver(USER, make_mail(f"in {i}")) for i in range(3)]
+    graph.deliver(USER, make_mail("old"), received=OLD)
+    graph.deliver(USER, make_mail("elsewhere"), folder="archive")
+    with make_provider(graph, tokens) as p:
+        batches, cursor = run(p, "Inbox", None)
+        graph.reset_counters()
+        inv = p.inventory("Inbox", cursor, SINCE)
+        assert inv.refs == set(ids) == set(upserts(batches))  # immutable ids, as the delta's
+        assert inv.requests == 1
+        listing = [c for c in graph.calls if c.target.split("?")[0].endswith("/messages")]
+        assert len(listing) == 1 and 'IdType="ImmutableId"' in listing[0].prefer
+        q = parse_qs(urlsplit(listing[0].target).query)
+        assert q["$select"] == ["id,receivedDateTime"] and q["$top"] == ["1000"]
+        assert q["$filter"] == [f"receivedDateTime ge {SINCE.strftime('%Y-%m-%dT%H:%M:%SZ')}"]
+        assert graph.requests["messages.value"] == 0  # ids only, never a body
+        # Nothing is covered without a cursor, or in the middle of a round.
+        assert p.inventory("Inbox", None, SINCE).refs == frozenset()
+        mid_round = {"v": 1, "phase": "initial", "nextLink": cursor["deltaLink"], "skip": 0, "done": 0}
+        assert p.inventory("Inbox", mid_round, SINCE).refs == frozenset()
+        # The documented race: a deltaLink tells no time, so a mail that arrived after the
+        # folder's last round is listed (its fetch mirrors it; the next round upserts it again).
+        late = graph.deliver(USER, make_mail("late"))
+        assert p.inventory("Inbox", cursor, SINCE).refs == {*ids, late}
+
+
+def test_inventory_of_1000_mails_costs_one_request_and_no_body(graph, tokens):
+    for i in range(1001):
+        graph.deliver(USER, make_mail(f"m{i}"))
+    with make_provider(graph, tokens) as p:
+        p.list_folders()
+        cursor = {
+            "v": 1,
+            "phase": "delta",
+            "deltaLink": f"{graph.api_base}/me/mailFolders('x')/messages/delta",
+        }
+        graph.reset_counters()
+        inv = p.inventory("Inbox", cursor, SINCE)
+    assert len(inv.refs) == 1001
+    assert inv.requests == 2 == graph.requests["messages.list"]  # 1000 per page, then 1
+    assert set(graph.requests) == {"messages.list"}
+
+
+def test_fetch_builds_the_upserts_of_the_initial_load(graph, tokens):
+    ids = [graph.deliver(USER, make_mail(f"h{i}")) for i in range(3)]
+    read = graph.deliver(USER, make_mail("read"), read=True)
+    with make_provider(graph, tokens) as p:
+        batches, _ = run(p, "Inbox", None)
+        loaded = upserts(batches)
+        graph.delete(USER, ids[2])
+        graph.move(USER, ids[1], "archive")
+        old = graph.deliver(USER, make_mail("old"), received=OLD)
+        got = p.fetch("Inbox", [ids[0], ids[1], ids[2], read, old], SINCE)
+    # Deleted, moved away and old ones are left out; the others equal the initial load's.
+    assert sorted(got, key=lambda u: u.ref) == sorted([loaded[ids[0]], loaded[read]], key=lambda u: u.ref)
+    assert all(u.thread_hint for u in got)
+
+
+# ------------------------------------------------------------------------------ error kinds
+
+
+def test_throttling_after_the_retries_is_rate_limited_with_retry_after(graph, tokens):
+    from mailsync.domain.ports import RateLimited
+
+    cursor = {"v": 1, "phase": "delta", "deltaLink": f"{graph.api_base}/me/mailFolders('x')/messages/delta"}
+    graph.fail_next(100, 429, path="/messages", retry_after=9)
+    with make_provider(graph, tokens, max_retries=2) as p:
+        p.list_folders()
+        with pytest.raises(RateLimited) as err:
+            p.inventory("Inbox", cursor, SINCE)
+    assert err.value.kind == "rate_limited" and err.value.retry_after == 9.0 and err.value.status == 429
+    graph.clear_faults()
+    mid = graph.deliver(USER, make_mail("x"))
+    graph.fail_next(100, 429, path=f"/messages/{mid}", retry_after=4)  # $batch parts
+    with make_provider(graph, tokens, max_retries=2) as p:
+        with pytest.raises(RateLimited) as err:
+            p.fetch("Inbox", [mid], SINCE)
+    assert err.value.retry_after == 4.0
+    graph.clear_faults()
+    graph.fail_next(100, 500, path="/messages", retry_after=None)
+    with make_provider(graph, tokens, max_retries=1) as p:
+        p.list_folders()
+        with pytest.raises(ProviderError) as err:
+            p.inventory("Inbox", cursor, SINCE)
+    assert err.value.kind == "provider_error" and err.value.status == 500
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (403, "ErrorAccessDenied", "permission_denied"),
+        (507, "ErrorQuotaExceeded", "quota_exceeded"),
+        (400, "ErrorQuotaExceeded", "quota_exceeded"),  # by its code whatever the status
+        (404, "ErrorItemNotFound", "mailbox_gone"),
+    ],
+)
+def test_folder_errors_have_their_kind(graph, tokens, status, code, kind):
+    work = graph.create_folder(USER, "Work")
+    mid = graph.deliver(USER, make_mail("w"), folder=work)
+    other = graph.deliver(USER, make_mail("i"))
+    cursor = {"v": 1, "phase": "delta", "deltaLink": f"{graph.api_base}/me/mailFolders('x')/messages/delta"}
+    graph.fail_folder(USER, "Work", status, code=code)
+    with make_provider(graph, tokens) as p:
+        for call in (
+            lambda: p.inventory("Work", cursor, SINCE),
+            lambda: list(p.changes("Work", None, SINCE)),
+        ):
+            with pytest.raises(ProviderError) as err:
+                call()
+            assert err.value.kind == kind
+        if kind == "mailbox_gone":
+            assert p.fetch("Work", [mid], SINCE) == []  # a message that is not found is left out
+        else:
+            with pytest.raises(ProviderError) as err:
+                p.fetch("Work", [mid], SINCE)
+            assert err.value.kind == kind and err.value.code == code
+        assert p.inventory("Inbox", cursor, SINCE).refs == {other}  # other folders unaffected
+    graph.fail_folder(USER, "Work", None)
+    with make_provider(graph, tokens) as p:
+        assert p.inventory("Work", cursor, SINCE).refs == {mid}
+
+
+@pytest.mark.filterwarnings("ignore:response_mode='form_post'")
+def test_refused_refresh_and_transport_failures_have_their_kind(graph, tokens):
+    import socket
+
+    from mailsync.domain.ports import ConnectionFailed, TimedOut, TlsFailed
+
+    cache_json = connect(graph)
+    source = MsalTokenSource(
+        graph.client_id, graph.client_secret, graph.authority, cache_json, http_client=graph.session()
+    )
+    graph.fail_refresh(USER)
+    graph.expire_access_tokens()
+    with GraphProvider(source, user=USER, api_base=graph.api_base, session=graph.session()) as p:
+        with pytest.raises(AuthFailed) as auth:
+            p.me()
+    assert auth.value.kind == "auth_failed"
+    graph.fail_refresh(USER, None)
+
+    slept: list[float] = []
+    # The fake's certificate is not trusted by a default session: a certificate failure.
+    with make_provider(graph, tokens, session=requests.Session(), sleep=slept.append) as p:
+        with pytest.raises(TlsFailed) as tls:
+            p.me()
+    assert tls.value.kind == "tls_error" and slept == []  # not retried
+    with socket.create_server(("127.0.0.1", 0)) as srv:  # accepts, never answers
+        base = f"http://127.0.0.1:{srv.getsockname()[1]}/v1.0"
+        with make_provider(graph, tokens, api_base=base, timeout=0.3, max_retries=1) as p:
+            with pytest.raises(TimedOut) as slow:
+                p.me()
+    assert slow.value.kind == "timeout"
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        closed = f"http://127.0.0.1:{srv.getsockname()[1]}/v1.0"
+    with make_provider(graph, tokens, api_base=closed, max_retries=1) as p:
+        with pytest.raises(ConnectionFailed) as down:
+            p.me()
+    assert down.value.kind == "connection_failed"
+    assert tokens["access_token"] not in f"{tls.value} {slow.value} {down.value}"

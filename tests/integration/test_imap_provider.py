@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import email
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,9 +16,15 @@ from mailsync.domain.ports import (
     ChangeBatch,
     ConnectionFailed,
     FolderGone,
+    PermissionDenied,
+    ProviderError,
+    QuotaExceeded,
+    RateLimited,
     Remove,
     Reset,
     SetFlags,
+    TimedOut,
+    TlsFailed,
     Upsert,
 )
 from mailsync.providers.imap import ImapProvider, imap_login_check
@@ -448,3 +455,243 @@ def test_write_through_helpers(dovecot, imap_user):
             prov.append("Nope", make_mail("x"))
     assert dovecot.uids(user, "INBOX") == []
     assert dovecot.uids(user, "Archive") == [mapping[uid]]
+
+
+# -- completeness check: inventory and fetch ---------------------------------------------------
+
+
+def test_inventory_lists_exactly_the_refs_the_cursor_covers(dovecot, imap_user):
+    user = imap_user[0]
+    a, b = dovecot.append_many(user, "INBOX", [make_mail("a"), make_mail("b")])
+    dovecot.append(user, "INBOX", make_mail("old"), internal_date=OLD)
+    # The day before since: found by the day-granular SEARCH SINCE, dropped by its INTERNALDATE.
+    dovecot.append(user, "INBOX", make_mail("just too old"), internal_date=SINCE - timedelta(hours=2))
+    edge = dovecot.append(user, "INBOX", make_mail("just in"), internal_date=SINCE + timedelta(hours=2))
+    cursor = full_sync(dovecot, imap_user)
+    late = dovecot.append(user, "INBOX", make_mail("arrived after the sync"))
+    with provider(dovecot, imap_user) as prov:
+        inv = prov.inventory("INBOX", cursor, SINCE)
+        assert inv.refs == {str(a), str(b), str(edge)}  # not old, not too old, not late
+        assert str(late) not in inv.refs
+        # Exactly the refs the initial load stores.
+        assert inv.refs == {c.ref for c in flat(sync(prov, "INBOX")) if isinstance(c, Upsert)} - {str(late)}
+        assert 3 <= inv.requests <= 4  # EXAMINE, 2 x SEARCH (+ the boundary's INTERNALDATE)
+        # No cursor: nothing is covered yet. Another UIDVALIDITY: empty (the next sync resets).
+        assert prov.inventory("INBOX", None, SINCE).refs == frozenset()
+        assert (
+            prov.inventory("INBOX", {**cursor, "uidvalidity": cursor["uidvalidity"] + 1}, SINCE).refs
+            == frozenset()
+        )
+        # While the initial load runs, only the UIDs it stored so far.
+        loading = {**cursor, "phase": "initial", "initial_done_uid": b}
+        assert prov.inventory("INBOX", loading, SINCE).refs == {str(a), str(b)}
+
+
+def test_inventory_of_1000_mails_costs_a_few_commands_and_no_body(dovecot):
+    user, password = dovecot.new_user("inv")
+    dovecot.create_folder(user, "Big")
+    dovecot.append_many(user, "Big", [make_mail(f"m{i}", body="x" * 300 + "\n") for i in range(1000)])
+    dovecot.append(
+        user, "Big", make_mail("boundary", body="y" * 300 + "\n"), internal_date=SINCE + timedelta(hours=1)
+    )
+    with ImapProvider(dovecot.host, dovecot.port, "none", user, password) as prov:
+        cursor = list(prov.changes("Big", None, SINCE, batch_size=1000))[-1].cursor
+    with ImapProvider(dovecot.host, dovecot.port, "none", user, password) as prov:
+        start, bytes_in = len(prov.commands), prov.bytes_in
+        inv = prov.inventory("Big", cursor, SINCE)
+        sent = prov.commands[start:]
+        received = prov.bytes_in - bytes_in
+    assert len(inv.refs) == 1001
+    assert inv.requests == len(sent) == 4  # EXAMINE, SEARCH SINCE, boundary SEARCH, INTERNALDATE
+    assert sent == ["EXAMINE", "UID SEARCH", "UID SEARCH", "UID FETCH"]
+    # UIDs only: two SEARCH answers of ~5 bytes per mail and one INTERNALDATE, never a body
+    # (the bodies alone are over 300 KB).
+    assert received < 16_000
+
+
+def test_fetch_builds_the_upserts_of_the_initial_load(dovecot, imap_user):
+    user = imap_user[0]
+    dovecot.create_folder(user, "Heal")
+    uids = dovecot.append_many(user, "Heal", [make_mail(f"h{i}") for i in range(4)])
+    dovecot.set_seen(user, "Heal", [uids[1]], True)
+    old = dovecot.append(user, "Heal", make_mail("old"), internal_date=OLD)
+    with provider(dovecot, imap_user) as prov:
+        loaded = {c.ref: c for c in flat(sync(prov, "Heal")) if isinstance(c, Upsert)}
+        assert set(loaded) == {str(u) for u in uids}
+        dovecot.delete(user, "Heal", [uids[3]])
+        start = len(prov.commands)
+        got = prov.fetch("Heal", [str(uids[0]), str(uids[1]), str(uids[3]), str(old)], SINCE)
+        assert "UID FETCH" in prov.commands[start:]
+    # The expunged and the old one are left out; the others equal the initial load's Upserts.
+    assert got == [loaded[str(uids[0])], loaded[str(uids[1])]]
+    assert got[1].unread is False and got[0].unread is True
+    with dovecot.client(user) as c:  # fetching never marks mail read (BODY.PEEK[])
+        c.select_folder("Heal", readonly=True)
+        assert b"\\Seen" not in c.get_flags([uids[0]])[uids[0]]
+
+
+def test_inventory_and_fetch_of_a_gone_folder(dovecot, imap_user):
+    user = imap_user[0]
+    dovecot.create_folder(user, "Gone")
+    uid = dovecot.append(user, "Gone", make_mail("g"))
+    cursor = full_sync(dovecot, imap_user, "Gone")
+    dovecot.delete_folder(user, "Gone")
+    with provider(dovecot, imap_user) as prov:
+        with pytest.raises(FolderGone) as err:
+            prov.inventory("Gone", cursor, SINCE)
+        assert err.value.kind == "mailbox_gone"
+        with pytest.raises(FolderGone):
+            prov.fetch("Gone", [str(uid)], SINCE)
+        assert prov.inventory("INBOX", None, SINCE).refs == frozenset()  # still usable
+
+
+# -- error kinds -------------------------------------------------------------------------------
+
+
+def test_auth_failed_kind(dovecot, imap_user):
+    with pytest.raises(AuthFailed) as err:
+        provider(dovecot, (imap_user[0], "wrong")).connect()
+    assert err.value.kind == "auth_failed"
+
+
+def test_tls_to_a_plaintext_port_is_tls_error(dovecot, imap_user):
+    with pytest.raises(TlsFailed) as err:
+        ImapProvider(dovecot.host, dovecot.port, "ssl", *imap_user, timeout=5).connect()
+    assert err.value.kind == "tls_error" and isinstance(err.value, ConnectionFailed)
+
+
+def test_starttls_asked_of_a_server_without_it_is_tls_error(dovecot, imap_user):
+    # The test Dovecot runs with ssl = no, so it offers no STARTTLS: never go on in plaintext.
+    with pytest.raises(TlsFailed, match="STARTTLS"):
+        ImapProvider(dovecot.host, dovecot.port, "starttls", *imap_user, timeout=5).connect()
+
+
+def test_self_signed_certificate_is_tls_error(tmp_path):
+    """A TLS server whose certificate no CA vouches for (here: made just now)."""
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert), "-days", "1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = srv.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"* OK ready\r\n")
+            except (ssl.SSLError, OSError):
+                pass  # the client refuses the certificate
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        with pytest.raises(TlsFailed) as err:
+            ImapProvider("127.0.0.1", port, "ssl", "u", "p", timeout=5).connect()
+        t.join(5)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(err.value) or "certificate" in str(err.value).lower()
+
+
+def test_a_server_that_never_answers_is_timeout():
+    with socket.create_server(("127.0.0.1", 0)) as srv:  # accepts (backlog), never greets
+        port = srv.getsockname()[1]
+        for security in ("none", "ssl"):
+            with pytest.raises(TimedOut) as err:
+                ImapProvider("127.0.0.1", port, security, "u", "p", timeout=0.5).connect()
+            assert err.value.kind == "timeout" and isinstance(err.value, ConnectionFailed)
+
+
+@pytest.fixture(scope="module")
+def dovecot_acl():
+    """A Dovecot with the ACL plugin (RFC 4314), to take the read right from one folder."""
+    server = Dovecot(acl=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_folder_without_read_right_is_permission_denied(dovecot_acl):
+    server = dovecot_acl
+    user, password = server.new_user("acl")
+    server.create_folder(user, "Secret")
+    uid = server.append(user, "Secret", make_mail("s"))
+    prov_user = (user, password)
+    cursor = full_sync(server, prov_user, "Secret")
+    server.set_acl(user, "Secret", "l")  # listed, not readable: NO [NOPERM] Permission denied
+    with provider(server, prov_user) as prov:
+        for call in (
+            lambda: sync(prov, "Secret", cursor=cursor),
+            lambda: sync(prov, "Secret"),
+            lambda: prov.inventory("Secret", cursor, SINCE),
+            lambda: prov.fetch("Secret", [str(uid)], SINCE),
+        ):
+            with pytest.raises(PermissionDenied) as err:
+                call()
+            assert err.value.kind == "permission_denied" and "NOPERM" in str(err.value)
+            assert "Secret" in str(err.value)
+        assert sync(prov, "INBOX")[-1].done  # the other folders stay usable in the session
+    server.set_acl(user, "Secret", None)
+    with provider(server, prov_user) as prov:
+        assert prov.inventory("Secret", cursor, SINCE).refs == {str(uid)}
+
+
+def test_unreadable_maildir_is_what_dovecot_says_it_is(dovecot, imap_user):
+    """Dovecot 2.3 answers a folder whose maildir it may not read with ``NO [SERVERBUG]
+    Internal error occurred`` (the permission error is only in its log): nothing in the answer
+    says "permission", so it stays ``provider_error``. (Dovecot runs the mailbox as the
+    ``dovecot`` user while the tests run as root, so chmod 000 takes its access away.)"""
+    import os
+
+    user = imap_user[0]
+    dovecot.create_folder(user, "Locked")
+    dovecot.append(user, "Locked", make_mail("l"))
+    maildir = dovecot.root / "mail" / user / "Maildir" / ".Locked"
+    os.chmod(maildir, 0)
+    try:
+        with provider(dovecot, imap_user) as prov:
+            with pytest.raises(ProviderError) as err:
+                sync(prov, "Locked")
+            assert "[SERVERBUG]" in str(err.value)
+            assert err.value.kind == "provider_error" and not isinstance(err.value, PermissionDenied)
+    finally:
+        os.chmod(maildir, 0o700)
+
+
+@pytest.mark.parametrize(
+    ("message", "folder", "login", "cls", "kind"),
+    [
+        # Tagged answers as Dovecot 2.3 words them (RFC 5530 codes).
+        ("[NOPERM] Permission denied", "F", False, PermissionDenied, "permission_denied"),
+        (
+            "[OVERQUOTA] Quota exceeded (mailbox for user is full)",
+            "F",
+            False,
+            QuotaExceeded,
+            "quota_exceeded",
+        ),
+        ("[LIMIT] Too many messages", None, False, RateLimited, "rate_limited"),
+        ("[NONEXISTENT] Mailbox doesn't exist: F", "F", False, FolderGone, "mailbox_gone"),
+        ("[UNAVAILABLE] Temporary authentication failure", None, True, ConnectionFailed, "connection_failed"),
+        ("[AUTHENTICATIONFAILED] Authentication failed.", None, True, AuthFailed, "auth_failed"),
+        ("[AUTHORIZATIONFAILED] Authorization failed", None, True, AuthFailed, "auth_failed"),
+        ("[PRIVACYREQUIRED] Plaintext authentication disallowed", None, True, TlsFailed, "tls_error"),
+        ("Login failed", None, True, AuthFailed, "auth_failed"),
+        # No code: a folder command's text decides (servers other than Dovecot).
+        ("Permission denied", "F", False, PermissionDenied, "permission_denied"),
+        ("Mailbox does not exist", "F", False, FolderGone, "mailbox_gone"),
+        ("[SERVERBUG] Internal error occurred", "F", False, ProviderError, "provider_error"),
+    ],
+)
+def test_refused_answers_are_typed_by_response_code(message, folder, login, cls, kind):
+    from mailsync.providers.imap.errors import refused
+
+    err = refused(message, folder=folder, login=login)
+    assert type(err) is cls and err.kind == kind

@@ -18,6 +18,16 @@ Invariants (each provider keeps its own error mapping and budget sizes):
   cursor, a folder that is gone). What differs per provider is only how its error body reads:
   each passes a small parser, :attr:`RestProvider.error_info` (Gmail: ``error.errors[].reason``;
   Graph: ``error.code``), and the code type of a body it cannot read (:func:`json_body`).
+* Every error has the typed ``kind`` of the sync-health contract (:func:`api_error`,
+  :func:`transport_error`): 429 (and the provider's rate codes) ``rate_limited`` with the last
+  answer's ``Retry-After`` in ``retry_after`` once the retries are used up; 403
+  ``permission_denied``; 507 and the provider's quota codes ``quota_exceeded``; 5xx after the
+  retries ``provider_error``; ``requests``' ``SSLError`` ``tls_error`` (never retried: a bad
+  certificate does not heal in seconds), ``Timeout`` ``timeout``, any other connection failure
+  ``connection_failed``. An :class:`ApiError` of a kind is also an instance of that kind's port
+  class (:class:`~mailsync.domain.ports.RateLimited`, ...), so callers may catch either.
+* No error message carries a token or secret: messages are built from the provider's error
+  text and our own words only.
 
 References: Gmail "Usage limits" and "Handle errors" (developers.google.com/gmail/api/reference/quota,
 .../gmail/api/guides/handle-errors: exponential backoff), Microsoft Graph "Throttling" and
@@ -40,7 +50,17 @@ from typing import Any, Self
 
 import requests
 
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import (
+    AuthFailed,
+    ConnectionFailed,
+    FolderGone,
+    PermissionDenied,
+    ProviderError,
+    QuotaExceeded,
+    RateLimited,
+    TimedOut,
+    TlsFailed,
+)
 from mailsync.observability import trace_http
 
 trace_http()  # every call to Google or Microsoft goes through code that imports this module
@@ -54,10 +74,13 @@ __all__ = [
     "RestProvider",
     "Retry",
     "api_error",
+    "api_error_class",
     "json_body",
     "later_retry_after",
     "per_mailbox",
     "retry_after",
+    "status_kind",
+    "transport_error",
 ]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -184,12 +207,63 @@ def json_body(r: requests.Response, error_code: Callable[[int], Any] = int) -> A
 
 class ApiError(ProviderError):
     """An error answer (status >= 400) of a REST API; ``status`` and the provider's error
-    ``code`` (Gmail: the ``reason``; Graph: ``error.code``) stay on the exception."""
+    ``code`` (Gmail: the ``reason``; Graph: ``error.code``) stay on the exception, ``kind`` is
+    the typed error code (:func:`status_kind` unless the provider knows better)."""
 
-    def __init__(self, message: str, status: int, code: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        code: str,
+        *,
+        kind: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind, retry_after=retry_after)
         self.status = status
         self.code = code
+
+
+class ApiRateLimited(ApiError, RateLimited):
+    """A REST answer of kind ``rate_limited``."""
+
+
+class ApiPermissionDenied(ApiError, PermissionDenied):
+    """A REST answer of kind ``permission_denied``."""
+
+
+class ApiQuotaExceeded(ApiError, QuotaExceeded):
+    """A REST answer of kind ``quota_exceeded``."""
+
+
+class ApiFolderGone(ApiError, FolderGone):
+    """A REST answer of kind ``mailbox_gone`` (a folder or label that is gone)."""
+
+
+_API_ERRORS: dict[str, type[ApiError]] = {
+    "rate_limited": ApiRateLimited,
+    "permission_denied": ApiPermissionDenied,
+    "quota_exceeded": ApiQuotaExceeded,
+    "mailbox_gone": ApiFolderGone,
+}
+
+
+def api_error_class(kind: str) -> type[ApiError]:
+    """The :class:`ApiError` class of ``kind`` (also an instance of that kind's port class)."""
+    return _API_ERRORS.get(kind, ApiError)
+
+
+def status_kind(status: int) -> str:
+    """The error kind an HTTP status means by itself (RFC 9110 section 15; Graph "errors":
+    507 Insufficient Storage is the mailbox quota). 404 is ``provider_error`` here: only the
+    caller knows whether a folder (``mailbox_gone``) or a message was not found."""
+    if status == 429:
+        return "rate_limited"
+    if status == 403:
+        return "permission_denied"
+    if status == 507:
+        return "quota_exceeded"
+    return "provider_error"
 
 
 def api_error(
@@ -200,12 +274,31 @@ def api_error(
     *,
     auth: Callable[[str, str], ProviderError],
     auth_codes: frozenset[str] = frozenset(),
+    kind: str | None = None,
+    retry_after: float | None = None,
 ) -> ProviderError:
     """The error of an answer >= 400: ``auth(code, message)`` (an :class:`AuthFailed`) for a 401
-    or one of the provider's ``auth_codes``, else :class:`ApiError` ``"<api> API <status> <code>: ..."``."""
+    or one of the provider's ``auth_codes``, else an :class:`ApiError` ``"<api> API <status>
+    <code>: ..."`` of ``kind`` (default :func:`status_kind`)."""
     if status == 401 or code in auth_codes:
         return auth(code, message)
-    return ApiError(f"{api} API {status} {code}: {message}".replace("  ", " "), status, code)
+    kind = kind or status_kind(status)
+    text = f"{api} API {status} {code}: {message}".replace("  ", " ")
+    return api_error_class(kind)(text, status, code, kind=kind, retry_after=retry_after)
+
+
+def transport_error(api: str, e: requests.RequestException) -> ProviderError:
+    """The typed error of a request that got no answer: :class:`TlsFailed` for a TLS handshake
+    or certificate failure, :class:`TimedOut` for a connect or read timeout, :class:`ConnectionFailed`
+    for any other connection failure, else :class:`ProviderError`. (``SSLError`` and
+    ``ConnectTimeout`` are ``ConnectionError`` subclasses in requests, hence the order.)"""
+    if isinstance(e, requests.exceptions.SSLError):
+        return TlsFailed(f"{api}: TLS failed: {type(e).__name__}: {e}")
+    if isinstance(e, requests.Timeout):
+        return TimedOut(f"{api} timed out: {type(e).__name__}: {e}")
+    if isinstance(e, requests.ConnectionError):
+        return ConnectionFailed(f"{api} unreachable: {type(e).__name__}: {e}")
+    return ProviderError(f"{api} request failed: {e}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,8 +427,11 @@ class RestProvider:
         """The error of a second 401 in a row."""
         raise NotImplementedError
 
-    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
-        """The error of a retryable answer after ``max_retries`` retries."""
+    def _persisted(
+        self, attempts: int, status: int, code: str, message: str, retry_after: float | None
+    ) -> ProviderError:
+        """The error of a retryable answer after ``max_retries`` retries (``retry_after``: the
+        last answer's ``Retry-After`` in seconds)."""
         raise NotImplementedError
 
     def _error(self, status: int, code: str, message: str) -> ProviderError:
@@ -378,14 +474,12 @@ class RestProvider:
         self.sleep(delay)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """One HTTP exchange; transport failures raise :class:`ConnectionFailed`."""
+        """One HTTP exchange; transport failures raise typed errors (:func:`transport_error`)."""
         try:
             with self._gate():
                 return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise ConnectionFailed(f"{self.api_name} unreachable: {type(e).__name__}: {e}") from e
         except requests.RequestException as e:
-            raise ProviderError(f"{self.api_name} request failed: {e}") from e
+            raise transport_error(self.api_name, e) from e
 
     def _request_with_retries(
         self, method: str, url: str, *, units: int, call: str, headers: dict[str, str], **kwargs: Any
@@ -401,6 +495,8 @@ class RestProvider:
             h = {"Authorization": f"Bearer {self._get_token()}", **headers}
             try:
                 r = self._send(method, url, headers=h, **kwargs)
+            except TlsFailed:
+                raise  # a certificate does not heal within a backoff
             except ConnectionFailed:
                 if not retry.backoff():
                     raise
@@ -413,7 +509,8 @@ class RestProvider:
                     raise self._refused(code, message)
                 continue
             if self._should_retry(r.status_code, code):
-                if not retry.backoff(retry_after(r.headers.get("Retry-After"))):
-                    raise self._persisted(retry.attempt, r.status_code, code, message)
+                wait = retry_after(r.headers.get("Retry-After"))
+                if not retry.backoff(wait):
+                    raise self._persisted(retry.attempt, r.status_code, code, message, wait)
                 continue
             raise self._error(r.status_code, code, message)

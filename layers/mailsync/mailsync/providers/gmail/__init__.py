@@ -25,13 +25,15 @@ One module per job:
   rate-limit retries, batch requests) over :class:`~mailsync.providers.http.RestProvider`;
 * :mod:`~mailsync.providers.gmail.labels`: labels as folders (names, roles, membership);
 * :mod:`~mailsync.providers.gmail.sync`: the folder sync (initial load, history deltas, cursor);
+* :mod:`~mailsync.providers.gmail.inventory`: the completeness check (label ids in the window,
+  ids only; missing mails fetched as the initial load builds them);
 * :mod:`~mailsync.providers.gmail.writes`: write-through (UNREAD, moves, trash, send, watch).
 """
 
 from __future__ import annotations
 
 from mailsync.providers.gmail.client import DEFAULT_API_BASE, budget_for
-from mailsync.providers.gmail.sync import GmailSync
+from mailsync.providers.gmail.inventory import GmailInventory
 from mailsync.providers.gmail.tokens import DEFAULT_TOKEN_URI, GMAIL_SCOPES, CredentialsTokenSource
 from mailsync.providers.gmail.writes import GmailWrites
 
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class GmailProvider(GmailSync, GmailWrites):
+class GmailProvider(GmailInventory, GmailWrites):
     """A session to one Gmail mailbox (see the module docstring).
 
     ``access_token`` returns a valid OAuth access token (for example a

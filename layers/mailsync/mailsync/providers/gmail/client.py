@@ -22,6 +22,18 @@ The retry loop is :class:`~mailsync.providers.http.RestProvider`'s; this module 
 error body (:func:`_error_info`), the 403 rate reasons, and the batch endpoint, whose parts
 are retried the same way (a part's 401 refreshes the token once, rate-limited parts are sent
 again after the backoff, other part errors are returned to the caller).
+
+Error kinds (:func:`gmail_kind`; "Resolve errors" guide, developers.google.com/gmail/api/guides/handle-errors)
+------------------------------------------------------------------------------------------------------------
+* 429 and 403 ``rateLimitExceeded``/``userRateLimitExceeded``: retried, then ``rate_limited``
+  with the last ``Retry-After``.
+* 403 ``dailyLimitExceeded`` (the project's daily quota): ``rate_limited``, not retried. It
+  concerns every folder and heals by itself when the day's quota resets, so it must stop the
+  session and back off like a rate limit (``quota_exceeded`` is a per-folder, user-must-act
+  kind in the worker's table), hence this choice.
+* 403 ``quotaExceeded``: ``quota_exceeded``. Any other 403 (``insufficientPermissions``,
+  ``forbidden``, ``domainPolicy``): ``permission_denied``.
+* 5xx after the retries: ``provider_error``; 401/``authError``/``invalid_grant``: :class:`AuthFailed`.
 """
 
 from __future__ import annotations
@@ -36,12 +48,12 @@ from typing import Any
 
 import requests
 
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError, TlsFailed
 from mailsync.providers import http
 from mailsync.providers.http import DEFAULT_UNITS_PER_MINUTE, RETRY_STATUSES, QuotaBudget, Reply, RestProvider
 from mailsync.providers.http import retry_after as _retry_after
 
-__all__ = ["DEFAULT_API_BASE", "FETCH_BATCH", "LIST_PAGE", "UNITS", "GmailClient", "budget_for"]
+__all__ = ["DEFAULT_API_BASE", "FETCH_BATCH", "LIST_PAGE", "UNITS", "GmailClient", "budget_for", "gmail_kind"]
 
 DEFAULT_API_BASE = "https://gmail.googleapis.com"
 FETCH_BATCH = 50  # calls per batch request (Gmail recommends at most 50, allows 100)
@@ -59,7 +71,9 @@ UNITS = {
     "stop": 50,
 }
 
-RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})  # retried
+QUOTA_REASONS = frozenset({"quotaExceeded"})
+DAILY_REASONS = frozenset({"dailyLimitExceeded"})  # rate_limited, not retried (see the docstring)
 
 
 _BUDGETS: dict[str, QuotaBudget] = {}
@@ -86,7 +100,16 @@ def _retryable(status: int, reason: str) -> bool:
     return status in RETRY_STATUSES or (status == 403 and reason in RATE_REASONS)
 
 
-def _api_error(status: int, reason: str, message: str) -> ProviderError:
+def gmail_kind(status: int, reason: str) -> str:
+    """The error kind of a Gmail answer (see the module docstring)."""
+    if reason in RATE_REASONS or reason in DAILY_REASONS:
+        return "rate_limited"
+    if reason in QUOTA_REASONS:
+        return "quota_exceeded"
+    return http.status_kind(status)
+
+
+def _api_error(status: int, reason: str, message: str, retry_after: float | None = None) -> ProviderError:
     return http.api_error(
         "Gmail",
         status,
@@ -94,6 +117,8 @@ def _api_error(status: int, reason: str, message: str) -> ProviderError:
         message,
         auth=lambda _code, text: AuthFailed(f"Gmail: {text}"),
         auth_codes=frozenset({"invalid_grant", "authError"}),
+        kind=gmail_kind(status, reason),
+        retry_after=retry_after,
     )
 
 
@@ -157,8 +182,10 @@ class GmailClient(RestProvider):
     def _refused(self, code: str, message: str) -> ProviderError:
         return AuthFailed(f"Gmail refused the access token: {message}")
 
-    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
-        return ProviderError(f"Gmail rate limit persisted after {attempts} retries: {message}")
+    def _persisted(
+        self, attempts: int, status: int, code: str, message: str, retry_after: float | None
+    ) -> ProviderError:
+        return _api_error(status, code, f"persisted after {attempts} retries: {message}", retry_after)
 
     def _error(self, status: int, code: str, message: str) -> ProviderError:
         return _api_error(status, code, message)
@@ -211,12 +238,15 @@ class GmailClient(RestProvider):
                             "Content-Type": f"multipart/mixed; boundary={boundary}",
                         },
                     )
+                except TlsFailed:
+                    raise
                 except ConnectionFailed:
                     if not retry.backoff():
                         raise
                     continue
                 again: list[int] = []
                 wait: float | None = None
+                last: tuple[int, str] = (0, "")  # status and reason of the last retryable answer
                 if r.status_code >= 400:  # the whole batch failed
                     reason, message = self._error_info_of(r)
                     if r.status_code == 401:
@@ -226,6 +256,7 @@ class GmailClient(RestProvider):
                     if not _retryable(r.status_code, reason):
                         raise _api_error(r.status_code, reason, message)
                     again, wait = idxs, _retry_after(r.headers.get("Retry-After"))
+                    last = (r.status_code, reason)
                 else:
                     parts = _parse_batch_response(r)
                     unauthorized = False
@@ -241,6 +272,7 @@ class GmailClient(RestProvider):
                         elif _retryable(part.status, reason):
                             again.append(i)
                             wait = http.later_retry_after(wait, part.headers.get("retry-after"))
+                            last = (part.status, reason)
                         else:
                             results[i] = part
                     if unauthorized:
@@ -249,7 +281,8 @@ class GmailClient(RestProvider):
                         idxs = again
                         continue
                 if again and not retry.backoff(wait):
-                    raise ProviderError(f"Gmail rate limit persisted after {retry.attempt} retries")
+                    status, reason = last if last[0] else (502, "backendError")  # parts left unanswered
+                    raise _api_error(status, reason, f"batch: persisted after {retry.attempt} retries", wait)
                 idxs = again
         out = [r for r in results if r is not None]
         assert len(out) == len(calls)

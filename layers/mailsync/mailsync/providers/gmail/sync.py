@@ -18,7 +18,7 @@ Sync model and cursor (JSON, ``v`` = 1)
   ``page``/``skip`` resume a load cut by the time budget; an unusable page token restarts
   the listing, which is idempotent).
 
-Initial load: ``messages.list?labelIds=<label>&q=after:<since-1>`` paged, bodies with
+Initial load: ``messages.list?labelIds=<label>&q=after:<since-1> -in:draft`` paged, bodies with
 ``format=raw`` through the batch endpoint (:data:`~mailsync.providers.gmail.client.FETCH_BATCH` per batch), exact filter
 ``internalDate >= since``. Delta: ``history.list`` from the stored id over every page with
 the four history types. The walk is account-wide and cached for the provider session, so
@@ -48,13 +48,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.domain.clock import as_utc
-from mailsync.domain.ports import Change, ChangeBatch, ProviderError, Remove, Reset, SetFlags, Upsert
+from mailsync.domain.ports import (
+    Change,
+    ChangeBatch,
+    FolderGone,
+    ProviderError,
+    Remove,
+    Reset,
+    SetFlags,
+    Upsert,
+)
 from mailsync.providers.gmail.labels import NOT_IN_FOLDERS, GmailLabels, _in_folder
 
-__all__ = ["CURSOR_VERSION", "HISTORY_TYPES", "GmailSync"]
+__all__ = ["CURSOR_VERSION", "HISTORY_TYPES", "GmailSync", "window_query"]
 
 CURSOR_VERSION = 1
 HISTORY_TYPES = ("messageAdded", "messageDeleted", "labelAdded", "labelRemoved")
+
+
+def window_query(since: datetime) -> str:
+    """The ``q`` of the initial load (and of the completeness check): mails after ``since``
+    (``after:<epoch>`` is second-granular, hence one second of slack; the exact filter is
+    ``internalDate >= since`` on the fetched mail), drafts left out (they are in no folder)."""
+    return f"after:{max(int(since.timestamp()) - 1, 0)} -in:draft"
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -85,6 +101,12 @@ class GmailSync(GmailLabels):
     def close(self) -> None:
         super().close()
         self._walk = None
+
+    def _label_gone(self, folder: str, e: ProviderError) -> None:
+        """A listing by label answered 404: the label went away since it was looked up."""
+        if getattr(e, "status", None) == 404:
+            self._labels = None
+            raise FolderGone(f"label {folder!r} is gone: {e}") from e
 
     def _fetch_raw(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """``messages.get?format=raw`` of ``ids`` through the batch endpoint; missing ids are absent."""
@@ -147,7 +169,7 @@ class GmailSync(GmailLabels):
             hid = str(self.profile()["historyId"])
             page_token, skip, done, total = None, 0, 0, 0
         pending_reset = reset
-        query = f"after:{max(int(since.timestamp()) - 1, 0)}"
+        query = window_query(since)
 
         def initial_cursor(page: str | None, skip_n: int) -> dict[str, Any]:
             return {
@@ -171,6 +193,7 @@ class GmailSync(GmailLabels):
                 if page_token and getattr(e, "status", None) == 400:
                     page_token, skip = None, 0  # the token expired: list again (idempotent)
                     continue
+                self._label_gone(folder, e)
                 raise
             ids = [str(m["id"]) for m in page.get("messages") or []]
             next_token = page.get("nextPageToken")

@@ -34,6 +34,8 @@ One module per job:
   error body, retries, ``$batch``) over :class:`~mailsync.providers.http.RestProvider`;
 * :mod:`~mailsync.providers.graph.folders`: mail folders (display paths, ids, roles);
 * :mod:`~mailsync.providers.graph.sync`: the folder sync (delta rounds, cursor, expiry);
+* :mod:`~mailsync.providers.graph.inventory`: the completeness check (a folder's message ids
+  since the start, ids only; missing mails fetched as the delta builds them);
 * :mod:`~mailsync.providers.graph.writes`: write-through (read state, moves, deletes, send);
 * :mod:`~mailsync.providers.graph.subscriptions`: change-notification subscriptions.
 """
@@ -41,8 +43,8 @@ One module per job:
 from __future__ import annotations
 
 from mailsync.providers.graph.client import DEFAULT_API_BASE, budget_for, semaphore_for
+from mailsync.providers.graph.inventory import GraphInventory
 from mailsync.providers.graph.subscriptions import GraphSubscriptions
-from mailsync.providers.graph.sync import GraphSync
 from mailsync.providers.graph.tokens import DEFAULT_AUTHORITY, GRAPH_SCOPES, MsalTokenSource
 from mailsync.providers.graph.writes import GraphWrites
 
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 
-class GraphProvider(GraphSync, GraphWrites, GraphSubscriptions):
+class GraphProvider(GraphInventory, GraphWrites, GraphSubscriptions):
     """A session to one Microsoft 365 mailbox (use as a context manager).
 
     ``calls`` holds "METHOD path" of every request (batch parts included)."""

@@ -23,6 +23,11 @@ to ``api_base``'s origin (a link elsewhere is refused); the retry loop is
 :class:`~mailsync.providers.http.RestProvider`'s, this module adds Graph's error body
 (:func:`_error_info`), the concurrency gate and ``$batch``, whose throttled parts are retried
 the same way (other part errors are returned to the caller).
+
+Error kinds (:func:`graph_kind`): ``ErrorAccessDenied`` (and any 403) ``permission_denied``,
+``ErrorQuotaExceeded`` and 507 ``quota_exceeded``, 429 and 503/504 with ``Retry-After`` after the
+retries ``rate_limited`` (with that ``retry_after``), other 5xx ``provider_error``; a folder's
+404 is :class:`~mailsync.domain.ports.FolderGone` where the caller knows it asked for a folder.
 """
 
 from __future__ import annotations
@@ -40,9 +45,17 @@ import requests
 from mailsync.domain.ports import AuthFailed, ProviderError
 from mailsync.providers import http
 from mailsync.providers.graph.tokens import AUTH_ERRORS
-from mailsync.providers.http import RETRY_STATUSES, ApiError, QuotaBudget, Reply, RestProvider
+from mailsync.providers.http import RETRY_STATUSES, QuotaBudget, Reply, RestProvider
 
-__all__ = ["DEFAULT_API_BASE", "MAX_BATCH", "MAX_CONCURRENT", "GraphClient", "budget_for", "semaphore_for"]
+__all__ = [
+    "DEFAULT_API_BASE",
+    "MAX_BATCH",
+    "MAX_CONCURRENT",
+    "GraphClient",
+    "budget_for",
+    "graph_kind",
+    "semaphore_for",
+]
 
 DEFAULT_API_BASE = "https://graph.microsoft.com/v1.0"
 MAX_CONCURRENT = 4  # Outlook: 4 concurrent requests per app and mailbox
@@ -80,8 +93,28 @@ def _refused(code: str, message: str) -> ProviderError:
     return AuthFailed(f"Graph refused the access token: {code} {message}".strip())
 
 
-def _api_error(status: int, code: str, message: str) -> ProviderError:
-    return http.api_error("Graph", status, code, message, auth=_refused)
+# Graph/Exchange error codes with a kind of their own ("errors" page; Outlook's throttling
+# codes); any other answer's kind follows its status (:func:`~mailsync.providers.http.status_kind`).
+CODE_KINDS = {
+    "erroraccessdenied": "permission_denied",
+    "accessdenied": "permission_denied",
+    "errorquotaexceeded": "quota_exceeded",
+    "quotaexceeded": "quota_exceeded",
+    "toomanyrequests": "rate_limited",
+    "applicationthrottled": "rate_limited",
+    "errortoomanyobjectsopened": "rate_limited",
+}
+
+
+def graph_kind(status: int, code: str) -> str:
+    """The error kind of a Graph answer: by its ``error.code`` when that says more than its status."""
+    return CODE_KINDS.get(code.lower()) or http.status_kind(status)
+
+
+def _api_error(status: int, code: str, message: str, retry_after: float | None = None) -> ProviderError:
+    return http.api_error(
+        "Graph", status, code, message, auth=_refused, kind=graph_kind(status, code), retry_after=retry_after
+    )
 
 
 class GraphClient(RestProvider):
@@ -143,10 +176,15 @@ class GraphClient(RestProvider):
     def _refused(self, code: str, message: str) -> ProviderError:
         return _refused(code, message)
 
-    def _persisted(self, attempts: int, status: int, code: str, message: str) -> ProviderError:
-        return ApiError(
-            f"Graph throttling persisted after {attempts} retries: {status} {code} {message}", status, code
-        )
+    def _persisted(
+        self, attempts: int, status: int, code: str, message: str, retry_after: float | None
+    ) -> ProviderError:
+        """429 (and 503/504 ``ServiceNotAvailable`` with a ``Retry-After``, Graph's throttling
+        answers) after the retries: ``rate_limited``; any other 5xx: ``provider_error``."""
+        kind = "rate_limited" if status == 429 or (status in (503, 504) and retry_after is not None) else None
+        text = f"Graph throttling persisted after {attempts} retries: {status} {code} {message}"
+        kind = kind or graph_kind(status, code)
+        return http.api_error_class(kind)(text, status, code, kind=kind, retry_after=retry_after)
 
     def _error(self, status: int, code: str, message: str) -> ProviderError:
         return _api_error(status, code, message)
@@ -228,6 +266,7 @@ class GraphClient(RestProvider):
                 }
                 again: list[int] = []
                 wait: float | None = None
+                last: tuple[int, str] = (0, "")  # status and code of the last throttled part
                 for i in idxs:
                     part = by_id.get(str(i))
                     if part is None:
@@ -238,12 +277,14 @@ class GraphClient(RestProvider):
                     if status in RETRY_STATUSES:
                         again.append(i)
                         wait = http.later_retry_after(wait, headers.get("retry-after"))
+                        last = (status, _error_info(part.get("body"))[0])
                     elif status == 401:
                         raise AuthFailed("Graph refused the access token (batch part)")
                     else:
                         results[i] = Reply(status, headers, part.get("body"))
                 if again and not retry.backoff(wait):
-                    raise ProviderError(f"Graph throttling persisted after {retry.attempt} retries ($batch)")
+                    status, code = last if last[0] else (502, "")  # parts left unanswered
+                    raise self._persisted(retry.attempt, status, code, "($batch)", wait)
                 idxs = again
         out = [r for r in results if r is not None]
         assert len(out) == len(calls)

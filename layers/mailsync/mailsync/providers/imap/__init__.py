@@ -12,8 +12,12 @@ protocol code):
 * :mod:`~mailsync.providers.imap.fetch`: the FETCH response reader (literals read, not scanned);
 * :mod:`~mailsync.providers.imap.connection`: connect/LOGIN/ENABLE, error translation, wire
   counting and the low-level commands;
+* :mod:`~mailsync.providers.imap.errors`: which typed error a failure is (RFC 5530 codes, TLS,
+  timeouts);
 * :mod:`~mailsync.providers.imap.sync`: the folder sync state machine (``INITIAL``,
   ``DELTA_QRESYNC``, ``DELTA_PLAIN``), the cursor format and the cost of a sync;
+* :mod:`~mailsync.providers.imap.inventory`: the completeness check (UIDs the cursor covers, ids
+  only; the missing mails fetched as the initial load builds them);
 * :mod:`~mailsync.providers.imap.writes`: write-through (STORE ``\\Seen``, MOVE, EXPUNGE, APPEND);
 * :mod:`~mailsync.providers.imap.roles`: folder roles (SPECIAL-USE, else well-known names).
 
@@ -24,15 +28,16 @@ that every cursor stores.
 from __future__ import annotations
 
 from mailsync.providers.imap.connection import SECURITY_MODES, imap_login_check
+from mailsync.providers.imap.inventory import FolderInventory
 from mailsync.providers.imap.roles import FolderRoles
-from mailsync.providers.imap.sync import FolderSync
 from mailsync.providers.imap.writes import WriteThrough
 
 __all__ = ["SECURITY_MODES", "ImapProvider", "imap_login_check"]
 
 
-class ImapProvider(FolderSync, WriteThrough, FolderRoles):
-    """A connected IMAP session for one mailbox: sync (:class:`FolderSync`), mail-client
+class ImapProvider(FolderInventory, WriteThrough, FolderRoles):
+    """A connected IMAP session for one mailbox: sync and completeness check
+    (:class:`FolderInventory` over :class:`~mailsync.providers.imap.sync.FolderSync`), mail-client
     writes (:class:`WriteThrough`) and folder listing (:class:`FolderRoles`) over one
     :class:`~mailsync.providers.imap.connection.ImapConnection`.
 

@@ -7,9 +7,14 @@ QRESYNC (RFC 7162), UNSELECT (RFC 3691), command pipelining (RFC 3501 section 5.
 Invariants
 ----------
 * Every imaplib/imapclient/socket error leaves this module as a typed provider error
-  (:meth:`ImapConnection._errors`): a refused LOGIN is :class:`AuthFailed` (``[UNAVAILABLE]``:
-  :class:`ConnectionFailed`), a broken connection is :class:`ConnectionFailed` and drops the
-  session, a NO/BAD is :class:`ProviderError`, a folder that does not exist is :class:`FolderGone`.
+  (:meth:`ImapConnection._errors`, mapped by :mod:`~mailsync.providers.imap.errors`): a refused
+  LOGIN is :class:`AuthFailed` (``[UNAVAILABLE]``: :class:`ConnectionFailed`), a broken
+  connection is :class:`ConnectionFailed` (:class:`TlsFailed` for TLS, :class:`TimedOut` for a
+  timeout) and drops the session, a NO/BAD is typed by its RFC 5530 response code
+  (``[NOPERM]`` :class:`PermissionDenied`, ``[OVERQUOTA]`` :class:`QuotaExceeded`, ``[LIMIT]``
+  :class:`RateLimited`, ...) else :class:`ProviderError`, a folder that does not exist is
+  :class:`FolderGone`. A server without STARTTLS when ``starttls`` is asked for is
+  :class:`TlsFailed`: the session is never downgraded to plaintext (RFC 8314).
 * ``QRESYNC`` is enabled once per connection when the server offers ``ENABLE`` and ``QRESYNC``;
   :attr:`ImapConnection.qresync` tells whether it took.
 * Instrumentation (:meth:`ImapConnection._instrument`): ``commands`` lists every command sent
@@ -24,7 +29,6 @@ Invariants
 from __future__ import annotations
 
 import imaplib
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +38,8 @@ from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
 from imapclient.response_parser import parse_fetch_response
 
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, FolderGone, ProviderError
+from mailsync.domain.ports import ConnectionFailed, ProviderError, TlsFailed
+from mailsync.providers.imap import errors
 from mailsync.providers.imap.fetch import _Fetched, read_fetch
 from mailsync.providers.imap.uidset import compress_uids
 from mailsync.providers.imap.util import server_message, to_text
@@ -42,11 +47,6 @@ from mailsync.providers.imap.util import server_message, to_text
 __all__ = ["SECURITY_MODES", "ImapConnection", "imap_login_check"]
 
 SECURITY_MODES = ("ssl", "starttls", "none")
-
-_GONE_RE = re.compile(
-    r"\[NONEXISTENT\]|does ?n[o']t exist|not exist|no such (mailbox|folder)|unknown mailbox|not found",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -138,7 +138,7 @@ class ImapConnection:
             client.normalise_times = False
             if self.security == "starttls":
                 if not client.has_capability("STARTTLS"):
-                    raise ProviderError("the server does not offer STARTTLS")
+                    raise TlsFailed("the server does not offer STARTTLS")
                 client.starttls(self.ssl_context)
         self._login()
 
@@ -147,17 +147,12 @@ class ImapConnection:
         try:
             client.login(self.username, self._password)
         except imap_exc.LoginError as e:
-            msg = server_message(e)
-            upper = msg.upper()
-            if "[UNAVAILABLE]" in upper:
-                raise ConnectionFailed(msg) from e
-            if "[PRIVACYREQUIRED]" in upper:
-                raise ProviderError(msg) from e
-            raise AuthFailed(msg) from e
+            raise errors.refused(server_message(e), login=True) from e
         except (imaplib.IMAP4.abort, OSError, EOFError) as e:
-            raise ConnectionFailed(f"{type(e).__name__}: {e}") from e
+            self._drop()
+            raise errors.transport(e) from e
         except imaplib.IMAP4.error as e:  # pragma: no cover - LoginError covers LOGIN failures
-            raise AuthFailed(server_message(e)) from e
+            raise errors.refused(server_message(e), login=True) from e
         with self._errors():
             self._caps = frozenset(c.upper() for c in client.capabilities())
             if b"QRESYNC" in self._caps and b"ENABLE" in self._caps:
@@ -238,12 +233,12 @@ class ImapConnection:
         except ProviderError:
             raise
         except imap_exc.LoginError as e:
-            raise AuthFailed(server_message(e)) from e
-        except (imaplib.IMAP4.abort, OSError, EOFError) as e:
+            raise errors.refused(server_message(e), login=True) from e
+        except (imaplib.IMAP4.abort, OSError, EOFError) as e:  # ssl.SSLError, TimeoutError included
             self._drop()
-            raise ConnectionFailed(f"{type(e).__name__}: {e}") from e
+            raise errors.transport(e) from e
         except imaplib.IMAP4.error as e:
-            raise ProviderError(server_message(e)) from e
+            raise errors.refused(server_message(e)) from e
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -257,7 +252,9 @@ class ImapConnection:
     # -- low-level commands ------------------------------------------------------------------
 
     def _open(self, folder: str, readonly: bool = True) -> _Box:
-        """SELECT/EXAMINE ``folder``; raises :class:`FolderGone` when it does not exist."""
+        """SELECT/EXAMINE ``folder``; raises :class:`FolderGone` when it does not exist and
+        :class:`PermissionDenied` when the server refuses it access (``[NOPERM]``, or a NO
+        without a code whose text says so)."""
         client = self._conn
         try:
             resp = client.select_folder(folder, readonly=readonly)
@@ -265,10 +262,7 @@ class ImapConnection:
             raise
         except imaplib.IMAP4.error as e:
             self._selected = None
-            msg = server_message(e)
-            if _GONE_RE.search(msg):
-                raise FolderGone(f"{folder}: {msg}") from e
-            raise ProviderError(msg) from e
+            raise errors.refused(server_message(e), folder=folder) from e
         self._selected = (folder, readonly)
         uidvalidity = resp.get(b"UIDVALIDITY")
         if uidvalidity is None:
@@ -304,10 +298,7 @@ class ImapConnection:
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as e:
-            msg = server_message(e)
-            if _GONE_RE.search(msg):
-                raise FolderGone(f"{folder}: {msg}") from e
-            raise ProviderError(msg) from e
+            raise errors.refused(server_message(e), folder=folder) from e
 
     def _uid_fetch(
         self, uid_set: str, items: str, modifiers: str | None = None, seq: bool = False
