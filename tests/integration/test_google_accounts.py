@@ -113,9 +113,15 @@ def test_reconnect_keeps_mails_and_revoked_access_sets_auth_error(tenant, google
     sync_account("t1", aid)
     google.revoke_user(EMAIL)
     assert sync_account("t1", aid)["status"] == "auth_error"
-    assert api.get(f"/v1/accounts/{aid}").body["state"] == "auth_error"
+    gone = api.get(f"/v1/accounts/{aid}").body
+    assert gone["state"] == "auth_error" and gone["health"]["action"] == "reauthenticate"
+    assert gone["health"]["last_error"]["code"] == "auth_failed"
     _, q2 = connect_google(api, google, EMAIL)
     assert q2["account_id"] == aid
+    # The reconnect clears auth_error at once: healthy, nothing for the user to do.
+    back = api.get(f"/v1/accounts/{aid}").body
+    assert back["state"] == "active" and back["error"] is None, back
+    assert back["health"]["action"] is None and back["health"]["consecutive_failures"] == 0
     assert list(subjects(api, aid)) == ["Bleibt"]
     assert sync_account("t1", aid)["status"] == "ok"
     assert api.get(f"/v1/accounts/{aid}").body["state"] == "active"

@@ -987,3 +987,22 @@ def test_refused_refresh_and_transport_failures_have_their_kind(graph, tokens):
             p.me()
     assert down.value.kind == "connection_failed"
     assert tokens["access_token"] not in f"{tls.value} {slow.value} {down.value}"
+
+
+def test_a_long_retry_after_ends_the_run_at_once_instead_of_sleeping_through_it(graph, tokens):
+    from mailsync.domain.ports import RateLimited
+
+    cursor = {"v": 1, "phase": "delta", "deltaLink": f"{graph.api_base}/me/mailFolders('x')/messages/delta"}
+    slept: list[float] = []
+    graph.fail_next(1, 429, path="/messages", retry_after=600)
+    with make_provider(graph, tokens, max_retries=5, sleep=slept.append) as p:
+        p.list_folders()
+        with pytest.raises(RateLimited) as err:
+            p.inventory("Inbox", cursor, SINCE)
+    # A Lambda must not sleep ten minutes: the wait goes to the scheduler (next_due).
+    assert slept == [] and err.value.retry_after == 600.0
+    graph.fail_next(1, 429, path="/messages", retry_after=2)
+    with make_provider(graph, tokens, max_retries=5, sleep=slept.append) as p:
+        p.list_folders()
+        p.inventory("Inbox", cursor, SINCE)
+    assert slept == [2.0]  # a short one is waited for in place

@@ -132,8 +132,14 @@ def test_reconnect_keeps_mails_and_revoked_access_sets_auth_error(tenant, micros
     sync_account("t1", aid)
     microsoft.revoke_user(EMAIL)  # refresh tokens answer invalid_grant, access tokens 401
     assert sync_account("t1", aid)["status"] == "auth_error"
-    assert api.get(f"/v1/accounts/{aid}").body["state"] == "auth_error"
+    gone = api.get(f"/v1/accounts/{aid}").body
+    assert gone["state"] == "auth_error" and gone["health"]["action"] == "reauthenticate"
+    assert gone["health"]["last_error"]["code"] == "auth_failed"
     assert connect(api, microsoft) == aid
+    # The reconnect clears auth_error at once: healthy, nothing for the user to do.
+    back = api.get(f"/v1/accounts/{aid}").body
+    assert back["state"] == "active" and back["error"] is None, back
+    assert back["health"]["action"] is None and back["health"]["consecutive_failures"] == 0
     assert list(subjects(api, aid)) == ["Bleibt"]
     assert sync_account("t1", aid)["status"] == "ok"
     assert api.get(f"/v1/accounts/{aid}").body["state"] == "active"

@@ -182,7 +182,12 @@ def test_replies_thread_by_references_and_subject(tenant, dovecot, imap_user):
         assert thread("t1", m["thread_id"]) is not None  # never dangles
 
 
-def test_auth_failure_sets_auth_error_and_stops_polling(tenant, dovecot, imap_user):
+def test_auth_failure_sets_auth_error_and_slows_polling_to_six_hours(tenant, dovecot, imap_user):
+    from datetime import UTC, datetime, timedelta
+
+    from mailsync.domain.clock import iso
+    from mailsync.usecases.sync_account import due_accounts
+
     user, _ = imap_user
     acc = connect(dovecot, imap_user)
     sync(acc)
@@ -190,10 +195,10 @@ def test_auth_failure_sets_auth_error_and_stops_polling(tenant, dovecot, imap_us
     assert sync(acc)["status"] == "auth_error"
     view = accounts.get_account("t1", "alice", acc["id"])
     assert view["state"] == "auth_error" and view["error"]["code"] == "auth_failed"
-    from mailsync.usecases.sync_account import due_accounts
-
-    assert acc["id"] not in {a for _, a, _ in due_accounts(now="2999-01-01T00:00:00Z")}
-    assert sync(acc)["status"] == "skipped"
+    soon = iso(datetime.now(UTC) + timedelta(hours=5, minutes=50))
+    later = iso(datetime.now(UTC) + timedelta(hours=6, minutes=1))
+    assert acc["id"] not in {a for _, a, _ in due_accounts(now=soon)}  # not every poll
+    assert acc["id"] in {a for _, a, _ in due_accounts(now=later)}  # but every 6 hours
 
 
 def test_delete_account_purges_everything(tenant, dovecot, imap_user):
@@ -339,7 +344,12 @@ def test_unreachable_server_backs_off_and_keeps_the_mirror(tenant, dovecot, imap
     repo.save_account(doc, get_settings().due_shards)
     assert sync(acc)["status"] == "error"
     view = accounts.get_account("t1", "alice", acc["id"])
-    assert view["state"] == "error" and view["error"]["code"] == "connection_failed"
+    # One failure may be a blip: the account stays active and says so in its health.
+    assert view["state"] == "active" and view["error"]["code"] == "connection_failed"
+    assert view["health"]["consecutive_failures"] == 1
+    assert [sync(acc)["status"] for _ in range(2)] == ["error", "error"]
+    view = accounts.get_account("t1", "alice", acc["id"])
+    assert view["state"] == "error" and view["health"]["consecutive_failures"] == 3
     assert [m["subject"] for m in mirror(acc)] == ["kept"]  # nothing synced is lost
     due = {a: d for _, a, d in due_accounts(now="2999-01-01T00:00:00Z")}
     assert due[acc["id"]] > datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # backed off, still polled

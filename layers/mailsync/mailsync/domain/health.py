@@ -274,8 +274,7 @@ def action_for(state: str, error: dict[str, Any] | None) -> str | None:
     if state == "auth_error":
         return "reauthenticate"
     if state in ("error", "degraded") and error:
-        spec = ERRORS.get(str(error.get("code")))
-        return spec.action if spec else None
+        return ERRORS[_code(error)].action
     return None
 
 
@@ -301,12 +300,21 @@ def health_view(acc: Account, check: CheckResult | None) -> dict[str, Any]:
     }
 
 
+def _code(error: dict[str, Any]) -> str:
+    """The error's code of the contract (an error stored before the codes were typed maps to
+    its nearest one)."""
+    code = str(error.get("code") or "")
+    if code == "folder_gone":
+        return "mailbox_gone"
+    return code if code in ERRORS else "provider_error"
+
+
 def _public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
     if not error:
         return None
     return {
-        "code": error.get("code"),
-        "message": error.get("message"),
+        "code": _code(error),
+        "message": error.get("message") or "",
         "at": error.get("at"),
         "folder": error.get("folder"),
     }

@@ -67,6 +67,7 @@ trace_http()  # every call to Google or Microsoft goes through code that imports
 
 __all__ = [
     "DEFAULT_UNITS_PER_MINUTE",
+    "MAX_INLINE_WAIT",
     "ApiError",
     "RETRY_STATUSES",
     "QuotaBudget",
@@ -305,6 +306,10 @@ def transport_error(api: str, e: requests.RequestException) -> ProviderError:
 # Provider base
 
 
+MAX_INLINE_WAIT = 30.0
+"""Seconds of ``Retry-After`` a request still waits for in place; a longer one ends the run."""
+
+
 class Retry:
     """The retry state of one request: backoff attempts and the single token refresh after a 401."""
 
@@ -315,8 +320,12 @@ class Retry:
 
     def backoff(self, wait: float | None = None) -> bool:
         """Sleep before the next attempt (at least ``wait`` seconds, a ``Retry-After``);
-        False, without sleeping, when ``max_retries`` are used up."""
+        False, without sleeping, when ``max_retries`` are used up or the provider asks for a
+        wait longer than :data:`MAX_INLINE_WAIT`: a Lambda must not sleep through minutes of
+        throttling, so the error carries ``retry_after`` and the scheduler waits instead."""
         if self.attempt >= self.client.max_retries:
+            return False
+        if wait is not None and wait > MAX_INLINE_WAIT:
             return False
         self.client._backoff(self.attempt, wait)
         self.attempt += 1

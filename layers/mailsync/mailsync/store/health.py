@@ -12,7 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
-import secrets
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,11 +29,14 @@ RUNS_SHOWN = 50
 
 
 def record_run(tenant_id: str, account_id: str, run: dict[str, Any]) -> None:
-    """Store one sync run (``run["started_at"]`` ISO text) with its 30-day expiry."""
+    """Store one sync run (``run["started_at"]`` ISO text) with its 30-day expiry.
+
+    ``started_at`` has second precision; the key's tail is the nanosecond clock at the write,
+    so runs of one second (an account's runs are serialised by its lock) keep their order."""
     started = parse_iso(run["started_at"])
     SyncRunItem(
         keys.account(tenant_id, account_id),
-        keys.sync_run_sk(run["started_at"], secrets.token_hex(4)),
+        keys.sync_run_sk(run["started_at"], f"{time.time_ns():020d}"),
         run=run,
         ttl=int((started + timedelta(days=RUN_TTL_DAYS)).timestamp()),
     ).save()

@@ -143,9 +143,9 @@ def state_sort(t: str, a: str) -> str:
     return f"{t}#{a}"
 
 
-def sync_run_sk(started_at: str, run_id: str) -> str:
+def sync_run_sk(started_at: str, tiebreak: str) -> str:
     """A sync run in the account partition: newest last, so a reverse Query reads the latest."""
-    return f"RUN#{started_at}#{run_id}"
+    return f"RUN#{started_at}#{tiebreak}"
 
 
 # Sort keys (one place: GSI order is newest first by these)
