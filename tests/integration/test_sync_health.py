@@ -380,3 +380,92 @@ def test_history_records_what_changed_failed_or_was_asked_for_and_expires(
         expires = item.ttl - parse_iso(item.run["started_at"]).timestamp()
         assert expires == 30 * 86400
     assert time.time() < min(i.ttl for i in items)
+
+
+# ------------------------------------------------------------------ state writes and operations
+def test_state_writes_are_conditional_so_two_workers_never_flip_an_account(
+    api: ApiClient, dovecot: Any, imap_user: tuple[str, str]
+) -> None:
+    acc = connect(dovecot, imap_user, backfill_days=1)
+    sync_account("t1", acc["id"])
+    shards = get_settings().due_shards
+    stored = repo.get_account("t1", acc["id"])
+    assert stored is not None and stored.state == "active"
+    # Worker A read "active" and saves "error"; worker B, who read "degraded" (stale), loses.
+    assert not repo.update_sync_fields(
+        stored.with_(state="error"), shards, fields=("state",), expected_state="degraded"
+    )
+    assert repo.get_account("t1", acc["id"]).state == "active"  # type: ignore[union-attr]
+    assert repo.update_sync_fields(
+        stored.with_(state="error"), shards, fields=("state",), expected_state="active"
+    )
+    assert repo.get_account("t1", acc["id"]).state == "error"  # type: ignore[union-attr]
+    # The second writer, still believing "active", cannot flip it back.
+    assert not repo.update_sync_fields(stored, shards, fields=("state",), expected_state="active")
+    assert ("t1", acc["id"]) in repo.in_state("error", "t1")
+    assert ("t1", acc["id"]) not in repo.in_state("active", "t1")
+    # A pause by the user is never overwritten by a sync's save.
+    r = api.post(f"/v1/accounts/{acc['id']}/pause")
+    assert r.status == 200 and r.body["state"] == "paused", r.body
+    again = repo.get_account("t1", acc["id"])
+    assert again is not None
+    assert not repo.update_sync_fields(
+        again.with_(state="active"), shards, fields=("state",), expected_state="paused"
+    )
+    assert repo.get_account("t1", acc["id"]).state == "paused"  # type: ignore[union-attr]
+
+
+def test_census_counts_accounts_per_state_from_the_state_index(
+    api: ApiClient, dovecot: Any, imap_user: tuple[str, str]
+) -> None:
+    from mailsync.usecases.sync_account import census
+
+    before = census()
+    acc = connect(dovecot, imap_user, backfill_days=1)
+    assert census()["initial_sync"] == before["initial_sync"] + 1
+    sync_account("t1", acc["id"])
+    after = census()
+    assert after["active"] == before["active"] + 1 and after["initial_sync"] == before["initial_sync"]
+    dovecot.add_user(imap_user[0], "changed-" + uuid.uuid4().hex)
+    sync_account("t1", acc["id"])
+    now = census()
+    assert now["auth_error"] == before["auth_error"] + 1 and now["active"] == before["active"]
+    assert sum(now.values()) == sum(before.values()) + 1
+
+
+def test_admin_cli_lists_accounts_in_a_state_and_checks_or_resyncs_without_an_api_key(
+    api: ApiClient, dovecot: Any, imap_user: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from mailsync_local.cli import main
+
+    user, _ = imap_user
+    dovecot.append_many(user, "INBOX", mails(2))
+    acc = connect(dovecot, imap_user, backfill_days=1)
+    sync_account("t1", acc["id"])
+    before = ids(acc)
+    victim = before["Mail 0"]
+    MessageItem.get(keys.message("t1", victim), "M").delete()
+    for loc in LocationItem.query(keys.account("t1", acc["id"]), LocationItem.sk.startswith("L#")):
+        if loc.mid == victim:
+            loc.delete()
+    capsys.readouterr()
+    assert main(["admin", "check", "t1", acc["id"]]) == 0
+    out = capsys.readouterr()
+    done = json.loads(out.out.strip().splitlines()[-1])
+    assert done["state"] == "degraded", done  # it healed a difference
+    (inbox,) = [c for c in done["health"]["check"]["folders"] if c["name"] == "INBOX"]
+    assert inbox["missing"] == 1 and inbox["healed"] == 1
+    assert '"run": 1' in out.err  # progress on stderr
+    assert ids(acc) == before
+
+    assert main(["admin", "accounts", "--state", "degraded", "--tenant", "t1"]) == 0
+    listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [a["id"] for a in listed if a["id"] == acc["id"]] == [acc["id"]]
+    assert all(a["state"] == "degraded" and a["tenant_id"] == "t1" for a in listed)
+
+    assert main(["admin", "resync", "t1", acc["id"]]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["state"] in ("active", "degraded") and ids(acc) == before
+    assert main(["admin", "check", "t1", "acc_nobody"]) == 1  # an unknown account is an error

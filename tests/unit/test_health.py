@@ -204,3 +204,16 @@ def test_health_view_shape_and_legacy_error_codes() -> None:
     assert view["action"] == "check_server_settings"
     odd = health_view(acc.with_(error={"code": "ErrorItemNotFound", "message": "x"}), None)
     assert odd["last_error"]["code"] == "provider_error"
+
+
+def test_a_success_keeps_no_attempt_date_of_its_own_but_the_view_shows_the_latest() -> None:
+    from dataclasses import replace
+
+    acc = loaded()
+    acc = acc.with_(sync=replace(acc.sync, last_success_at=iso(NOW)))
+    assert acc.health == {"initial_done_at": iso(NOW)}  # only what is set rides on each poll
+    assert health_view(acc, None)["last_attempt_at"] == iso(NOW)
+    later = NOW + timedelta(minutes=5)
+    failed = after_failure(acc, err("timeout"), now=later, poll_seconds=POLL, rng=random.Random(1))
+    assert health_view(failed, None)["last_attempt_at"] == iso(later)
+    assert health_view(failed, None)["last_success_at"] == iso(NOW)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,7 +80,7 @@ class HealthError:
 class HealthMarks:
     """What the account item keeps for health beyond its state, ``error`` and ``failures``."""
 
-    last_attempt_at: str | None = None
+    last_attempt_at: str | None = None  # of the last failed attempt; a success is sync.last_success_at
     auth_error_since: str | None = None
     initial_done_at: str | None = None  # the first load completed once (a resync is not one)
     check_at: str | None = None
@@ -92,7 +92,8 @@ class HealthMarks:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Only the marks that are set: they ride on every poll's UpdateItem of the account."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v != 0}
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def marks(acc: Account) -> HealthMarks:
 
 
 def with_marks(acc: Account, **changes: Any) -> Account:
-    return acc.with_(health={**marks(acc).as_dict(), **changes})
+    return acc.with_(health=replace(marks(acc), **changes).as_dict())
 
 
 def after_failure(
@@ -249,7 +250,7 @@ def after_success(
             failures=0,
             next_due=iso(now + timedelta(seconds=poll_seconds)),
         ),
-        last_attempt_at=iso(now),
+        last_attempt_at=None,  # this attempt succeeded: it is sync.last_success_at (one date less per poll)
         auth_error_since=None,
         initial_done_at=initial_done_at,
         check_at=check_at,
@@ -291,7 +292,7 @@ def health_view(acc: Account, check: CheckResult | None) -> dict[str, Any]:
     m = marks(acc)
     return {
         "last_success_at": acc.sync.last_success_at,
-        "last_attempt_at": m.last_attempt_at,
+        "last_attempt_at": max(filter(None, (m.last_attempt_at, acc.sync.last_success_at)), default=None),
         "next_attempt_at": acc.next_due,
         "consecutive_failures": acc.failures,
         "last_error": _public_error(acc.error),

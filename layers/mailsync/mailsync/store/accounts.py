@@ -128,7 +128,7 @@ def account_item(acc: Account, due_shards: int) -> AccountItem:
         setattr(item, f, doc.get(f))
     item.gsi1pk = keys.owner_accounts(t, acc.owner)
     item.gsi1sk = keys.owner_accounts_sort(acc.created_at, a)
-    item.gsi6pk, item.gsi6sk = keys.state_index(acc.state), keys.state_sort(t, a)
+    item.gsi6pk = keys.state_index(acc.state)
     if acc.next_due and acc.state not in NOT_DUE_STATES:
         shard = int(hashlib.sha1(a.encode(), usedforsecurity=False).hexdigest(), 16) % due_shards
         item.gsi2pk = keys.due_shard(shard)
@@ -318,10 +318,10 @@ def update_sync_fields(
             actions += [AccountItem.gsi2pk.set(due[0]), AccountItem.gsi2sk.set(due[1])]
         else:
             actions += [AccountItem.gsi2pk.remove(), AccountItem.gsi2sk.remove()]
-        actions += [
-            AccountItem.gsi6pk.set(keys.state_index(acc.state)),
-            AccountItem.gsi6sk.set(keys.state_sort(acc.tenant_id, acc.account_id)),
-        ]
+    if "state" in fields and acc.state != expected_state:
+        # The state index is rewritten only when the state moves: a poll that keeps it costs
+        # no index write (the condition below guarantees the stored state is expected_state).
+        actions.append(AccountItem.gsi6pk.set(keys.state_index(acc.state)))
     condition = AccountItem.state.is_in(*states)
     if expected_state is not None:
         condition = condition & (AccountItem.state == expected_state)
@@ -342,9 +342,8 @@ def count_in_state(state: str) -> int:
 
 def in_state(state: str, tenant_id: str | None = None, *, limit: int = 1000) -> list[tuple[str, str]]:
     """``(tenant, account)`` of accounts in ``state`` (of one tenant, when given): a Query."""
-    cond = AccountItem.gsi6sk.startswith(f"{tenant_id}#") if tenant_id else None
-    out: list[tuple[str, str]] = []
-    for item in AccountItem.by_state.query(keys.state_index(state), cond, limit=limit):
-        t, a = item.gsi6sk.rsplit("#", 1)
-        out.append((t, a))
-    return out
+    cond = AccountItem.pk.startswith(keys.account(tenant_id, "")) if tenant_id else None
+    return [
+        keys.parse_account(item.pk)
+        for item in AccountItem.by_state.query(keys.state_index(state), cond, limit=limit)
+    ]

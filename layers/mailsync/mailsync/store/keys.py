@@ -21,6 +21,12 @@ def account(t: str, a: str) -> str:
     return f"T#{t}#A#{a}"
 
 
+def parse_account(pk: str) -> tuple[str, str]:
+    """``(tenant, account)`` of an account partition key (:func:`account`)."""
+    head, _, a = pk.rpartition("#A#")
+    return head.removeprefix("T#"), a
+
+
 def message(t: str, mid: str) -> str:
     return f"T#{t}#M#{mid}"
 
@@ -137,10 +143,6 @@ def due_sort(next_due: str, t: str, a: str) -> str:
 def state_index(state: str) -> str:
     """GSI6 partition of the accounts in ``state``."""
     return f"STATE#{state}"
-
-
-def state_sort(t: str, a: str) -> str:
-    return f"{t}#{a}"
 
 
 def sync_run_sk(started_at: str, tiebreak: str) -> str:
