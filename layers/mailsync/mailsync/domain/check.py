@@ -11,6 +11,9 @@ Invariants:
   so threads, links and orphans stay as consistent as after any sync. Orphans this makes are
   purged at once (the check runs after a full pass, as ``apply_local`` does). The cursor does
   not move: the next sync finds the same changes applied (idempotent).
+* One folder failing does not stop the others (as in ``SyncEngine.run``): a folder that
+  failed earlier in the run is skipped, one that fails in its check is put into ``failed``;
+  only the account-wide kinds (:data:`~mailsync.domain.ports.SESSION_KINDS`) end the check.
 * A folder whose first load is not complete is not checked (its inventory would be the
   unfinished rest of the load, not a difference).
 * Known races, documented in docs/performance.md: a Gmail or Graph mail that arrives between
@@ -20,12 +23,12 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import datetime
 
 from mailsync.domain.clock import iso
 from mailsync.domain.health import CheckResult, FolderCheck
-from mailsync.domain.ports import ChangeBatch, MailProvider, Remove
+from mailsync.domain.ports import SESSION_KINDS, ChangeBatch, MailProvider, ProviderError, Remove
 from mailsync.domain.sync import SyncEngine
 from mailsync.domain.sync_state import FolderState
 
@@ -37,13 +40,23 @@ def check_folders(
     now: datetime,
     *,
     on_healed: Callable[[str, str, str], None] | None = None,
+    failed: MutableMapping[str, ProviderError] | None = None,
 ) -> CheckResult:
     """Check (and heal) every synced, loaded folder; ``on_healed(folder, ref, "missing" |
-    "extra")`` is told of each healed difference (logged and counted by the caller)."""
+    "extra")`` is told of each healed difference (logged and counted by the caller).
+    ``failed``: the run's folder errors; their folders are skipped, and a folder whose check
+    fails is added (a session-wide error is raised)."""
     result = CheckResult(iso(now))
+    failed = {} if failed is None else failed
     for st in states.values():
-        if st.synced and st.initial_done and st.cursor is not None:
+        if not (st.synced and st.initial_done and st.cursor is not None) or st.name in failed:
+            continue
+        try:
             result.folders.append(check_folder(engine, provider, st, on_healed=on_healed))
+        except ProviderError as e:
+            if e.kind in SESSION_KINDS:
+                raise
+            failed[st.name] = e
     if result.healed:
         engine.purge_orphans()
     return result

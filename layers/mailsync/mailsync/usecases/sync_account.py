@@ -153,7 +153,9 @@ def sync_account(
                 and clock() < deadline
                 and (run.trigger == "check" or check_due(acc, run.started))
             ):
-                check = check_folders(engine, provider, all_states, now(), on_healed=run.healed)
+                check = check_folders(
+                    engine, provider, all_states, now(), on_healed=run.healed, failed=report.folder_errors
+                )
     except AccountGone:
         # Deleted while we synced: the purge holds the mirror; nothing more is stored.
         return {"status": "gone"}
