@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from mailsync.domain.ports import ProviderError
 from mailsync.domain.records import Link, MessageDoc, ThreadDoc
 
 
@@ -152,4 +153,4 @@ class SyncReport:
     complete: bool = True  # False when the time budget ran out; re-run to continue
     gone_folders: list[str] = field(default_factory=list)
     # Folders whose sync failed while the others went on (folder name -> the provider error).
-    folder_errors: dict[str, Exception] = field(default_factory=dict)
+    folder_errors: dict[str, ProviderError] = field(default_factory=dict)
