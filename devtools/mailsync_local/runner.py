@@ -200,6 +200,12 @@ def to_event(
 
 
 def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTTPRequestHandler]:
+    """HTTP in front of the API handler. Connections are served by threads, but the handler
+    runs one request at a time, as one Lambda instance does: Powertools' resolver keeps the
+    current request (route, body, caller) on the app object, so two requests in it at once
+    would act on each other's route, body or caller."""
+    one_at_a_time = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -210,7 +216,8 @@ def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTT
             if path == "/" or path.startswith("/docs"):
                 path = "/docs" + path[len("/docs") :] if path.startswith("/docs") else "/docs"
             event = to_event(self.command, path, dict(self.headers.items()), body, self.client_address[0])
-            result = api(event, LambdaContext("mailsync-api", timeout_ms=29_000))
+            with one_at_a_time:
+                result = api(event, LambdaContext("mailsync-api", timeout_ms=29_000))
             payload = result.get("body") or ""
             data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
             self.send_response(int(result.get("statusCode", 200)))

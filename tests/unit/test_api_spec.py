@@ -47,3 +47,54 @@ def test_api_key_routes_are_documented_with_every_answer_and_need_no_user_header
             assert ref.endswith("/Error"), (method, path, code)
     created = paths["/v1/api-keys"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert created["$ref"].endswith("/ApiKeyCreated")
+
+
+def test_every_operation_has_a_clean_unique_operation_id() -> None:
+    ids = [op["operationId"] for ops in _spec()["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) > 40
+    # Generated clients name their methods after these: listAccounts, not list_accounts_v1_accounts_get.
+    assert all(i.isidentifier() and "_" not in i and i[0].islower() for i in ids), ids
+    paths = _spec()["paths"]
+    assert paths["/v1/accounts"]["get"]["operationId"] == "listAccounts"
+    assert paths["/v1/accounts/{account_id}"]["get"]["operationId"] == "getAccount"
+
+
+def test_every_error_answer_declares_the_code_message_body() -> None:
+    missing = []
+    for path, ops in _spec()["paths"].items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            want = {"422"}
+            if "{" in path:
+                want.add("404")
+            if method in ("post", "put", "patch"):
+                want.add("415")
+            if op.get("security") != []:
+                want.add("401")
+            if not want <= codes:
+                missing.append(f"{method.upper()} {path}: {sorted(want - codes)}")
+            if not any(c.startswith("2") for c in codes):
+                missing.append(f"{method.upper()} {path}: no success answer")
+            for code, resp in op["responses"].items():
+                if code[0] in "45":
+                    ref = resp["content"]["application/json"]["schema"]["$ref"]
+                    if not ref.endswith("/Error"):
+                        missing.append(f"{method.upper()} {path} {code}: {ref}")
+    assert missing == []
+    error = _spec()["components"]["schemas"]["Error"]
+    assert {"code", "message"} <= set(error["required"])
+
+
+def test_public_routes_say_they_need_no_key() -> None:
+    paths = _spec()["paths"]
+    public = {
+        ("post", "/v1/webhooks/google"),
+        ("post", "/v1/webhooks/microsoft"),
+        ("get", "/v1/oauth/google/callback"),
+        ("get", "/v1/oauth/microsoft/callback"),
+    }
+    for method, path in public:
+        assert paths[path][method]["security"] == [], (method, path)
+        assert "401" not in paths[path][method]["responses"]
+    assert paths["/v1/accounts"]["get"].get("security") is None  # the document's default: key and user
+    assert _spec()["security"] == [{"apiKey": [], "user": []}]

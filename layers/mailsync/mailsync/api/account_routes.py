@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import Cursor, Id, Limit, caller, json_response
+from mailsync.api.router import ApiRouter
 from mailsync.errors import MailsyncError
 from mailsync.lazy import lazy_module
 
@@ -20,7 +20,7 @@ else:  # loaded by the first request that needs them (cold starts)
     detect_mod = lazy_module("mailsync.domain.detect")
     accounts = lazy_module("mailsync.usecases.accounts")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 @router.get("/v1/providers/detect", tags=["accounts"], summary="Fill in IMAP/SMTP settings for an address")

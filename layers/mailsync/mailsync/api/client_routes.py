@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import Id, caller
+from mailsync.api.router import ApiRouter
 from mailsync.errors import InvalidRequest
 from mailsync.lazy import lazy_module
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 else:
     client = lazy_module("mailsync.usecases.client")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 def _require_change(body: schemas.MessagePatchIn) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import Cursor, Id, Limit, caller, json_response
+from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 else:
     contacts = lazy_module("mailsync.usecases.contacts")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 @router.put(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import Id, caller, error_responses, json_response
+from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 else:  # loaded by the first request that needs it (cold starts)
     recovery = lazy_module("mailsync.usecases.recovery")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 @router.put(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import TENANT_SECURITY, Id, error_response, json_response, tenant_caller
+from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 else:
     keys = lazy_module("mailsync.usecases.keys")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 UNAUTHORIZED = error_response("`unauthorized`: no API key, or an unknown or deleted one")
 INVALID = error_response("`invalid_request`: the body or the id does not match the schema")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import Cursor, Id, Limit, caller
+from mailsync.api.router import ApiRouter
 from mailsync.errors import MailsyncError
 from mailsync.lazy import lazy_module
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 else:  # loaded by the first request that needs them (cold starts)
     reading = lazy_module("mailsync.usecases.reading")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 @router.get("/v1/messages", tags=["mail"], summary="Message summaries, newest first")

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
 from mailsync.api.params import caller
+from mailsync.api.router import ApiRouter
 from mailsync.config import get_settings
 from mailsync.lazy import lazy_module
 
@@ -21,7 +21,7 @@ else:
     google = lazy_module("mailsync.usecases.google")
     microsoft = lazy_module("mailsync.usecases.microsoft")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 class AuthorizeUrl(BaseModel):

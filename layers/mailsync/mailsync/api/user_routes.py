@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api import schemas
 from mailsync.api.params import TENANT_SECURITY, Id, error_responses, json_response, tenant_caller
+from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 else:  # loaded by the first request that needs it (cold starts)
     lifecycle = lazy_module("mailsync.usecases.lifecycle")
 
-router = APIGatewayHttpRouter()
+router = ApiRouter()
 
 
 @router.delete(
