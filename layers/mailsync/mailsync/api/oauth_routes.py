@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
-from mailsync.api.params import caller
+from mailsync.api.params import caller, error_response
 from mailsync.api.router import ApiRouter
 from mailsync.config import get_settings
 from mailsync.lazy import lazy_module
@@ -22,6 +22,22 @@ else:
     microsoft = lazy_module("mailsync.usecases.microsoft")
 
 router = ApiRouter()
+
+_AUTHORIZE = {
+    422: error_response(
+        "Bad redirect_uri (`invalid_request`), or not on the allowlist (`redirect_not_allowed`)"
+    ),
+    503: error_response("The provider's OAuth client is not configured (`not_configured`)"),
+}
+_CALLBACK = {
+    302: {
+        "description": "To the tenant's redirect_uri with `account_id`, or `error` (workspace_required, "
+        "exchange_failed, invalid_token, state_expired, invalid_state, access_denied, …)",
+        "content": {},
+    },
+    400: error_response("A state we cannot trust (`invalid_state`): no redirect"),
+    503: error_response("The provider's OAuth client is not configured (`not_configured`)"),
+}
 
 
 class AuthorizeUrl(BaseModel):
@@ -50,7 +66,10 @@ def _callback_url(provider: str = "google") -> str:
 
 
 @router.get(
-    "/v1/oauth/google/authorize", tags=["oauth"], summary="The Google authorization URL (PKCE, state)"
+    "/v1/oauth/google/authorize",
+    tags=["oauth"],
+    summary="The Google authorization URL (PKCE, state)",
+    responses=_AUTHORIZE,
 )
 def google_authorize(
     redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
@@ -64,6 +83,7 @@ def google_authorize(
     "/v1/oauth/google/callback",
     tags=["oauth"],
     summary="Google redirects here; we redirect to the tenant's redirect_uri with account_id or error",
+    responses=_CALLBACK,
 )
 def google_callback():  # noqa: ANN201 - a 302
     params = dict(_resolver().current_event.query_string_parameters or {})
@@ -71,7 +91,18 @@ def google_callback():  # noqa: ANN201 - a 302
     return Response(status_code=302, headers={"Location": location}, body=None)
 
 
-@router.post("/v1/webhooks/google", tags=["webhooks"], summary="Gmail Pub/Sub push (OIDC-authenticated)")
+@router.post(
+    "/v1/webhooks/google",
+    tags=["webhooks"],
+    summary="Gmail Pub/Sub push (OIDC-authenticated)",
+    responses={
+        204: {
+            "description": "Taken (a sync of the mailbox is queued, or the push was for nobody)",
+            "content": {},
+        },
+        401: error_response("Missing or invalid Pub/Sub OIDC token, audience or sender (`unauthorized`)"),
+    },
+)
 def google_webhook():  # noqa: ANN201 - 204
     event = _resolver().current_event
     google.handle_push(event.headers.get("authorization") or "", event.decoded_body)
@@ -82,6 +113,7 @@ def google_webhook():  # noqa: ANN201 - 204
     "/v1/oauth/microsoft/authorize",
     tags=["oauth"],
     summary="The Microsoft 365 authorization URL (msal auth code flow, PKCE, state)",
+    responses=_AUTHORIZE,
 )
 def microsoft_authorize(
     redirect_uri: Annotated[str, Query(min_length=8, max_length=2048)],
@@ -97,6 +129,7 @@ def microsoft_authorize(
     "/v1/oauth/microsoft/callback",
     tags=["oauth"],
     summary="Microsoft redirects here; we redirect to the tenant's redirect_uri with account_id or error",
+    responses=_CALLBACK,
 )
 def microsoft_callback():  # noqa: ANN201 - a 302
     params = dict(_resolver().current_event.query_string_parameters or {})
@@ -108,6 +141,13 @@ def microsoft_callback():  # noqa: ANN201 - a 302
     "/v1/webhooks/microsoft",
     tags=["webhooks"],
     summary="Graph change notifications and lifecycle events (validation handshake, clientState)",
+    responses={
+        200: {
+            "description": "The validation handshake: the validationToken echoed",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        202: {"description": "Taken (notifications with a wrong clientState are dropped)", "content": {}},
+    },
 )
 def microsoft_webhook():  # noqa: ANN201 - 200 text/plain (handshake) or 202
     event = _resolver().current_event

@@ -91,7 +91,7 @@ class ApiRouter(APIGatewayHttpRouter):
         methods = (method,) if isinstance(method, str) else tuple(method)
 
         merged: dict[int, OpenAPIResponse] = {**default_responses(rule, methods), **(responses or {})}
-        if not any(200 <= code < 300 for code in merged):
+        if not any(200 <= code < 400 for code in merged):
             # Powertools adds the success answer (with the return model) only when a route
             # lists no responses at all; without content, it fills in the return model.
             merged[status_code] = {"description": response_description or "Successful Response"}
