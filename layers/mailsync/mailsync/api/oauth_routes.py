@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from mailsync.api.params import caller, error_response
@@ -29,7 +30,7 @@ _AUTHORIZE = {
     ),
     503: error_response("The provider's OAuth client is not configured (`not_configured`)"),
 }
-_CALLBACK = {
+_CALLBACK: dict[int, OpenAPIResponse] = {
     302: {
         "description": "To the tenant's redirect_uri with `account_id`, or `error` (workspace_required, "
         "exchange_failed, invalid_token, state_expired, invalid_state, access_denied, …)",
