@@ -27,6 +27,14 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped with SIGTERM (a CI timeout, `timeout`) tears its fixtures down as after
+    # Ctrl-C, so that no Dovecot or runner started by a fixture is left behind.
+    from mailsync_local.runner import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Fresh moto AWS with the deployed table schemas, bucket, FIFO queue and KMS key."""

@@ -134,13 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "run":
-        from mailsync_local.runner import serve
+        from mailsync_local.runner import interrupt_on_sigterm, serve
 
+        interrupt_on_sigterm()
         serve(args.port)
     elif args.cmd == "demo":
         from mailsync_local.demo import run_demo
+        from mailsync_local.runner import interrupt_on_sigterm
 
-        run_demo(args.port)
+        interrupt_on_sigterm()
+        try:
+            run_demo(args.port)
+        except KeyboardInterrupt:
+            pass  # stopped during start-up: run_demo has stopped what it started
     elif args.cmd == "admin":
         try:
             if args.admin_cmd == "create-tenant":

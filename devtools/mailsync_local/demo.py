@@ -61,88 +61,91 @@ def _api(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
 def run_demo(port: int | None = None) -> None:
     from mailsync_local.runner import serve
 
-    dc = Dovecot().start()
-    user, password = "demo", "demo-password"
-    dc.add_user(user, password)
-    smtp = SmtpServer(dc).start()  # delivers mail for <user>@example.test into the demo Dovecot
-    _seed(dc, user)
-    every = int(os.environ.get("MAILSYNC_DEMO_EVERY", "20"))
-    os.environ.setdefault("MAILSYNC_POLL_SECONDS", "10")
-
-    def on_ready(info: dict[str, Any]) -> None:
-        def connect() -> dict[str, Any]:
-            # A busy machine can make the first login slow: try a few times, and say why.
-            for attempt in range(1, 6):
-                try:
-                    return _connect_once()
-                except Exception as e:  # noqa: BLE001 - the demo reports and retries
-                    print(f"demo: connecting the mailbox failed (attempt {attempt}): {e!r}", flush=True)
-                    time.sleep(2 * attempt)
-            raise RuntimeError("demo: could not connect the demo mailbox")
-
-        def _connect_once() -> dict[str, Any]:
-            existing = _api(info["url"], info["api_key"], "GET", "/v1/accounts")["items"]
-            if existing:  # an earlier attempt got through after all
-                return dict(existing[0])
-            return dict(
-                _api(
-                    info["url"],
-                    info["api_key"],
-                    "POST",
-                    "/v1/accounts",
-                    {
-                        "email": "demo@example.test",
-                        "backfill_days": 1,  # the sample mail was delivered just before connecting
-                        "imap": {
-                            "host": dc.host,
-                            "port": dc.port,
-                            "security": "none",
-                            "username": user,
-                            "password": password,
-                        },
-                        "smtp": {
-                            "host": smtp.host,
-                            "port": smtp.port,
-                            "security": "none",
-                            "username": user,
-                            "password": password,
-                        },
-                    },
-                )
-            )
-
-        def connect_and_deliver() -> None:
-            acc = connect()
-            print(
-                f"demo mailbox connected as account {acc['id']} (user 'demo').\n"
-                f"  try: curl -H 'Authorization: Bearer {info['api_key']}' -H 'X-User-Id: demo' "
-                f"{info['url']}/v1/threads\n"
-                f"  send yourself a mail: curl -X POST -H 'Authorization: Bearer {info['api_key']}' "
-                f"-H 'X-User-Id: demo' -H 'Content-Type: application/json' "
-                f"{info['url']}/v1/accounts/{acc['id']}/send "
-                """-d '{"to": ["demo@example.test"], "subject": "Hallo", "text": "Test"}'""",
-                flush=True,
-            )
-            n = 0
-            while True:
-                time.sleep(every)
-                n += 1
-                now = datetime.now(UTC).strftime("%H:%M:%S")
-                dc.append(
-                    user,
-                    "INBOX",
-                    make_mail(
-                        f"Neue Anfrage #{n} ({now})",
-                        from_="Kunde <kunde@example.com>",
-                        to="demo@example.test",
-                    ),
-                )
-                print(f"demo: delivered mail #{n}", flush=True)
-
-        threading.Thread(target=connect_and_deliver, name="demo-mail", daemon=True).start()
-
+    dc = Dovecot()
+    smtp: SmtpServer | None = None
     try:
+        dc.start()
+        user, password = "demo", "demo-password"
+        dc.add_user(user, password)
+        smtp = SmtpServer(dc).start()  # delivers mail for <user>@example.test into the demo Dovecot
+        _seed(dc, user)
+        every = int(os.environ.get("MAILSYNC_DEMO_EVERY", "20"))
+        os.environ.setdefault("MAILSYNC_POLL_SECONDS", "10")
+
+        def on_ready(info: dict[str, Any]) -> None:
+            def connect() -> dict[str, Any]:
+                # A busy machine can make the first login slow: try a few times, and say why.
+                for attempt in range(1, 6):
+                    try:
+                        return _connect_once()
+                    except Exception as e:  # noqa: BLE001 - the demo reports and retries
+                        print(f"demo: connecting the mailbox failed (attempt {attempt}): {e!r}", flush=True)
+                        time.sleep(2 * attempt)
+                raise RuntimeError("demo: could not connect the demo mailbox")
+
+            def _connect_once() -> dict[str, Any]:
+                existing = _api(info["url"], info["api_key"], "GET", "/v1/accounts")["items"]
+                if existing:  # an earlier attempt got through after all
+                    return dict(existing[0])
+                return dict(
+                    _api(
+                        info["url"],
+                        info["api_key"],
+                        "POST",
+                        "/v1/accounts",
+                        {
+                            "email": "demo@example.test",
+                            "backfill_days": 1,  # the sample mail was delivered just before connecting
+                            "imap": {
+                                "host": dc.host,
+                                "port": dc.port,
+                                "security": "none",
+                                "username": user,
+                                "password": password,
+                            },
+                            "smtp": {
+                                "host": smtp.host,
+                                "port": smtp.port,
+                                "security": "none",
+                                "username": user,
+                                "password": password,
+                            },
+                        },
+                    )
+                )
+
+            def connect_and_deliver() -> None:
+                acc = connect()
+                print(
+                    f"demo mailbox connected as account {acc['id']} (user 'demo').\n"
+                    f"  try: curl -H 'Authorization: Bearer {info['api_key']}' -H 'X-User-Id: demo' "
+                    f"{info['url']}/v1/threads\n"
+                    f"  send yourself a mail: curl -X POST -H 'Authorization: Bearer {info['api_key']}' "
+                    f"-H 'X-User-Id: demo' -H 'Content-Type: application/json' "
+                    f"{info['url']}/v1/accounts/{acc['id']}/send "
+                    """-d '{"to": ["demo@example.test"], "subject": "Hallo", "text": "Test"}'""",
+                    flush=True,
+                )
+                n = 0
+                while True:
+                    time.sleep(every)
+                    n += 1
+                    now = datetime.now(UTC).strftime("%H:%M:%S")
+                    dc.append(
+                        user,
+                        "INBOX",
+                        make_mail(
+                            f"Neue Anfrage #{n} ({now})",
+                            from_="Kunde <kunde@example.com>",
+                            to="demo@example.test",
+                        ),
+                    )
+                    print(f"demo: delivered mail #{n}", flush=True)
+
+            threading.Thread(target=connect_and_deliver, name="demo-mail", daemon=True).start()
+
         serve(port, on_ready=on_ready)
     finally:
-        smtp.stop()
+        if smtp is not None:
+            smtp.stop()
         dc.stop()

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -32,6 +33,21 @@ from urllib.parse import parse_qsl, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # devtools/mailsync_local/runner.py
 REGION = "eu-central-1"
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (and SIGHUP) as Ctrl-C, so that ``finally`` blocks and test teardowns run.
+
+    A supervisor, a container runtime or CI stops a process with SIGTERM, whose default
+    action ends it at once: the Dovecot we started in its own session (so that a Ctrl-C in
+    the terminal reaches only us) would be left running."""
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
 
 
 def free_port() -> int:
