@@ -161,3 +161,24 @@ def test_scoped_ipv6_answer_is_parsed() -> None:
 def test_errors_are_value_errors() -> None:
     assert issubclass(HostNotAllowed, ValueError)
     assert issubclass(HostUnresolvable, ValueError)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "2130706433",  # decimal 127.0.0.1
+        "0177.0.0.1",  # octal
+        "0x7f.0.0.1",  # hex
+        "127.1",  # short form
+        "2852039166",  # decimal 169.254.169.254 (cloud metadata)
+        "0251.0376.0251.0376",  # octal 169.254.169.254
+        "0xa9fea9fe",  # hex 169.254.169.254
+        "[::ffff:a9fe:a9fe]",  # IPv4-mapped metadata, hex form
+        "::ffff:7f00:1",  # IPv4-mapped loopback, hex form
+    ],
+)
+def test_numeric_spellings_are_refused_with_the_system_resolver(host: str) -> None:
+    # The real getaddrinfo (inet_aton rules, no network for numeric hosts): what a connection
+    # to this host would reach is what is judged.
+    with pytest.raises(HostNotAllowed):
+        check_host(host, allow_private=False)
