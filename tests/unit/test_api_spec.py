@@ -100,3 +100,19 @@ def test_public_routes_say_they_need_no_key() -> None:
             assert "302" in paths[path][method]["responses"]
     assert paths["/v1/accounts"]["get"].get("security") is None  # the document's default: key and user
     assert _spec()["security"] == [{"apiKey": [], "user": []}]
+
+
+def test_nested_objects_are_typed_for_generated_clients() -> None:
+    schemas = _spec()["components"]["schemas"]
+    detection = schemas["Detection"]["properties"]
+    assert detection["imap"]["$ref"].endswith("/DetectedServer")
+    assert detection["smtp"]["$ref"].endswith("/DetectedServer")
+    assert detection["source"]["$ref"].endswith("/DetectionSources")
+    assert set(schemas["DetectedServer"]["required"]) == {"host", "port", "security", "username"}
+    free = [
+        f"{name}.{field}"
+        for name, d in schemas.items()
+        for field, p in (d.get("properties") or {}).items()
+        if p.get("type") == "object" and p.get("additionalProperties") is True
+    ]
+    assert free == []  # no property is an object of anything

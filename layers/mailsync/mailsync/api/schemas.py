@@ -266,22 +266,51 @@ class ThreadDetail(Thread):
     messages: list[MessageSummary]
 
 
+class DetectedServer(BaseModel):
+    """Settings to prefill; the user adds the password (``ServerIn``)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"]
+    username: str
+
+
+DetectionSource = Literal["known_provider", "mx", "guess"]
+
+
+class DetectionSources(BaseModel):
+    imap: DetectionSource
+    smtp: DetectionSource
+
+
 class Detection(BaseModel):
     email: str
     domain: str
     provider: str | None
     name: str | None = None
-    imap: dict[str, object]
-    smtp: dict[str, object]
-    source: dict[str, str]
+    imap: DetectedServer
+    smtp: DetectedServer
+    source: DetectionSources = Field(description="Where each setting came from")
     saves_sent: bool
     oauth: str | None
+
+
+class Problem(BaseModel):
+    """One invalid parameter or body field of a 422 ``invalid_request``."""
+
+    loc: list[str] = Field(description='Where: e.g. ["body", "contacts", "3", "kind"]')
+    msg: str
+    type: str
 
 
 class Error(BaseModel):
     code: str
     message: str
-    details: list[dict[str, Any]] | None = Field(None, description="422 invalid_request: each problem")
+    details: list[Problem] | dict[str, Any] | None = Field(
+        None,
+        description="422 invalid_request: each problem; a refused send: the server's answer "
+        "(smtp_code, reply, recipients)",
+    )
 
 
 class MessagePatchIn(_In):
