@@ -216,6 +216,8 @@ def to_event(
 
 
 def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTTPRequestHandler]:
+    from mailsync.api.auth import PUBLIC_PATHS
+
     """HTTP in front of the API handler. Connections are served by threads, but the handler
     runs one request at a time, as one Lambda instance does: Powertools' resolver keeps the
     current request (route, body, caller) on the app object, so two requests in it at once
@@ -232,8 +234,15 @@ def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTT
             if path == "/" or path.startswith("/docs"):
                 path = "/docs" + path[len("/docs") :] if path.startswith("/docs") else "/docs"
             event = to_event(self.command, path, dict(self.headers.items()), body, self.client_address[0])
-            with one_at_a_time:
+            if path.split("?", 1)[0] in PUBLIC_PATHS:
+                # Webhooks and callbacks are not serialised: a request in progress may wait for
+                # one (Graph validates a new subscription by calling our webhook while the
+                # OAuth callback that creates it is still being served), as another Lambda
+                # instance would serve it.
                 result = api(event, LambdaContext("mailsync-api", timeout_ms=29_000))
+            else:
+                with one_at_a_time:
+                    result = api(event, LambdaContext("mailsync-api", timeout_ms=29_000))
             payload = result.get("body") or ""
             data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
             self.send_response(int(result.get("statusCode", 200)))
