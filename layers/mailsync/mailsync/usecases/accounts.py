@@ -27,7 +27,7 @@ from mailsync.domain import hostguard
 from mailsync.domain.account import NOT_DUE_STATES, Account, AccountSettings, Server, new_account
 from mailsync.domain.clock import iso, parse_iso, utcnow
 from mailsync.domain.health import CheckResult, health_view
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, MailProvider, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, FolderInfo, MailProvider, ProviderError
 from mailsync.domain.sync import AccountContext
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
@@ -140,6 +140,20 @@ def _guard(server: dict[str, Any], s: Settings) -> None:
         raise Unprocessable(f"host {server['host']} does not resolve", code="connection_failed") from e
 
 
+def login_check(acc: Account, secrets: dict[str, str], provider_factory: ProviderFactory) -> list[FolderInfo]:
+    """Log in with ``secrets`` and list the folders; a refusal is 422 ``auth_failed`` or
+    ``connection_failed`` (the credentials are not stored then)."""
+    try:
+        with provider_factory(acc, secrets) as provider:
+            return provider.list_folders()
+    except AuthFailed as e:
+        raise Unprocessable(f"login failed: {e}", code="auth_failed") from e
+    except ConnectionFailed as e:
+        raise Unprocessable(f"could not connect: {e}", code="connection_failed") from e
+    except ProviderError as e:
+        raise Unprocessable(f"the server refused: {e}", code="connection_failed") from e
+
+
 def create_account(
     tenant_id: str,
     user_id: str,
@@ -171,15 +185,7 @@ def create_account(
     )
     account_id = doc.account_id
     secret_values = {"imap_password": imap["password"], "smtp_password": smtp["password"]}
-    try:
-        with provider_factory(doc, secret_values) as provider:
-            folders = provider.list_folders()
-    except AuthFailed as e:
-        raise Unprocessable(f"login failed: {e}", code="auth_failed") from e
-    except ConnectionFailed as e:
-        raise Unprocessable(f"could not connect: {e}", code="connection_failed") from e
-    except ProviderError as e:
-        raise Unprocessable(f"the server refused: {e}", code="connection_failed") from e
+    folders = login_check(doc, secret_values, provider_factory)
 
     mode, selected = doc.settings.folder_mode, doc.settings.folders
     names = {f.name for f in folders}

@@ -22,15 +22,21 @@ from mailsync.domain.account import SYNC_OWNED_STATES, Account
 from mailsync.domain.check import reset_for_resync
 from mailsync.domain.clock import utcnow
 from mailsync.domain.health import recovered
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
 from mailsync.domain.sync import SyncEngine
-from mailsync.errors import AccountBusy, Conflict, Unprocessable
+from mailsync.errors import AccountBusy, Conflict
 from mailsync.store import accounts as repo
 from mailsync.store import health as health_store
 from mailsync.store.accounts import load_secrets
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.store.queue import sync_jobs
-from mailsync.usecases.accounts import ProviderFactory, _owned, account_context, public_view, view
+from mailsync.usecases.accounts import (
+    ProviderFactory,
+    _owned,
+    account_context,
+    login_check,
+    public_view,
+    view,
+)
 
 USER_STATES = ("paused",)  # the user owns these; a worker never writes over them
 
@@ -56,15 +62,7 @@ def update_credentials(
     imap_pw = body.get("password") or (body.get("imap") or {}).get("password") or current.get("imap_password")
     smtp_pw = body.get("password") or (body.get("smtp") or {}).get("password") or current.get("smtp_password")
     new = {"imap_password": imap_pw or "", "smtp_password": smtp_pw or ""}
-    try:
-        with provider_factory(acc, new) as provider:
-            provider.list_folders()
-    except AuthFailed as e:
-        raise Unprocessable(f"login failed: {e}", code="auth_failed") from e
-    except ConnectionFailed as e:
-        raise Unprocessable(f"could not connect: {e}", code="connection_failed") from e
-    except ProviderError as e:
-        raise Unprocessable(f"the server refused: {e}", code="connection_failed") from e
+    login_check(acc, new, provider_factory)
     repo.save_credentials(
         tenant_id, account_id, repo.encrypt_credentials(tenant_id, account_id, new, s.kms_key_id)
     )
