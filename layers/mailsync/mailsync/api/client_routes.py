@@ -90,6 +90,6 @@ def send_mail(account_id: Id, body: schemas.SendIn):  # noqa: ANN201 - 202 with 
     if key is not None and len(key) > 200:
         raise InvalidRequest("Idempotency-Key must be at most 200 characters")
     request = body.model_dump(mode="json")
-    result = send_idempotent(t, u, account_id, request, key)
+    result = send_idempotent(t, u, account_id, request, key, lambda_context=resolver.lambda_context)
     out = schemas.SentMessage.model_validate(result).model_dump(mode="json", by_alias=True)
     return Response(status_code=202, content_type="application/json", body=out)
