@@ -43,6 +43,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     leakscan.feed_report(report)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    leakscan.ensure_log_feed()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leakscan.finish() and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

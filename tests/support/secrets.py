@@ -199,12 +199,20 @@ class _LogFeed(logging.Handler):
 
 
 _found: list[Finding] = []
+_handler = _LogFeed()
+
+
+def ensure_log_feed() -> None:
+    """(Re)attach the root handler: a test or library may have reset the root's handlers."""
+    root = logging.getLogger()
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
 
 
 def install() -> None:
     """Start collecting: a root log handler, and the registration of every Dovecot password
     and every tenant API key the code under test mints (wrapped, behaviour unchanged)."""
-    logging.getLogger().addHandler(_LogFeed())
+    ensure_log_feed()
     from mailsync.domain import apikeys
     from mailsync_local.dovecot import Dovecot
 
@@ -221,6 +229,7 @@ def install() -> None:
 
 
 def feed_report(report: Any) -> None:
+    ensure_log_feed()
     for name, content in report.sections:
         feed(content, f"{report.nodeid} [{name}]")
 

@@ -76,6 +76,6 @@ def test_the_session_scan_sees_log_records_with_their_extras():
     """The root handler that tests/conftest.py installs feeds the session registry, ``extra``
     fields included (where a careless log line would put a token)."""
     before = leakscan.registry.fed_chars
-    logging.getLogger("mailsync.test").warning("probe", extra={"detail": "harmless-probe-value"})
+    logging.getLogger("tests.leakscan.probe").warning("probe", extra={"detail": "harmless-probe-value"})
     assert leakscan.registry.fed_chars > before
     assert any("harmless-probe-value" in t for t in leakscan.registry._tokens)
