@@ -21,6 +21,7 @@ from tests.support.fixtures import (  # noqa: F401
 )
 from tests.support.google import google  # noqa: F401
 from tests.support.microsoft import microsoft  # noqa: F401
+from tests.support.providers import quick_retries  # noqa: F401
 
 REGION = "eu-central-1"
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)

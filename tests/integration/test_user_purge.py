@@ -293,27 +293,6 @@ def imap_body(dovecot: Any, w: World) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------- unreachable providers
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The REST providers' backoff sleeps are recorded instead of slept (their ``sleep`` is
-    injectable; how often and how long they back off stays theirs)."""
-    from mailsync.providers import gmail, graph
-
-    slept: list[float] = []
-
-    class Gmail(gmail.GmailProvider):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **{**kw, "sleep": slept.append})
-
-    class Graph(graph.GraphProvider):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **{**kw, "sleep": slept.append})
-
-    monkeypatch.setattr(gmail, "GmailProvider", Gmail)
-    monkeypatch.setattr(graph, "GraphProvider", Graph)
-    return slept
-
-
 def test_unreachable_providers_do_not_stop_the_purge(tenant, google, microsoft, quick_retries):
     alice, admin = ApiClient("key-t1", "alice"), tenant_api()
     gid = connect_google(alice, google, G_EMAIL)

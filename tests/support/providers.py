@@ -8,6 +8,8 @@ import email
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from mailsync.domain.ports import ChangeBatch, MailProvider, Upsert
 from mailsync.domain.sync import AccountContext
 
@@ -69,3 +71,25 @@ def mirror_by_subject(account_id: str) -> dict[str, dict[str, Any]]:
     from tests.support.accounts import mirror
 
     return {m["subject"]: m for m in mirror({"id": account_id})}
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The REST providers' backoff sleeps are recorded instead of slept (their ``sleep`` is
+    injectable; how often and how long they back off stays theirs: the recorded delays are
+    what a Lambda would sleep)."""
+    from mailsync.providers import gmail, graph
+
+    slept: list[float] = []
+
+    class Gmail(gmail.GmailProvider):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **{**kw, "sleep": slept.append})
+
+    class Graph(graph.GraphProvider):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **{**kw, "sleep": slept.append})
+
+    monkeypatch.setattr(gmail, "GmailProvider", Gmail)
+    monkeypatch.setattr(graph, "GraphProvider", Graph)
+    return slept
