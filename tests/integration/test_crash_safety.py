@@ -12,6 +12,7 @@ import pytest
 
 from mailsync.config import get_settings
 from mailsync.store import mirror as mirror_store
+from mailsync.store.models import ThreadItem
 from mailsync.usecases import accounts
 from tests.support.accounts import connect, mirror, sync
 from tests.support.crash import Crash, Faults, Point, check_integrity, points, run_crashing, sample
@@ -141,7 +142,11 @@ def crash_and_recover(world: World, scenario: str, faults: Faults, point: Point 
     report = world.sync()  # the next run
     if report.get("status") != "ok":
         problems.append(f"the next run answered {report}")
-    got, want = world.mirrored(), world.expected()
+    try:
+        got = world.mirrored()
+    except (AssertionError, ThreadItem.DoesNotExist) as e:
+        return [*problems, f"inconsistent mirror: {type(e).__name__}: {e}"]
+    want = world.expected()
     problems += [f"lost: {row}" for row in sorted(set(want) - set(got))]
     problems += [f"duplicated or stale: {row}" for row in sorted(set(got) - set(want))]
     if len(got) != len(set(got)):
@@ -166,7 +171,10 @@ def matrix(faults: Faults, fakes: dict) -> list[tuple[str, str, Point]]:
     """Every injection point: a crash-free probe of each provider and scenario counts the
     AWS writes and provider requests of the sync that will crash."""
     out = []
+    only = os.environ.get("MAILSYNC_CRASH_PROVIDERS")  # e.g. "graph": one provider's points
     for name, world_cls in WORLDS.items():
+        if only and name not in only.split(","):
+            continue
         for scenario in SCENARIOS:
             world = world_cls(fakes[name], f"probe-{scenario}@{name}.example")
             prepare(world, scenario)
@@ -182,7 +190,7 @@ def matrix(faults: Faults, fakes: dict) -> list[tuple[str, str, Point]]:
 def test_crash_at_every_aws_write_and_provider_request_converges(rest_faults):
     faults, fakes = rest_faults
     every = matrix(faults, fakes)
-    assert len(every) >= 100  # the figure of docs/reliability.md
+    assert len(every) >= 100 or os.environ.get("MAILSYNC_CRASH_PROVIDERS")  # docs/reliability.md
     size = len(every) if os.environ.get("MAILSYNC_CRASH_ALL") == "1" else DEFAULT_POINTS
     size = int(os.environ.get("MAILSYNC_CRASH_POINTS", size))
     groups = sorted({(name, scenario) for name, scenario, _ in every})

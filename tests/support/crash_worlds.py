@@ -15,6 +15,7 @@ a delta of mailbox changes, and two oracles read from the fake's own state:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,10 @@ class World:
         raise NotImplementedError
 
     def sync(self) -> dict[str, Any]:
-        return sync_account("t1", self.acc["id"], provider_factory=self.factory)
+        """One sync run. Its clock ticks half a second per reading, so the throttled progress
+        writes (and hence the numbering of the AWS writes) do not depend on the machine's speed."""
+        ticks = itertools.count(0.0, 0.5)
+        return sync_account("t1", self.acc["id"], provider_factory=self.factory, clock=lambda: next(ticks))
 
     def seed(self) -> None:
         raise NotImplementedError
