@@ -15,7 +15,7 @@ LAYER_LOCK := layers/mailsync/requirements.lock
 LOCK_ARGS  ?= --upgrade
 PYTEST_ARGS ?=
 
-.PHONY: help install lock dovecot imap-servers run demo test unit integration e2e lint format build bench clean
+.PHONY: help install lock dovecot imap-servers run demo test unit integration e2e lint format build bench fuzz load clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   ruff + mypy + cfn-lint;  make build  sam build (no Docker, arm64 layer)"
 	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
+	@echo "make fuzz   the reliability suite at full size (every crash-matrix point, ...)"
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@py="$$(infra/find-python.sh $(PYTHON_VERSION))" || exit 1; \
@@ -94,6 +95,11 @@ build:
 BENCH_ARGS ?=
 bench: install dovecot
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Full sizes of the reliability suite (issue 14); `make test` runs deterministic samples.
+# MAILSYNC_CRASH_ALL=1: every injection point of the Gmail/Graph crash matrix.
+fuzz: install dovecot
+	MAILSYNC_CRASH_ALL=1 $(BIN)/python -m pytest -o timeout=3600 tests/integration/test_crash_safety.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
