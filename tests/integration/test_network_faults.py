@@ -1,6 +1,6 @@
 """Network faults between the engine and a real Dovecot: a loopback proxy
 (:class:`~tests.support.netfault.Forwarder`) cuts the connection after a random number of
-bytes, in either direction and inside FETCH literals too (mails up to 300 KB), or stalls it.
+bytes, in either direction and inside FETCH literals too (mails up to 200 KB), or stalls it.
 
 Every faulted run must end quickly with a typed, retryable error (``connection_failed`` or
 ``timeout``, never a hang nor an untyped exception); the next runs resume where it stopped
@@ -36,13 +36,13 @@ from tests.support.netfault import C2S, S2C, Fault, Forwarder
 pytestmark = pytest.mark.integration
 
 FOLDERS = ("INBOX", "Archive")
-SIZES = (600, 3_000, 70_000, 12_000, 150_000, 1_500, 300_000, 90_000, 8_000, 66_000, 400, 200_000)
+SIZES = (600, 3_000, 70_000, 12_000, 150_000, 1_500, 8_000, 200_000, 400)
 TIMEOUT = 1.0  # seconds: MAILSYNC_IMAP_TIMEOUT_SECONDS of these tests
 STALL = 60.0  # a stall far longer than the timeout: only the timeout can end the run
 FAULTS_PER_CASE = 3  # faulted runs in a row before the clean one
 _N = int(os.environ.get("MAILSYNC_FUZZ_EXAMPLES", "0"))
-CUT_SEEDS = list(range(_N)) if _N else [1, 2, 3, 5, 8, 13]
-STALL_SEEDS = list(range(1000, 1000 + max(1, _N // 4))) if _N else [1001, 1002]
+CUT_SEEDS = list(range(_N)) if _N else [1, 2, 3]
+STALL_SEEDS = list(range(1000, 1000 + max(1, _N // 4))) if _N else [1001]
 
 FIGURES = {"cases": 0, "cuts": 0, "stalls": 0, "truncated": 0, "hangs": 0, "refetched": 0}
 
@@ -90,7 +90,9 @@ class CountingProvider:
 @pytest.fixture
 def net(tenant: Any, dovecot: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Forwarder]:
     monkeypatch.setenv("MAILSYNC_IMAP_TIMEOUT_SECONDS", str(TIMEOUT))
-    monkeypatch.setenv("MAILSYNC_SYNC_BATCH_SIZE", "3")  # several batches per folder: cursors move between them
+    monkeypatch.setenv(
+        "MAILSYNC_SYNC_BATCH_SIZE", "3"
+    )  # several batches per folder: cursors move between them
     get_settings.cache_clear()
     fwd = Forwarder((dovecot.host, dovecot.port))
     try:
@@ -106,7 +108,9 @@ def new_account(dovecot: Any, fwd: Forwarder, mails: dict[str, list[bytes]]) -> 
         dovecot.append_many(user, folder, raws)
     server = {"host": fwd.host, "port": fwd.port, "security": "none", "username": user, "password": pw}
     acc = accounts.create_account(
-        "t1", "alice", {"email": f"{user}@example.test", "imap": server, "smtp": dict(server), "backfill_days": 1}
+        "t1",
+        "alice",
+        {"email": f"{user}@example.test", "imap": server, "smtp": dict(server), "backfill_days": 1},
     )
     fwd.wait_idle()  # the login check's connection must not take the fault meant for the sync
     return user, acc
@@ -115,7 +119,9 @@ def new_account(dovecot: Any, fwd: Forwarder, mails: dict[str, list[bytes]]) -> 
 def run(acc: dict[str, Any], fetched: list[tuple[str, str]]) -> tuple[dict[str, Any], float]:
     started = time.monotonic()
     result = sync_account(
-        "t1", acc["id"], provider_factory=lambda a, s: CountingProvider(connectors.open_provider(a, s), fetched)
+        "t1",
+        acc["id"],
+        provider_factory=lambda a, s: CountingProvider(connectors.open_provider(a, s), fetched),
     )
     return result, time.monotonic() - started
 
@@ -199,7 +205,6 @@ def test_stalled_reads_time_out_and_the_next_run_resumes(net: Forwarder, dovecot
 
 def report() -> None:
     print(f"\nnetwork faults: {FIGURES} (seed lists: cuts {CUT_SEEDS}, stalls {STALL_SEEDS})")
-
 
 
 def login_offsets(dovecot: Any) -> tuple[int, int]:
