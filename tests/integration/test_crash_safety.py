@@ -4,7 +4,6 @@ exact mirror: no duplicates, nothing lost, no dangling thread, no stray S3 objec
 from __future__ import annotations
 
 import boto3
-import botocore.client
 import pytest
 
 from mailsync.config import get_settings
@@ -13,44 +12,10 @@ from mailsync.store import mirror as mirror_store
 from mailsync.store.models import MessageItem, ThreadItem
 from mailsync.usecases import accounts
 from tests.support.accounts import connect, mirror, sync
+from tests.support.crash import Crash, WriteCounter
 from tests.support.dovecot import make_mail
 
 pytestmark = pytest.mark.integration
-
-WRITES = {
-    "PutItem",
-    "BatchWriteItem",
-    "DeleteItem",
-    "UpdateItem",
-    "TransactWriteItems",
-    "PutObject",
-    "DeleteObjects",
-    "DeleteObject",
-}
-
-
-class Crash(Exception):
-    pass
-
-
-class WriteCounter:
-    """Counts AWS write calls and raises :class:`Crash` at the n-th one (botocore level,
-    so it hits boto3 and pynamodb alike, between and inside our batched commits)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.n = 0
-        self.crash_at: int | None = None
-        original = botocore.client.BaseClient._make_api_call
-
-        def patched(client, operation_name, api_params):
-            if operation_name in WRITES:
-                self.n += 1
-                if self.crash_at is not None and self.n == self.crash_at:
-                    raise Crash(f"crash at write {self.n} ({operation_name})")
-            return original(client, operation_name, api_params)
-
-        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", patched)
-
 
 def snapshot(acc):
     """The mirror as users see it, independent of crash timing."""
