@@ -153,7 +153,7 @@ def machine(dovecot: Any, counter: WriteCounter) -> type[RuleBasedStateMachine]:
             assert dovecot.status(self.user[0], name)[b"UIDVALIDITY"] != before
 
         # -- syncs -----------------------------------------------------------------------
-        @rule(crash=st.none() | st.integers(min_value=1, max_value=40))
+        @rule(crash=st.integers(min_value=1, max_value=12) | st.none())
         def sync(self, crash: int | None) -> None:
             if crash is not None:
                 counter.crash_at = counter.n + crash
