@@ -122,7 +122,7 @@ SCENARIOS = ("initial", "delta")  # the first load (paged), and a paged delta of
 # The default run's deterministic sample, spread evenly over providers and scenarios (a point
 # costs 1.5-5 s here: a fresh mailbox, account and two or three syncs on moto), so that
 # `make test` stays in its budget; MAILSYNC_CRASH_ALL=1 (`make fuzz`) runs every point.
-DEFAULT_POINTS = 24
+DEFAULT_POINTS = 12
 
 
 def prepare(world: World, scenario: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from email import message_from_bytes
 from typing import Any
 
 from mailsync.store import keys
@@ -64,3 +66,39 @@ def remove_from_store(account_id: str, mid: str, tenant_id: str = "t1", *, item:
     for loc in LocationItem.query(keys.account(tenant_id, account_id), LocationItem.sk.startswith("L#")):
         if loc.mid == mid:
             loc.delete()
+
+
+def stored_raw(m: dict[str, Any]) -> bytes:
+    """The raw MIME the mirror holds for a message of :func:`mirror` (its S3 object)."""
+    from mailsync.config import get_settings
+    from mailsync.store import aws
+
+    obj = aws.client("s3").get_object(Bucket=get_settings().bucket, Key=m["raw_key"])
+    return bytes(obj["Body"].read())
+
+
+def bare_id(message_id: str | None) -> str:
+    """A Message-ID as both sides are compared: no angle brackets, lower case."""
+    return (message_id or "").strip().strip("<>").lower()
+
+
+def server_mailbox(dovecot: Any, user: str, folders: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """What the server holds in ``folders``, by Message-ID: ``{"folder", "unread", "raw",
+    "size"}``, read in a session of its own as another mail client (``BODY.PEEK[]``: the bytes
+    the server sends, ``RFC822.SIZE``: the size it states)."""
+    out: dict[str, dict[str, Any]] = {}
+    with dovecot.client(user) as c:
+        for folder in folders:
+            if not c.select_folder(folder, readonly=True).get(b"EXISTS"):
+                continue
+            for item in c.fetch(c.search("ALL"), ["BODY.PEEK[]", "FLAGS", "RFC822.SIZE"]).values():
+                raw = bytes(item[b"BODY[]"])
+                mid = bare_id(message_from_bytes(raw).get("Message-ID"))
+                assert mid not in out, f"{mid} twice at the server"
+                out[mid] = {
+                    "folder": folder,
+                    "unread": b"\\Seen" not in item[b"FLAGS"],
+                    "raw": raw,
+                    "size": int(item[b"RFC822.SIZE"]),
+                }
+    return out

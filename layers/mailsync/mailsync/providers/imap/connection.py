@@ -147,6 +147,11 @@ class ImapConnection:
         try:
             client.login(self.username, self._password)
         except imap_exc.LoginError as e:
+            # imapclient turns every IMAP4.error of LOGIN into LoginError, its subclass abort
+            # (the connection broke: EOF, reset, timeout) included: that is no refused login.
+            if isinstance(e.__context__, imaplib.IMAP4.abort | OSError | EOFError):
+                self._drop()
+                raise errors.transport(e.__context__) from e
             raise errors.refused(server_message(e), login=True) from e
         except (imaplib.IMAP4.abort, OSError, EOFError) as e:
             self._drop()
