@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ PACKAGE = "mailsync_api_client"
 
 
 @pytest.fixture(scope="module")
-def generated(service: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
+def generated(service: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
     """The generated package (imported) and the generator's console output."""
     root = tmp_path_factory.mktemp("genclient")
     spec = root / "spec.json"
