@@ -73,7 +73,9 @@ def _header_block(raw: bytes) -> bytes:
 
 
 def _depth_and_parts(raw: bytes) -> tuple[int, int]:
-    declared = {(m.group(1) if m.group(1) is not None else m.group(2)).rstrip() for m in _BOUNDARY.finditer(raw)}
+    declared = {
+        (m.group(1) if m.group(1) is not None else m.group(2)).rstrip() for m in _BOUNDARY.finditer(raw)
+    }
     declared.discard(b"")
     stack: list[bytes] = []
     depth = parts = 0
