@@ -50,6 +50,7 @@ from email._encoded_words import decode_b
 from email.message import Message
 from email.parser import BytesParser
 
+from mailsync.domain import mimelimits
 from mailsync.domain.mimeheaders import (
     decode_bytes,
     decode_header_value,
@@ -61,7 +62,6 @@ from mailsync.domain.mimeheaders import (
     raw_headers,
     raw_to_str,
 )
-from mailsync.domain import mimelimits
 from mailsync.domain.mimetext import SNIPPET_LENGTH, html_to_text, snippet
 from mailsync.domain.models import AttachmentInfo, ParsedMessage
 from mailsync.domain.sanitize import sanitize_html
