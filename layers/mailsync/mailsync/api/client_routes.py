@@ -19,6 +19,11 @@ else:
 
 router = ApiRouter()
 
+ATTACHMENT_CSP = "default-src 'none'; sandbox"
+"""Content-Security-Policy of a served attachment: an ``.html`` attachment opened in the
+browser anyway (a download manager, a preview) runs no script, loads nothing and gets a
+unique origin (CSP Level 3 ``sandbox``), so it cannot read the API's origin."""
+
 
 def _require_change(body: schemas.MessagePatchIn) -> None:
     if body.unread is None and body.folder is None:
@@ -70,7 +75,13 @@ def get_attachment(message_id: Id, attachment_id: Id):  # noqa: ANN201 - binary 
         status_code=200,
         content_type=found["content_type"],
         body=found["data"],
-        headers={"Content-Disposition": f"attachment; filename*={encode_rfc2231(name, 'utf-8')}"},
+        headers={
+            # Always a download, never rendered inline; no content sniffing (a .txt that
+            # looks like HTML stays text); and no script even when opened.
+            "Content-Disposition": f"attachment; filename*={encode_rfc2231(name, 'utf-8')}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": ATTACHMENT_CSP,
+        },
     )
 
 

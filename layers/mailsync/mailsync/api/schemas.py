@@ -227,6 +227,14 @@ class MessageSummary(BaseModel):
     has_attachments: bool
     visibility: Literal["public", "private"]
     links: list[Link] = Field(default_factory=list)
+    quarantined: bool = Field(
+        False,
+        description="The mail is beyond the parser's limits or unreadable: its header fields are "
+        "kept, its body and attachments are not parsed (the raw mail is kept as received)",
+    )
+    quarantine_reason: (
+        Literal["header_too_long", "too_deep", "too_many_parts", "unparsable", "unreadable_body"] | None
+    ) = Field(None, description="Why the mail is quarantined; null when it is not")
 
     model_config = ConfigDict(populate_by_name=True)
 

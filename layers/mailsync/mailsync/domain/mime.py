@@ -50,6 +50,7 @@ from email._encoded_words import decode_b
 from email.message import Message
 from email.parser import BytesParser
 
+from mailsync.domain import mimelimits
 from mailsync.domain.mimeheaders import (
     decode_bytes,
     decode_header_value,
@@ -77,6 +78,7 @@ __all__ = [
     "message_key",
     "normalize_message_id",
     "parse_message",
+    "quarantined",
     "render_located",
     "select_parts",
     "snippet",
@@ -223,14 +225,35 @@ def _empty(raw: bytes) -> ParsedMessage:
     )
 
 
+def quarantined(raw: bytes, reason: str) -> ParsedMessage:
+    """What is kept of a mail beyond the parser's limits (:mod:`mimelimits`): the header
+    fields of its cut header block, no body, no attachments, and ``reason``."""
+    parsed = _empty(raw)
+    parsed.quarantine_reason = reason
+    parsed.body_parts = []  # nothing to render: a read never parses it again
+    try:
+        msg = BytesParser(policy=_policy.default).parsebytes(
+            mimelimits.quarantine_headers(raw), headersonly=True
+        )
+        fill_headers(parsed, header_map(msg.raw_items()))
+    except Exception:  # noqa: BLE001, S110 - keep the neutral values
+        pass
+    return parsed
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse one raw message; never raises (see the module docstring)."""
+    """Parse one raw message; never raises (see the module docstring). A mail beyond the
+    limits of :mod:`mimelimits` is not parsed but :func:`quarantined`."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raw = b""
     raw = bytes(raw)
+    reason = mimelimits.screen(raw)
+    if reason is not None:
+        return quarantined(raw, reason)
     parsed = _empty(raw)
     msg = _parse_tree(raw)
     if msg is None:
+        parsed.quarantine_reason = "unparsable"
         return parsed
     try:
         headers = header_map(msg.raw_items())
@@ -243,8 +266,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         html = html_leaf.text() if html_leaf else None
         parsed.text, parsed.html = finish_body(text, html)
         parsed.snippet = snippet(parsed.text)
-    except Exception:  # noqa: BLE001, S110 - keep the headers when the body is unreadable
-        pass
+    except Exception:  # noqa: BLE001 - keep the headers when the body is unreadable
+        parsed.quarantine_reason = "unreadable_body"
     return parsed
 
 
@@ -274,8 +297,12 @@ def fill_headers(parsed: ParsedMessage, headers: dict[str, list[str]]) -> None:
 
     parsed.message_id = safe(lambda: normalize_message_id(first("Message-ID")), None)
     parsed.in_reply_to = safe(lambda: normalize_message_id(first("In-Reply-To")), None)
-    parsed.references = safe(lambda: parse_references(first("References")), [])
-    parsed.subject = safe(lambda: decode_header_value(first("Subject") or "").strip(), "")
+    refs = safe(lambda: parse_references(first("References")), [])
+    if len(refs) > mimelimits.MAX_REFERENCES:  # the root and the latest ones thread the mail
+        refs = refs[:1] + refs[1 - mimelimits.MAX_REFERENCES :]
+    parsed.references = refs
+    subject = safe(lambda: decode_header_value(first("Subject") or "").strip(), "")
+    parsed.subject = subject[: mimelimits.MAX_SUBJECT_CHARS]
     for attr, header in (
         ("from_", "from"),
         ("to", "to"),
@@ -283,7 +310,8 @@ def fill_headers(parsed: ParsedMessage, headers: dict[str, list[str]]) -> None:
         ("bcc", "bcc"),
         ("reply_to", "reply-to"),
     ):
-        setattr(parsed, attr, safe(lambda h=header: parse_addresses(headers.get(h, [])), []))
+        addresses = safe(lambda h=header: parse_addresses(headers.get(h, [])), [])
+        setattr(parsed, attr, addresses[: mimelimits.MAX_ADDRESSES])
     parsed.date = safe(lambda: parse_date(first("Date")), None)
 
 
@@ -342,7 +370,10 @@ def select_parts(leaves: list[Leaf]) -> tuple[Leaf | None, Leaf | None, list[Att
         if is_attachment:
             attachments.append(
                 AttachmentInfo(
-                    id=leaf.section, filename=filename, content_type=ctype, size=len(leaf.payload())
+                    id=leaf.section,
+                    filename=filename[: mimelimits.MAX_FILENAME_CHARS] if filename else filename,
+                    content_type=ctype[: mimelimits.MAX_FILENAME_CHARS],
+                    size=len(leaf.payload()),
                 )
             )
     return text_leaf, html_leaf, attachments

@@ -78,6 +78,9 @@ class ParsedMessage:
     size: int = 0  # raw size in bytes
     # Located body parts (mailsync.domain.scan); None: render by parsing the whole raw.
     body_parts: list[BodyPart] | None = None
+    # Why the mail was not parsed (mailsync.domain.mimelimits.screen, or an unreadable
+    # body); None for every mail read normally. A quarantined mail keeps its header fields.
+    quarantine_reason: str | None = None
 
     @property
     def has_attachments(self) -> bool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from mailsync.domain import mime, mimeheaders, mimetext
+from mailsync.domain import mime, mimeheaders, mimelimits, mimetext
 from mailsync.domain.models import BodyPart, ParsedMessage
 
 __all__ = ["scan_message"]
@@ -61,7 +61,12 @@ class _Fallback(Exception):
 
 
 def scan_message(raw: bytes) -> ParsedMessage:
-    """Scan one raw message; never raises (see the module docstring)."""
+    """Scan one raw message; never raises (see the module docstring). A mail beyond the
+    limits of :mod:`mailsync.domain.mimelimits` is quarantined, not scanned."""
+    if isinstance(raw, bytes):
+        reason = mimelimits.screen(raw)
+        if reason is not None:
+            return mime.quarantined(raw, reason)
     try:
         if isinstance(raw, bytes):
             return _scan(raw)

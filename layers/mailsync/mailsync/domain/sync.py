@@ -464,6 +464,7 @@ class SyncEngine:
             ],
             # Where the bodies sit in the raw object (None: parse it whole when read).
             "body_parts": None if p.body_parts is None else [b.as_dict() for b in p.body_parts],
+            "quarantine_reason": p.quarantine_reason,  # not parsed (domain.mimelimits)
             "raw_key": raw_key,
             "size": len(u.raw),
             "visibility": ctx.visibility,

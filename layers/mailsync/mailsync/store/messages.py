@@ -33,7 +33,7 @@ MESSAGE_FIELDS = (
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
     "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
     "body_parts", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
-    "provider_thread_id",
+    "provider_thread_id", "quarantine_reason",
 )  # fmt: skip
 THREAD_FIELDS = (
     "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",

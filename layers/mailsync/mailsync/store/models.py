@@ -360,6 +360,8 @@ class MessageItem(_Base):
     # [{"kind","start","end","cte","charset"}]: where the bodies sit in the raw object
     # (domain.scan); null: parse the raw object whole when the message is read.
     body_parts = JSONAttribute(null=True)
+    # Why the mail was stored without parsing its body (domain.mimelimits); null: parsed.
+    quarantine_reason = UnicodeAttribute(null=True)
     raw_key = UnicodeAttribute()
     size = NumberAttribute(default=0)
     visibility = UnicodeAttribute(default="private")

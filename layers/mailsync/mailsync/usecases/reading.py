@@ -53,6 +53,8 @@ def summary(doc: MessageDoc) -> dict[str, Any]:
         "has_attachments": bool(doc.get("has_attachments")),
         "visibility": doc.get("visibility") or "private",
         "links": link_views(doc),
+        "quarantined": doc.get("quarantine_reason") is not None,
+        "quarantine_reason": doc.get("quarantine_reason"),
     }
 
 
