@@ -15,7 +15,7 @@ LAYER_LOCK := layers/mailsync/requirements.lock
 LOCK_ARGS  ?= --upgrade
 PYTEST_ARGS ?=
 
-.PHONY: help install lock dovecot run demo test unit integration e2e lint format build bench clean
+.PHONY: help install lock dovecot run demo test unit integration e2e lint format build bench load clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   ruff + mypy + cfn-lint;  make build  sam build (no Docker, arm64 layer)"
 	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
+	@echo "make load   200 accounts on one runner for 10 min (LOAD_ACCOUNTS, LOAD_SECONDS, ...); report in build/load-report.json"
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@py="$$(infra/find-python.sh $(PYTHON_VERSION))" || exit 1; \
@@ -90,6 +91,21 @@ build:
 BENCH_ARGS ?=
 bench: install dovecot
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Load (issue 14): LOAD_ACCOUNTS Dovecot users on one `mailsync run`, mail flowing for
+# LOAD_SECONDS, LOAD_DUPLICATES of the jobs delivered twice; prints the figures and writes
+# LOAD_REPORT. `make test` runs the same test at 20 accounts for 20 s (tests/e2e/test_load.py).
+LOAD_ACCOUNTS     ?= 200
+LOAD_SECONDS      ?= 600
+LOAD_POLL_SECONDS ?= 60
+LOAD_WORKERS      ?= 4
+LOAD_RATE         ?= 5
+LOAD_DUPLICATES   ?= 0.1
+LOAD_REPORT       ?= build/load-report.json
+load: install dovecot
+	LOAD_ACCOUNTS=$(LOAD_ACCOUNTS) LOAD_SECONDS=$(LOAD_SECONDS) LOAD_POLL_SECONDS=$(LOAD_POLL_SECONDS) \
+	LOAD_WORKERS=$(LOAD_WORKERS) LOAD_RATE=$(LOAD_RATE) LOAD_DUPLICATES=$(LOAD_DUPLICATES) \
+	LOAD_REPORT=$(abspath $(LOAD_REPORT)) $(BIN)/python -m pytest tests/e2e/test_load.py -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ every account is ``active`` (issue 14, "Load").
 
 Sizes come from the environment (``make load`` sets the full ones):
 
-* ``LOAD_ACCOUNTS`` (20), ``LOAD_SECONDS`` (30): accounts and how long mail flows;
+* ``LOAD_ACCOUNTS`` (20), ``LOAD_SECONDS`` (20): accounts and how long mail flows;
 * ``LOAD_POLL_SECONDS`` (10), ``LOAD_WORKERS`` (4): the runner's poll interval and its
   concurrent consumers (template.yaml: 300 s and up to 20 Lambda instances);
 * ``LOAD_RATE`` (mailbox changes per second, default accounts / 10),
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 ACCOUNTS = int(os.environ.get("LOAD_ACCOUNTS", "20"))
-SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))
+SECONDS = float(os.environ.get("LOAD_SECONDS", "20"))
 POLL_SECONDS = int(os.environ.get("LOAD_POLL_SECONDS", "10"))
 WORKERS = int(os.environ.get("LOAD_WORKERS", "4"))
 RATE = float(os.environ.get("LOAD_RATE") or max(1.0, ACCOUNTS / 10))
