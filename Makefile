@@ -25,6 +25,7 @@ help:
 	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
 	@echo "make fuzz   the reliability suite at full size (every crash-matrix point, ...)"
+	@echo "make load   200 accounts on one runner for 10 min (LOAD_ACCOUNTS, LOAD_SECONDS, ...); report in build/load-report.json"
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@py="$$(infra/find-python.sh $(PYTHON_VERSION))" || exit 1; \
@@ -100,6 +101,21 @@ bench: install dovecot
 # MAILSYNC_CRASH_ALL=1: every injection point of the Gmail/Graph crash matrix.
 fuzz: install dovecot
 	MAILSYNC_CRASH_ALL=1 $(BIN)/python -m pytest -o timeout=3600 tests/integration/test_crash_safety.py $(PYTEST_ARGS)
+
+# Load (issue 14): LOAD_ACCOUNTS Dovecot users on one `mailsync run`, mail flowing for
+# LOAD_SECONDS, LOAD_DUPLICATES of the jobs delivered twice; prints the figures and writes
+# LOAD_REPORT. `make test` runs the same test at 20 accounts for 20 s (tests/e2e/test_load.py).
+LOAD_ACCOUNTS     ?= 200
+LOAD_SECONDS      ?= 600
+LOAD_POLL_SECONDS ?= 60
+LOAD_WORKERS      ?= 4
+LOAD_RATE         ?= 5
+LOAD_DUPLICATES   ?= 0.1
+LOAD_REPORT       ?= build/load-report.json
+load: install dovecot
+	LOAD_ACCOUNTS=$(LOAD_ACCOUNTS) LOAD_SECONDS=$(LOAD_SECONDS) LOAD_POLL_SECONDS=$(LOAD_POLL_SECONDS) \
+	LOAD_WORKERS=$(LOAD_WORKERS) LOAD_RATE=$(LOAD_RATE) LOAD_DUPLICATES=$(LOAD_DUPLICATES) \
+	LOAD_REPORT=$(abspath $(LOAD_REPORT)) $(BIN)/python -m pytest tests/e2e/test_load.py -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ import base64
 import importlib.util
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -90,14 +91,45 @@ def load_handler(name: str) -> Callable[[dict[str, Any], Any], Any]:
 
 # ------------------------------------------------------------------ AWS (moto)
 def start_moto(port: int | None = None) -> tuple[Any, str]:
+    """moto's server on ``port``; its DynamoDB requests run one at a time (see below)."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
 
+    class AtomicDynamoMoto(ThreadedMotoServer):
+        """DynamoDB makes every request atomic; moto does not: TransactWriteItems deep-copies
+        the table (its rollback) while other request threads write to it, which fails with
+        ``dictionary changed size during iteration`` (a 500) and, rolled back, would undo
+        their writes. So DynamoDB requests are served one at a time; SQS long polls and the
+        other services stay concurrent (tests/integration/test_runner_moto.py)."""
+
+        def _server_entry(self) -> None:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
+
+            app = DomainDispatcherApplication(create_backend_app)
+            dynamodb = threading.Lock()
+
+            def serialised(environ: dict[str, Any], start_response: Any) -> Any:
+                if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+                    with dynamodb:
+                        return list(app(environ, start_response))
+                return app(environ, start_response)
+
+            self._server = make_server(
+                self._ip_address, self._port, serialised, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
     port = port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = AtomicDynamoMoto(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server, f"http://127.0.0.1:{port}"
 
@@ -266,30 +298,85 @@ def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTT
 
 
 # -------------------------------------------------------------- background
+SCHEDULE_RATE_SECONDS = 60  # template.yaml: the scheduler's rate(1 minute)
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    value = int(os.environ.get(name) or default)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _env_fraction(name: str) -> float:
+    value = float(os.environ.get(name) or 0)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be between 0 and 1, not {value}")
+    return value
+
+
 class Background:
-    """The scheduler tick and the queue consumer, as threads."""
+    """The scheduler tick and the queue consumers, as threads.
+
+    Knobs (environment, local runner only; Lambda's are in template.yaml):
+
+    * ``MAILSYNC_LOCAL_WORKERS`` (default 1): concurrent consumers, as the event source
+      mapping's ``MaximumConcurrency`` runs concurrent worker instances. Each consumer loads
+      its own copy of the worker module: Powertools' batch processor keeps the batch being
+      processed on the module's processor object, so two consumers sharing one would report
+      each other's records.
+    * The scheduler ticks every ``MAILSYNC_POLL_SECONDS``, at most every 60 s (EventBridge's
+      ``rate(1 minute)``), so a poll interval of 300 s polls every 300-360 s, as deployed.
+    * ``MAILSYNC_LOCAL_REPORTS=1``: a JSON line per invocation on stdout (``local_report``:
+      its duration, records, failures and each job's wait in the queue), as Lambda's
+      ``REPORT`` log line; the load test (tests/e2e/test_load.py) reads them.
+    * ``MAILSYNC_LOCAL_REDELIVER_FRACTION`` (load tests only, default 0): this share of the
+      jobs that succeeded is made visible again instead of deleted, so SQS delivers them a
+      second time (``ApproximateReceiveCount`` 2), as at-least-once delivery may. Lambda has no
+      such setting; the runner is not deployed.
+    """
 
     def __init__(self, poll_seconds: int) -> None:
         self.poll_seconds = poll_seconds
+        self.tick_seconds = min(poll_seconds, SCHEDULE_RATE_SECONDS)
         self.stop = threading.Event()
         self.scheduler = load_handler("scheduler")
-        self.worker = load_handler("sync_worker")
+        self.workers = _env_int("MAILSYNC_LOCAL_WORKERS", 1, 1, 64)
+        self.reports = os.environ.get("MAILSYNC_LOCAL_REPORTS") == "1"
+        self.redeliver = _env_fraction("MAILSYNC_LOCAL_REDELIVER_FRACTION")
+        self._random = random.Random()
 
     def start(self) -> None:
         threading.Thread(target=self._schedule_loop, name="scheduler", daemon=True).start()
-        threading.Thread(target=self._worker_loop, name="worker", daemon=True).start()
+        for n in range(self.workers):
+            handler = load_handler("sync_worker")  # one module (and batch processor) per consumer
+            threading.Thread(
+                target=self._worker_loop, args=(handler,), name=f"worker-{n}", daemon=True
+            ).start()
+
+    def _report(self, function: str, started: float, **fields: Any) -> None:
+        if self.reports:
+            line = {
+                "local_report": function,
+                "at": started,
+                "duration_ms": (time.time() - started) * 1000,
+                **fields,
+            }
+            print(json.dumps(line), flush=True)
 
     def _schedule_loop(self) -> None:
         while not self.stop.is_set():
+            started = time.time()
             try:
-                self.scheduler(
+                result = self.scheduler(
                     {"source": "aws.events", "detail-type": "Scheduled Event"}, LambdaContext("scheduler")
                 )
+                self._report("scheduler", started, enqueued=(result or {}).get("enqueued"))
             except Exception as e:  # noqa: BLE001 - keep ticking, like EventBridge would
                 print(f"scheduler error: {e!r}", file=sys.stderr)
-            self.stop.wait(self.poll_seconds)
+            self.stop.wait(self.tick_seconds)
 
-    def _worker_loop(self) -> None:
+    def _worker_loop(self, worker: Callable[[dict[str, Any], Any], Any]) -> None:
         from mailsync.config import get_settings
         from mailsync.store import aws
 
@@ -302,15 +389,38 @@ class Background:
                 ).get("Messages", [])
                 if not got:
                     continue
+                started = time.time()
                 event = {"Records": [sqs_record(m, queue) for m in got]}
-                result = self.worker(event, LambdaContext("sync-worker")) or {}
+                result = worker(event, LambdaContext("sync-worker")) or {}
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+                again = 0
                 for m in got:
-                    if m["MessageId"] not in failed:
+                    if m["MessageId"] in failed:
+                        continue
+                    if self._deliver_again(m):
+                        sqs.change_message_visibility(
+                            QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                        )
+                        again += 1
+                    else:
                         sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                self._report(
+                    "sync-worker",
+                    started,
+                    records=len(got),
+                    failed=len(failed),
+                    redelivered=again,
+                    waits_s=[round(started - int(m["Attributes"]["SentTimestamp"]) / 1000, 3) for m in got],
+                    receive_counts=[int(m["Attributes"].get("ApproximateReceiveCount", 1)) for m in got],
+                )
             except Exception as e:  # noqa: BLE001 - a consumer must survive a bad batch
                 print(f"worker error: {e!r}", file=sys.stderr)
                 self.stop.wait(1)
+
+    def _deliver_again(self, m: dict[str, Any]) -> bool:
+        """Whether a job that succeeded on its first delivery is delivered a second time."""
+        first = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)) == 1
+        return first and self.redeliver > 0 and self._random.random() < self.redeliver
 
 
 def sqs_record(m: dict[str, Any], queue_url: str) -> dict[str, Any]:
@@ -375,7 +485,8 @@ def serve(
         f"mailsync is running on {info['url']}  (Swagger UI: {info['url']}/docs)\n"
         f"  dev tenant API key : {api_key}   (send it as 'Authorization: Bearer {api_key}' with 'X-User-Id: <user>')\n"
         f"  moto endpoint      : {endpoint}   (AWS_ENDPOINT_URL for `mailsync admin`)\n"
-        f"  polling every {get_settings().poll_seconds}s; Ctrl-C stops",
+        f"  polling every {get_settings().poll_seconds}s, {bg.workers} worker(s); Ctrl-C stops"
+        + (f"\n  TEST SETTING: {bg.redeliver:.0%} of the jobs are delivered twice" if bg.redeliver else ""),
         flush=True,
     )
     if on_ready:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Service:
-    def __init__(self, url: str, api_key: str, moto: str) -> None:
-        self.url, self.api_key, self.moto = url, api_key, moto
+    def __init__(self, url: str, api_key: str, moto: str, log: Path | None = None) -> None:
+        self.url, self.api_key, self.moto, self.log = url, api_key, moto, log
 
     def session(self, user: str | None = "alice", api_key: str | None = None) -> requests.Session:
         s = requests.Session()
@@ -109,50 +110,58 @@ def microsoft_env(fake: FakeGraph) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def service(
-    tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle, fake_graph: FakeGraph
-) -> Iterator[Service]:
+@contextmanager
+def running_service(log: Path, **env: str) -> Iterator[Service]:
+    """``mailsync run`` on free ports (its output in ``log``), with ``env`` on top of ours;
+    stopped (SIGTERM, then SIGKILL) when the block ends, however it ends."""
     port, moto_port = free_port(), free_port()
     exe = shutil.which("mailsync", path=str(Path(sys.executable).parent)) or "mailsync"
-    env = {
+    full_env = {
         **os.environ,
         "PORT": str(port),
         "MAILSYNC_MOTO_PORT": str(moto_port),
-        "MAILSYNC_POLL_SECONDS": "2",
         "MAILSYNC_DEV_API_KEY": "e2e-key",
         "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
-        **google_env(fake_google),
-        **microsoft_env(fake_graph),
+        **env,
     }
-    env.pop("AWS_ENDPOINT_URL", None)
-    env.pop("CURL_CA_BUNDLE", None)
-    log = tmp_path_factory.mktemp("runner") / "runner.log"
+    full_env.pop("AWS_ENDPOINT_URL", None)
+    full_env.pop("CURL_CA_BUNDLE", None)
     leakscan.watch_file(log, "the log of mailsync run")
     with open(log, "wb") as out:
-        proc = subprocess.Popen([exe, "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([exe, "run"], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(url + "/v1/openapi.json", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:  # not listening yet, or its first answer (imports) is slow
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mailsync run did not start:\n{log.read_text()[-4000:]}")
-        time.sleep(0.3)
     try:
-        yield Service(url, "e2e-key", f"http://127.0.0.1:{moto_port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/v1/openapi.json", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or its first answer (imports) is slow
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mailsync run did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield Service(url, "e2e-key", f"http://127.0.0.1:{moto_port}", log)
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(10)
         if os.environ.get("MAILSYNC_E2E_SHOW_LOG"):
             print(log.read_text()[-8000:])
+
+
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle, fake_graph: FakeGraph
+) -> Iterator[Service]:
+    log = tmp_path_factory.mktemp("runner") / "runner.log"
+    with running_service(
+        log, MAILSYNC_POLL_SECONDS="2", **google_env(fake_google), **microsoft_env(fake_graph)
+    ) as service:
+        yield service
 
 
 @pytest.fixture(params=["imap", "google", "microsoft"])
