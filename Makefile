@@ -15,7 +15,7 @@ LAYER_LOCK := layers/mailsync/requirements.lock
 LOCK_ARGS  ?= --upgrade
 PYTEST_ARGS ?=
 
-.PHONY: help install lock dovecot run demo test unit integration e2e lint format build bench clean
+.PHONY: help install lock dovecot imap-servers run demo test unit integration e2e lint format build bench clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
@@ -53,19 +53,23 @@ install: $(STAMP)
 dovecot:
 	@infra/ensure-dovecot.sh
 
+# Mailutils imap4d and Cyrus unpacked beside Dovecot (they conflict with it in apt).
+imap-servers:
+	@infra/ensure-imap-servers.sh
+
 run: install
 	$(BIN)/mailsync run
 
 demo: install dovecot
 	$(BIN)/mailsync demo
 
-test: install dovecot
+test: install dovecot imap-servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-integration: install dovecot
+integration: install dovecot imap-servers
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 e2e: install dovecot

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support import secrets as leakscan
 from tests.support.fixtures import (  # noqa: F401
     dovecot,
     dovecot_nocondstore,
@@ -33,6 +34,26 @@ def pytest_configure(config: pytest.Config) -> None:
     from mailsync_local.runner import interrupt_on_sigterm
 
     interrupt_on_sigterm()
+    leakscan.install()
+
+
+# The secrets scan (tests/support/secrets.py): every log record and all captured output of the
+# session is scanned at its end for every secret the tests used; a find fails the session.
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    leakscan.feed_report(report)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    leakscan.ensure_log_feed()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if leakscan.finish() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    leakscan.summary(terminalreporter)
 
 
 @pytest.fixture

@@ -67,15 +67,27 @@ class Dovecot:
     capabilities (``imap_capability``), to test the fallback sync path. ``acl=True`` loads
     the ACL plugin (RFC 4314, ``acl = vfile``), so :meth:`set_acl` can take rights away from a
     user's own folder (a folder without the ``r`` right answers ``NO [NOPERM]``).
+    ``tls=(cert_pem, key_pem)`` turns TLS on: the ``port`` listener then offers STARTTLS
+    (RFC 3501 section 6.2.1) and ``tls_port`` speaks implicit TLS (RFC 8314); without it
+    (the default) Dovecot runs with ``ssl = no`` and offers no STARTTLS.
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, *, condstore: bool = True, acl: bool = False, binary: str = DOVECOT_BIN) -> None:
+    def __init__(
+        self,
+        *,
+        condstore: bool = True,
+        acl: bool = False,
+        tls: tuple[str, str] | None = None,
+        binary: str = DOVECOT_BIN,
+    ) -> None:
         self.condstore = condstore
         self.acl = acl
+        self.tls = tls
         self.binary = binary
         self.port = 0
+        self.tls_port = 0
         self.root: Path | None = None
         self._users: dict[str, str] = {}
         self._proc_started = False
@@ -121,6 +133,10 @@ class Dovecot:
         self.log_path.touch()
 
         self.port = free_port()
+        self.tls_port = free_port() if self.tls else 0
+        ssl_conf = "ssl = no"
+        if self.tls:
+            ssl_conf = f"ssl = yes\nssl_cert = <{self.tls[0]}\nssl_key = <{self.tls[1]}"
         capability = ""
         if not self.condstore:
             capability = f"imap_capability = {CAPABILITIES_WITHOUT_CONDSTORE}\n"
@@ -146,7 +162,7 @@ first_valid_uid = {mail_pw.pw_uid}
 first_valid_gid = {mail_gid}
 mail_uid = {mail_pw.pw_uid}
 mail_gid = {mail_gid}
-ssl = no
+{ssl_conf}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -198,7 +214,9 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
+    ssl = {"yes" if self.tls else "no"}
   }}
 }}
 """

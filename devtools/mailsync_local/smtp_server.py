@@ -1,7 +1,7 @@
 """A real SMTP submission server for tests and the demo, delivering into a :class:`Dovecot`.
 
-:class:`SmtpServer` runs :mod:`aiosmtpd` on ``127.0.0.1`` (a free port, no TLS,
-so no STARTTLS is offered) with AUTH PLAIN/LOGIN allowed in plain text and
+:class:`SmtpServer` runs :mod:`aiosmtpd` on ``127.0.0.1`` (a free port; without ``tls``
+no STARTTLS is offered) with AUTH PLAIN/LOGIN allowed in plain text and
 checked against the Dovecot users' passwords. Behaviour, so that every SMTP
 outcome can be tested:
 
@@ -9,6 +9,8 @@ outcome can be tested:
   anything else gets ``550 5.1.1 no such user``;
 * a ``MAIL FROM`` address containing ``blocked`` gets ``550 5.7.1 sender blocked``;
 * a message with the header ``X-Test-Reject: yes`` gets ``554 5.6.0 content rejected``;
+* ``tls=(cert_pem, key_pem)`` offers STARTTLS (RFC 3207), with ``implicit_tls=True``
+  the port speaks TLS from the first byte instead (RFC 8314);
 * every accepted message is APPENDed to each recipient's Dovecot ``INBOX`` and
   recorded in :attr:`SmtpServer.received` as ``(mail_from, rcpt_tos, data)``.
 """
@@ -16,6 +18,7 @@ outcome can be tested:
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import warnings
 from email import policy
@@ -87,9 +90,18 @@ class SmtpServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, dovecot: Dovecot, *, auth_required: bool = True) -> None:
+    def __init__(
+        self,
+        dovecot: Dovecot,
+        *,
+        auth_required: bool = True,
+        tls: tuple[str, str] | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.dovecot = dovecot
         self.auth_required = auth_required
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self.port = 0
         self.received: list[tuple[str, list[str], bytes]] = []
         self.auth_attempts: list[tuple[str, bool]] = []  # (login, success)
@@ -132,6 +144,11 @@ class SmtpServer:
 
     def start(self) -> SmtpServer:
         self.port = free_port()
+        tls: dict[str, Any] = {}
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            tls = {"ssl_context": ctx} if self.implicit_tls else {"tls_context": ctx}
         self._controller = _Controller(
             _Handler(self),
             hostname=self.host,
@@ -141,6 +158,7 @@ class SmtpServer:
             auth_require_tls=False,
             auth_required=self.auth_required,
             ready_timeout=10.0,
+            **tls,
         )
         self._controller.start()
         return self

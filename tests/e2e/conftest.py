@@ -18,6 +18,7 @@ import requests
 from tests.e2e.mailboxes import GoogleMailbox, ImapMailbox, Mailbox, MicrosoftMailbox
 from tests.fakes.gmail import FakeGoogle
 from tests.fakes.graph import FakeGraph
+from tests.support import secrets as leakscan
 from tests.support.dovecot import free_port
 from tests.support.google import PUSH_AUDIENCE, PUSH_SA
 
@@ -127,6 +128,7 @@ def service(
     env.pop("AWS_ENDPOINT_URL", None)
     env.pop("CURL_CA_BUNDLE", None)
     log = tmp_path_factory.mktemp("runner") / "runner.log"
+    leakscan.watch_file(log, "the log of mailsync run")
     with open(log, "wb") as out:
         proc = subprocess.Popen([exe, "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

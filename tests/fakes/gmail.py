@@ -69,6 +69,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.fakes import base
+from tests.support import secrets as leakscan  # every token handed out is scanned for
 
 DEFAULT_CLIENT_ID = "1234567890-mailsync.apps.googleusercontent.com"
 DEFAULT_CLIENT_SECRET = "fake-client-secret"
@@ -255,6 +256,7 @@ class FakeGoogle(base.FakeServer):
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        leakscan.register("client secret", client_secret)
         self.history_retention = history_retention  # records kept per user (None: all)
         self.access_token_lifetime = access_token_lifetime
         self.push_service_account = push_service_account
@@ -509,7 +511,7 @@ class FakeGoogle(base.FakeServer):
                 refresh_token,
             )
         out: dict[str, Any] = {
-            "access_token": access,
+            "access_token": leakscan.registered("access token", access),
             "expires_in": self.access_token_lifetime,
             "scope": " ".join(grant.scopes),
             "token_type": "Bearer",
@@ -524,7 +526,7 @@ class FakeGoogle(base.FakeServer):
                     time.time() + self.access_token_lifetime,
                     refresh,
                 )
-            out["refresh_token"] = refresh
+            out["refresh_token"] = leakscan.registered("refresh token", refresh)
         if "openid" in grant.scopes:
             out["id_token"] = self.id_token(grant.email, audience=grant.client_id, nonce=grant.nonce)
         return out

@@ -114,6 +114,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.fakes import base
+from tests.support import secrets as leakscan  # every token handed out is scanned for
 
 DEFAULT_CLIENT_ID = "8f1b6f1e-3c1d-4c5e-9a55-3d3f3c1a0b01"
 DEFAULT_CLIENT_SECRET = "fake~graph~client~secret"
@@ -528,6 +529,7 @@ class FakeGraph(base.FakeServer):
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        leakscan.register("client secret", client_secret)
         self.tenant_id = tenant_id
         self.access_token_lifetime = access_token_lifetime
         self.latency = latency
@@ -775,7 +777,7 @@ class FakeGraph(base.FakeServer):
             "scope": " ".join([*granted, "openid", "profile", "email"]),
             "expires_in": self.access_token_lifetime,
             "ext_expires_in": self.access_token_lifetime,
-            "access_token": access,
+            "access_token": leakscan.registered("access token", access),
             "id_token": self.id_token(box.email, audience=grant.client_id, nonce=grant.nonce),
             "client_info": self.client_info(box),
         }
@@ -783,7 +785,7 @@ class FakeGraph(base.FakeServer):
             refresh = "1.A" + _b64url(secrets.token_bytes(64))
             with self.lock:
                 self._refresh[refresh] = _Grant(box.email, grant.scopes, grant.client_id)
-            out["refresh_token"] = refresh
+            out["refresh_token"] = leakscan.registered("refresh token", refresh)
         return out
 
     def fail_refresh(self, user: str, error: str | None = "invalid_grant") -> None:
@@ -2191,7 +2193,9 @@ class FakeGraph(base.FakeServer):
             notification_url=urls[0],
             lifecycle_url=urls[1] if len(urls) > 1 else None,
             expiration=exp,
-            client_state=str(client_state) if client_state is not None else None,
+            client_state=leakscan.registered("webhook clientState", str(client_state))
+            if client_state is not None
+            else None,
             immutable_ids=self._immutable(headers),
             application_id=self.client_id,
         )

@@ -212,3 +212,40 @@ def test_send_errors(sender, recipient, dovecot, smtp_server):
     assert ApiClient("key-t1", "bob").post(url, {"to": [rcpt], "text": "x"}).status == 404
     assert ApiClient("key-t2", "alice").post(url, {"to": [rcpt], "text": "x"}).status == 404
     assert delivered(dovecot, rcpt_user) == []
+
+
+class Killed(BaseException):
+    """The invocation dies mid-send (a Lambda timeout): no exception handler of ours runs."""
+
+
+def test_a_send_killed_by_a_timeout_can_be_retried_once_its_invocation_is_over(
+    sender, recipient, dovecot, monkeypatch
+):
+    import smtplib
+    import time
+
+    acc, _ = sender
+    rcpt_user, rcpt = recipient
+    api = ApiClient("key-t1", "alice", timeout_ms=1500)
+    body = {"to": [rcpt], "subject": "Nach dem Timeout", "text": "x"}
+    send = f"/v1/accounts/{acc['id']}/send"
+    real_data = smtplib.SMTP.data
+    kills = iter([True])
+
+    def data_then_die(self, msg):
+        if next(kills, False):
+            raise Killed
+        return real_data(self, msg)
+
+    monkeypatch.setattr(smtplib.SMTP, "data", data_then_die)
+    with pytest.raises(Killed):
+        api.call("POST", send, body, headers={"Idempotency-Key": "k-timeout"})
+    started = time.monotonic()
+    # While the dead invocation could still be running, a retry must not send a second copy.
+    busy = api.call("POST", send, body, headers={"Idempotency-Key": "k-timeout"})
+    assert busy.status == 409 and busy.body["code"] == "request_in_progress"
+    # Once its deadline has passed, the same key sends (not 409 for the record's 24 h).
+    time.sleep(max(0.0, 1.6 - (time.monotonic() - started)))
+    retry = api.call("POST", send, body, headers={"Idempotency-Key": "k-timeout"})
+    assert retry.status == 202, retry.body
+    assert [m["Subject"] for m, _ in delivered(dovecot, rcpt_user)] == ["Nach dem Timeout"]

@@ -18,9 +18,9 @@ from mailsync.config import get_settings
 from mailsync.domain.clock import parse_iso
 from mailsync.store import accounts as repo
 from mailsync.store import keys
-from mailsync.store.models import FolderItem, LocationItem, MessageItem, SyncRunItem
+from mailsync.store.models import FolderItem, SyncRunItem
 from mailsync.usecases.sync_account import sync_account
-from tests.support.accounts import connect, mirror
+from tests.support.accounts import connect, mirror, remove_from_store
 from tests.support.api import ApiClient
 from tests.support.crm import history, put_contact
 from tests.support.dovecot import make_mail
@@ -268,9 +268,7 @@ def test_resync_reloads_every_folder_keeping_ids_threads_and_links(
     sync_account("t1", acc["id"])
     before = {m["subject"]: (m["id"], m["thread_id"]) for m in mirror(acc)}
     # A mail lost behind the engine's back (its location removed in the store) ...
-    locs = list(LocationItem.query(keys.account("t1", acc["id"]), LocationItem.sk.startswith("L#")))
-    lost = next(loc for loc in locs if loc.mid == before["Mail 3"][0])
-    lost.delete()
+    remove_from_store(acc["id"], before["Mail 3"][0], item=False)
     r = api.post(f"/v1/accounts/{acc['id']}/resync")
     assert r.status == 202 and r.body["folders"] >= 1 and r.body["queued"] is True, r.body
     folders = list(FolderItem.query(keys.account("t1", acc["id"]), FolderItem.sk.startswith("F#")))
@@ -302,10 +300,7 @@ def test_check_heals_mails_missing_from_the_mirror_or_added_without_a_cursor_cha
     before = ids(acc)
     # (1) removed behind the engine's back, directly in the store: item and location gone.
     victim = before["Mail 1"]
-    MessageItem.get(keys.message("t1", victim), "M").delete()
-    for loc in LocationItem.query(keys.account("t1", acc["id"]), LocationItem.sk.startswith("L#")):
-        if loc.mid == victim:
-            loc.delete()
+    remove_from_store(acc["id"], victim)
     # (2) added at the server without a cursor change (a lost CONDSTORE update).
     dovecot.append(user, "INBOX", mails(1, "Lost")[0])
     st = dovecot.status(user, "INBOX")
@@ -446,10 +441,7 @@ def test_admin_cli_lists_accounts_in_a_state_and_checks_or_resyncs_without_an_ap
     sync_account("t1", acc["id"])
     before = ids(acc)
     victim = before["Mail 0"]
-    MessageItem.get(keys.message("t1", victim), "M").delete()
-    for loc in LocationItem.query(keys.account("t1", acc["id"]), LocationItem.sk.startswith("L#")):
-        if loc.mid == victim:
-            loc.delete()
+    remove_from_store(acc["id"], victim)
     capsys.readouterr()
     assert main(["admin", "check", "t1", acc["id"]]) == 0
     out = capsys.readouterr()

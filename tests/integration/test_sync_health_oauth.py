@@ -18,11 +18,11 @@ import pytest
 from mailsync.domain.clock import parse_iso
 from mailsync.store import accounts as repo
 from mailsync.store import keys
-from mailsync.store.models import FolderItem, LocationItem, MessageItem
+from mailsync.store.models import FolderItem, LocationItem
 from mailsync.usecases.sync_account import sync_account
 from tests.fakes.gmail import FakeGoogle
 from tests.fakes.graph import FakeGraph
-from tests.support.accounts import mirror
+from tests.support.accounts import mirror, remove_from_store
 from tests.support.api import ApiClient
 from tests.support.crm import history, put_contact
 from tests.support.dovecot import make_mail
@@ -159,14 +159,6 @@ def runs(api: ApiClient, aid: str) -> list[dict[str, Any]]:
 
 def _folders(aid: str) -> list[FolderItem]:
     return list(FolderItem.query(keys.account("t1", aid), FolderItem.sk.startswith("F#")))
-
-
-def remove_from_store(aid: str, mid: str) -> None:
-    """A mail lost behind the engine's back: its item and its locations gone from the store."""
-    MessageItem.get(keys.message("t1", mid), "M").delete()
-    for loc in LocationItem.query(keys.account("t1", aid), LocationItem.sk.startswith("L#")):
-        if loc.mid == mid:
-            loc.delete()
 
 
 def locations(aid: str, mid: str) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailsync.store import keys
-from mailsync.store.models import MessageItem, ThreadItem
+from mailsync.store.models import LocationItem, MessageItem, ThreadItem
 from mailsync.usecases import accounts
 from mailsync.usecases.sync_account import sync_account
 
@@ -54,3 +54,13 @@ def thread(tenant_id: str, thread_id: str) -> ThreadItem | None:
         return ThreadItem.get(keys.thread(tenant_id, thread_id), "TH")
     except ThreadItem.DoesNotExist:
         return None
+
+
+def remove_from_store(account_id: str, mid: str, tenant_id: str = "t1", *, item: bool = True) -> None:
+    """A mail lost behind the engine's back: its locations (and, with ``item``, its message
+    item) deleted directly in the store, as a store fault or a bad manual edit would."""
+    if item:
+        MessageItem.get(keys.message(tenant_id, mid), "M").delete()
+    for loc in LocationItem.query(keys.account(tenant_id, account_id), LocationItem.sk.startswith("L#")):
+        if loc.mid == mid:
+            loc.delete()

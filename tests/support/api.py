@@ -18,14 +18,16 @@ class Resp:
 
 
 class ApiClient:
-    def __init__(self, api_key: str | None, user: str | None) -> None:
+    def __init__(self, api_key: str | None, user: str | None, timeout_ms: int = 900_000) -> None:
         self.api_key = api_key
         self.user = user
+        self.timeout_ms = timeout_ms  # the invocation's time limit (the Lambda context's deadline)
         self.handler = load_handler("api")
 
     def as_user(self, user: str | None, api_key: str | None = None) -> ApiClient:
         c = ApiClient.__new__(ApiClient)
         c.api_key, c.user, c.handler = api_key or self.api_key, user, self.handler
+        c.timeout_ms = self.timeout_ms
         return c
 
     def call(
@@ -44,7 +46,8 @@ class ApiClient:
         if params:
             path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
         raw = json.dumps(body).encode() if body is not None else b""
-        out = self.handler(to_event(method, path, h, raw, "127.0.0.1"), LambdaContext("api"))
+        context = LambdaContext("api", timeout_ms=self.timeout_ms)
+        out = self.handler(to_event(method, path, h, raw, "127.0.0.1"), context)
         text = out.get("body") or ""
         try:
             parsed = json.loads(text) if text else None

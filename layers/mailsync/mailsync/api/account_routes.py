@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailsync.api import schemas
-from mailsync.api.params import Cursor, Id, Limit, caller, json_response
+from mailsync.api.params import LOGIN_CHECK_422, Cursor, Id, Limit, caller, json_response
 from mailsync.api.router import ApiRouter
 from mailsync.errors import MailsyncError
 from mailsync.lazy import lazy_module
@@ -35,7 +35,10 @@ def detect_provider(email: Annotated[str, Query(min_length=3, max_length=320)]) 
     "/v1/accounts",
     tags=["accounts"],
     summary="Connect an IMAP/SMTP account (logs in first)",
-    responses={201: {"description": "Created", "content": {"application/json": {"model": schemas.Account}}}},
+    responses={
+        201: {"description": "Created", "content": {"application/json": {"model": schemas.Account}}},
+        422: LOGIN_CHECK_422,
+    },
 )
 def create_account(body: schemas.CreateAccountIn) -> Response[dict[str, Any]]:
     t, u = caller(router)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.event_handler import Response
 
 from mailsync.api import schemas
-from mailsync.api.params import Id, caller
+from mailsync.api.params import Id, caller, error_response
 from mailsync.api.router import ApiRouter
 from mailsync.errors import InvalidRequest
 from mailsync.lazy import lazy_module
@@ -78,7 +78,13 @@ def get_attachment(message_id: Id, attachment_id: Id):  # noqa: ANN201 - binary 
     "/v1/accounts/<account_id>/send",
     tags=["mail client"],
     summary="Send a mail (signature appended, filed in Sent); Idempotency-Key makes retries safe",
-    responses={202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}}},
+    responses={
+        202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}},
+        502: error_response(
+            "Nothing was sent: `smtp_rejected`, `provider_error`, or `tls_error` (the SMTP "
+            "certificate is not trusted or names another host, or no STARTTLS is offered)"
+        ),
+    },
 )
 def send_mail(account_id: Id, body: schemas.SendIn):  # noqa: ANN201 - 202 with SentMessage
     from mailsync.usecases.send import send_idempotent
@@ -90,6 +96,6 @@ def send_mail(account_id: Id, body: schemas.SendIn):  # noqa: ANN201 - 202 with 
     if key is not None and len(key) > 200:
         raise InvalidRequest("Idempotency-Key must be at most 200 characters")
     request = body.model_dump(mode="json")
-    result = send_idempotent(t, u, account_id, request, key)
+    result = send_idempotent(t, u, account_id, request, key, lambda_context=resolver.lambda_context)
     out = schemas.SentMessage.model_validate(result).model_dump(mode="json", by_alias=True)
     return Response(status_code=202, content_type="application/json", body=out)

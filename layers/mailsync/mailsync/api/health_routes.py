@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import Response
 
 from mailsync.api import schemas
-from mailsync.api.params import Id, caller, error_responses, json_response
+from mailsync.api.params import LOGIN_CHECK_422, Id, caller, error_responses, json_response
 from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
@@ -39,7 +39,8 @@ router = ApiRouter()
             "description": "Accepted and stored",
             "content": {"application/json": {"model": schemas.Account}},
         },
-        **error_responses(400, 401, 404, 409, 422),
+        **error_responses(400, 401, 404, 409),
+        422: LOGIN_CHECK_422,
     },
 )
 def put_credentials(account_id: Id, body: schemas.CredentialsIn) -> schemas.Account:

@@ -68,5 +68,14 @@ def error_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
     return {s: error_response(_ERROR_TEXT.get(s, "Error")) for s in statuses}
 
 
+#: 422 of a route that logs in to a mail server first (connect, new credentials).
+LOGIN_CHECK_422 = error_response(
+    "Invalid body (`invalid_request`), or the login check failed: `auth_failed`, "
+    "`connection_failed`, `tls_error` (the certificate is not trusted or names another host, or "
+    "a `starttls` server offers no STARTTLS: never downgraded to plain text), "
+    "`host_not_allowed`, `insecure_connection`, `unknown_folder`; nothing is stored"
+)
+
+
 def json_response(status: int, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)

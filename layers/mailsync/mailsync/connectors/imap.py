@@ -7,7 +7,7 @@ from typing import Any
 from mailsync.config import Settings, get_settings
 from mailsync.connectors.base import BaseConnector
 from mailsync.domain.account import Account
-from mailsync.domain.ports import MailProvider, Outgoing, ProviderError, Sent
+from mailsync.domain.ports import MailProvider, Outgoing, ProviderError, Sent, TlsFailed
 from mailsync.errors import BadGateway
 
 
@@ -56,6 +56,8 @@ class ImapConnector(BaseConnector):
             ) from e
         except smtp.SmtpAuthFailed as e:
             raise BadGateway(f"the SMTP server refused the login: {e}", code="smtp_rejected") from e
+        except TlsFailed as e:  # untrusted certificate, wrong name, no STARTTLS: nothing sent
+            raise BadGateway(f"could not deliver, TLS failed: {e}", code="tls_error") from e
         except ProviderError as e:
             raise BadGateway(f"could not deliver: {e}", code="provider_error") from e
         return Sent(results)

@@ -6,13 +6,15 @@ Protocol references:
   ``DATA``; reply codes 2xx success, 4xx transient, 5xx permanent.
 * RFC 3207 (STARTTLS): with ``security="starttls"`` the session is upgraded to
   TLS before anything else is sent; a server that does not offer STARTTLS is
-  refused (never fall back to plain text, that would leak the password).
+  refused with :class:`SmtpTlsFailed` (never fall back to plain text, that would leak the
+  password); so is a certificate that is not trusted or names another host (the default
+  context verifies both, trusting the system store or ``SSL_CERT_FILE``).
 * RFC 4954 (AUTH): with ``ssl``/``starttls`` we always authenticate; with
   ``none`` (local relays) only when the server advertises AUTH.
 * RFC 6152 (8BITMIME) / RFC 1870 (SIZE) are used when the server offers them.
 
 Errors are typed subclasses of :mod:`mailsync.domain.ports` errors:
-:class:`SmtpAuthFailed`, :class:`SmtpConnectionFailed` and
+:class:`SmtpAuthFailed`, :class:`SmtpConnectionFailed` (:class:`SmtpTlsFailed` for TLS) and
 :class:`SmtpRejected` (the server refused the sender, the content or every
 recipient). When only some recipients are refused the message is sent to the
 others and :func:`send` reports the refused ones in its result.
@@ -27,9 +29,9 @@ import smtplib
 import ssl
 from typing import Any
 
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError
+from mailsync.domain.ports import AuthFailed, ConnectionFailed, ProviderError, TlsFailed
 
-__all__ = ["SECURITY", "SmtpAuthFailed", "SmtpConnectionFailed", "SmtpRejected", "send"]
+__all__ = ["SECURITY", "SmtpAuthFailed", "SmtpConnectionFailed", "SmtpRejected", "SmtpTlsFailed", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ class SmtpAuthFailed(AuthFailed):
 
 class SmtpConnectionFailed(ConnectionFailed):
     """DNS, TCP, TLS, timeout, or the server dropped/refused the session. Transient."""
+
+
+class SmtpTlsFailed(SmtpConnectionFailed, TlsFailed):
+    """The TLS handshake or certificate check failed, or STARTTLS is not offered (kind ``tls_error``)."""
 
 
 class SmtpRejected(ProviderError):
@@ -83,7 +89,7 @@ def _connect(
         smtp.ehlo_or_helo_if_needed()
         if security == "starttls":
             if not smtp.has_extn("starttls"):
-                raise ProviderError(f"{host}:{port} does not offer STARTTLS; refusing to send in plain text")
+                raise SmtpTlsFailed(f"{host}:{port} does not offer STARTTLS; refusing to send in plain text")
             smtp.starttls(context=ssl_context or ssl.create_default_context())
             smtp.ehlo()
     except BaseException:
@@ -217,7 +223,7 @@ def send(
     except TimeoutError as e:
         raise SmtpConnectionFailed(f"{host}:{port}: timed out: {e}") from None
     except ssl.SSLError as e:
-        raise SmtpConnectionFailed(f"{host}:{port}: TLS failed: {e}") from None
+        raise SmtpTlsFailed(f"{host}:{port}: TLS failed: {e}") from None
     except OSError as e:  # DNS (gaierror), refused, reset, unreachable
         raise SmtpConnectionFailed(f"{host}:{port}: {e}") from None
     finally:

@@ -3,7 +3,8 @@
 Invariants:
 
 * An account is created only after a successful login (``auth_failed`` /
-  ``connection_failed`` otherwise) and only for hosts on the public internet
+  ``connection_failed`` otherwise; ``tls_error`` when the certificate is not trusted, names
+  another host, or a ``starttls`` server offers no STARTTLS: never downgraded, RFC 8314) and only for hosts on the public internet
   unless ``MAILSYNC_ALLOW_PRIVATE_HOSTS=1`` (``host_not_allowed``), so a tenant
   cannot make us probe our own network (SSRF).
 * Passwords are envelope-encrypted before they reach DynamoDB and never leave
@@ -27,7 +28,14 @@ from mailsync.domain import hostguard
 from mailsync.domain.account import NOT_DUE_STATES, Account, AccountSettings, Server, new_account
 from mailsync.domain.clock import iso, parse_iso, utcnow
 from mailsync.domain.health import CheckResult, health_view
-from mailsync.domain.ports import AuthFailed, ConnectionFailed, FolderInfo, MailProvider, ProviderError
+from mailsync.domain.ports import (
+    AuthFailed,
+    ConnectionFailed,
+    FolderInfo,
+    MailProvider,
+    ProviderError,
+    TlsFailed,
+)
 from mailsync.domain.sync import AccountContext
 from mailsync.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from mailsync.observability import logger
@@ -141,13 +149,16 @@ def _guard(server: dict[str, Any], s: Settings) -> None:
 
 
 def login_check(acc: Account, secrets: dict[str, str], provider_factory: ProviderFactory) -> list[FolderInfo]:
-    """Log in with ``secrets`` and list the folders; a refusal is 422 ``auth_failed`` or
-    ``connection_failed`` (the credentials are not stored then)."""
+    """Log in with ``secrets`` and list the folders; a refusal is 422 ``auth_failed``,
+    ``tls_error`` (certificate or STARTTLS, see the module docstring) or ``connection_failed``
+    (the credentials are not stored then)."""
     try:
         with provider_factory(acc, secrets) as provider:
             return provider.list_folders()
     except AuthFailed as e:
         raise Unprocessable(f"login failed: {e}", code="auth_failed") from e
+    except TlsFailed as e:
+        raise Unprocessable(f"TLS failed, nothing was sent in plain text: {e}", code="tls_error") from e
     except ConnectionFailed as e:
         raise Unprocessable(f"could not connect: {e}", code="connection_failed") from e
     except ProviderError as e:

@@ -220,9 +220,17 @@ def send_idempotent(
     account_id: str,
     request: dict[str, Any],
     idempotency_key: str | None,
+    lambda_context: Any | None = None,
     **deps: Any,
 ) -> dict[str, Any]:
-    """``send`` once per ``Idempotency-Key`` (scoped to tenant, user and account)."""
+    """``send`` once per ``Idempotency-Key`` (scoped to tenant, user and account).
+
+    With the invocation's ``lambda_context``, the in-progress record expires when the
+    invocation's time is up: a send killed by a Lambda timeout (no exception handler ran, so
+    Powertools could not delete the record) can be retried with the same key once the dead
+    invocation's deadline has passed, instead of answering 409 ``request_in_progress`` until
+    the record's 24 h expiry (Powertools idempotency, "Lambda timeouts").
+    """
     if not idempotency_key:
         return send(tenant_id, user_id, account_id, request, **deps)
     from aws_lambda_powertools.utilities.idempotency import (
@@ -241,6 +249,8 @@ def send_idempotent(
         payload_validation_jmespath="fingerprint",
         expires_after_seconds=24 * 3600,
     )
+    if lambda_context is not None:
+        config.register_lambda_context(lambda_context)
 
     @idempotent_function(data_keyword_argument="envelope", persistence_store=persistence, config=config)
     def _once(envelope: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,330 @@
+"""Real IMAP servers other than Dovecot for the integration tests (so far GNU Mailutils
+``imap4d``), from Debian packages unpacked beside Dovecot by ``infra/ensure-imap-servers.sh``
+(``dpkg -x`` into ``.tools/imap-servers``; ``apt-get install`` would remove Dovecot, since they
+declare ``Conflicts: imap-server``). :class:`ImapTestServer` is the base for more of them.
+
+Each server runs from its own temporary directory and config on a free loopback port, in its
+own process group (``start_new_session``), and :meth:`ImapTestServer.stop` kills that whole
+group, so the per-connection children go too.
+
+The mailbox helpers (:meth:`ImapTestServer.append`, :meth:`~ImapTestServer.move`, ...) have the
+names and arguments of :class:`tests.support.dovecot.Dovecot`'s, so a test and
+:class:`tests.support.smtp.SmtpServer` can drive either. Users are named by their local part
+(``user-ab12``); :meth:`ImapTestServer.login_name` is what a client sends in LOGIN, and
+:meth:`ImapTestServer.path` turns a folder name into the server's (``INBOX.Archive`` where the
+personal namespace is ``INBOX.``).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+from imapclient import IMAPClient
+
+from tests.support.dovecot import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_ROOT = Path(os.environ.get("MAILSYNC_IMAP_TOOLS", REPO / ".tools" / "imap-servers")) / "root"
+# The folders every test user starts with (Dovecot's test config auto-creates the same).
+STANDARD_FOLDERS = ("Sent", "Drafts", "Trash", "Junk", "Archive")
+_APPENDUID_RE = re.compile(rb"\[APPENDUID \d+ (\d+)\]", re.IGNORECASE)
+
+
+class ImapServerError(RuntimeError):
+    pass
+
+
+class ImapTestServer:
+    """The lifecycle and mail-client helpers shared by the servers (see the module docstring)."""
+
+    host = "127.0.0.1"
+    name: ClassVar[str] = "imap"
+    binary_path: ClassVar[str] = ""
+    prefix: ClassVar[str] = ""  # personal namespace prefix, e.g. "INBOX."
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.root: Path | None = None
+        self._users: dict[str, str] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stdio: BinaryIO | None = None
+
+    @classmethod
+    def binary(cls) -> Path:
+        return TOOLS_ROOT / cls.binary_path
+
+    @classmethod
+    def installed(cls) -> bool:
+        return cls.binary().exists()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _prepare(self) -> list[str]:
+        """Write the config under ``self.root``; return the server's command line."""
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str]:
+        libs = [str(TOOLS_ROOT / "usr/lib/x86_64-linux-gnu"), str(TOOLS_ROOT / "usr/lib")]
+        return {**os.environ, "LD_LIBRARY_PATH": ":".join(libs)}
+
+    def start(self, timeout: float = 20.0) -> ImapTestServer:
+        if not self.installed():
+            raise ImapServerError(f"{self.binary()} is missing: run infra/ensure-imap-servers.sh")
+        if os.geteuid() != 0:
+            raise ImapServerError(f"the {self.name} test server must run as root")
+        self.root = Path(tempfile.mkdtemp(prefix=f"mailsync-{self.name}-"))
+        os.chmod(self.root, 0o755)
+        self.port = free_port()
+        argv = self._prepare()
+        self._stdio = open(self.root / "server.log", "wb")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stdio,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                log = self.log_text()
+                self.stop()
+                raise ImapServerError(f"{self.name} exited with {self._proc.returncode}:\n{log}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as s:
+                    if s.recv(200).startswith(b"* OK"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                log = self.log_text()
+                self.stop()
+                raise ImapServerError(f"{self.name} did not accept connections on {self.port}:\n{log}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self._proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self._proc.wait(timeout)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._proc is not None:
+            try:  # the per-connection children may outlive the master briefly
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._proc = None
+        if self._stdio is not None:
+            self._stdio.close()
+            self._stdio = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> ImapTestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_text(self) -> str:
+        if self.root is None:
+            return ""
+        return "".join(p.read_text(errors="replace") for p in sorted(self.root.glob("*.log")) if p.is_file())
+
+    # -- users -------------------------------------------------------------------------------
+
+    def login_name(self, user: str) -> str:
+        return user
+
+    def _create_user(self, user: str, password: str) -> None:
+        raise NotImplementedError
+
+    def new_user(self, prefix: str = "user") -> tuple[str, str]:
+        """A fresh user with the standard folders; returns ``(login name, password)``."""
+        user = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        password = uuid.uuid4().hex
+        self._users[user] = password
+        self._create_user(user, password)
+        with self.client(user) as c:
+            for folder in STANDARD_FOLDERS:
+                c.create_folder(self.path(folder))
+        return self.login_name(user), password
+
+    def local(self, login: str) -> str:
+        """The user a login name (or a local part) belongs to."""
+        return login.partition("@")[0]
+
+    def email(self, login: str) -> str:
+        return f"{self.local(login)}@example.test"
+
+    def path(self, folder: str) -> str:
+        return folder if folder.upper() == "INBOX" else self.prefix + folder
+
+    # -- a mail client -----------------------------------------------------------------------
+
+    def client(self, user: str) -> IMAPClient:
+        local = self.local(user)
+        c = IMAPClient(self.host, self.port, ssl=False, timeout=15)
+        c.normalise_times = False
+        c.login(self.login_name(local), self._users[local])
+        return c
+
+    def append(
+        self,
+        user: str,
+        folder: str,
+        raw: bytes,
+        flags: Sequence[str | bytes] = (),
+        internal_date: datetime | None = None,
+    ) -> int:
+        """APPEND one message and return its UID (APPENDUID, else the folder's highest UID)."""
+        with self.client(user) as c:
+            resp = c.append(folder, raw, flags=tuple(flags), msg_time=internal_date)
+            m = _APPENDUID_RE.search(resp if isinstance(resp, bytes) else str(resp).encode())
+            if m:
+                return int(m.group(1))
+            c.select_folder(folder, readonly=True)
+            return max(c.search("ALL"))
+
+    def append_many(
+        self,
+        user: str,
+        folder: str,
+        raws: Iterable[bytes],
+        flags: Sequence[str | bytes] = (),
+        internal_date: datetime | None = None,
+    ) -> list[int]:
+        return [self.append(user, folder, raw, flags, internal_date) for raw in raws]
+
+    def move(self, user: str, src: str, uids: Iterable[int], dst: str) -> None:
+        """MOVE where offered, else what a client does without it (COPY, flag, EXPUNGE)."""
+        uids = list(uids)
+        with self.client(user) as c:
+            c.select_folder(src)
+            if c.has_capability("MOVE"):
+                c.move(uids, dst)
+                return
+            c.copy(uids, dst)
+            c.add_flags(uids, [b"\\Deleted"], silent=True)
+            c.expunge()
+
+    def copy(self, user: str, src: str, uids: Iterable[int], dst: str) -> None:
+        with self.client(user) as c:
+            c.select_folder(src)
+            c.copy(list(uids), dst)
+
+    def delete(self, user: str, folder: str, uids: Iterable[int]) -> None:
+        """Flag ``\\Deleted`` and expunge (the folder holds no other flagged mail in these tests)."""
+        uids = list(uids)
+        with self.client(user) as c:
+            c.select_folder(folder)
+            c.add_flags(uids, [b"\\Deleted"], silent=True)
+            c.expunge()
+
+    def set_flag(self, user: str, folder: str, uids: Iterable[int], flag: bytes, on: bool) -> None:
+        with self.client(user) as c:
+            c.select_folder(folder)
+            if on:
+                c.add_flags(list(uids), [flag], silent=True)
+            else:
+                c.remove_flags(list(uids), [flag], silent=True)
+
+    def set_seen(self, user: str, folder: str, uids: Iterable[int], seen: bool) -> None:
+        self.set_flag(user, folder, uids, b"\\Seen", seen)
+
+    def uids(self, user: str, folder: str) -> list[int]:
+        with self.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            return sorted(c.search("ALL"))
+
+    def flags(self, user: str, folder: str) -> dict[int, set[bytes]]:
+        with self.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = c.search("ALL")
+            return {u: set(d[b"FLAGS"]) for u, d in c.fetch(uids, ["FLAGS"]).items()} if uids else {}
+
+    def message_ids(self, user: str, folder: str) -> list[str]:
+        """The Message-ID header of every mail in ``folder`` (sorted)."""
+        with self.client(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = c.search("ALL")
+            if not uids:
+                return []
+            data = c.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            out = []
+            for d in data.values():
+                header = next(v for k, v in d.items() if k.startswith(b"BODY["))
+                out.append(header.decode().partition(":")[2].strip().strip("<>"))
+            return sorted(out)
+
+    def create_folder(self, user: str, folder: str) -> None:
+        with self.client(user) as c:
+            c.create_folder(folder)
+
+
+class MailutilsImap4d(ImapTestServer):
+    """GNU Mailutils ``imap4d`` 3.15: IMAP4rev1 with neither MOVE, UIDPLUS nor CONDSTORE,
+    namespace ``""`` with ``/``, mbox storage (its default). Not Maildir: there, a mail still
+    in ``new/`` gets a fresh UID at every EXAMINE (seen here), which no client survives. Users are virtual (``virtdomain``: a passwd
+    file per domain, ``crypt`` hashes), so they log in as ``user@example.test``."""
+
+    name = "mailutils"
+    binary_path = "usr/sbin/imap4d"
+
+    def _prepare(self) -> list[str]:
+        assert self.root is not None
+        for sub in ("vpwd", "mail"):
+            (self.root / sub).mkdir(mode=0o755)
+        (self.root / "vpwd" / "example.test").touch(mode=0o644)
+        conf = f"""\
+logging {{ syslog false; severity notice; }};
+pidfile {self.root}/imap4d.pid;
+foreground true;
+mode daemon;
+auth {{ authentication generic; authorization virtdomain; }};
+virtdomain {{ passwd-dir {self.root}/vpwd; }};
+mailbox {{ mail-spool "mbox://{self.root}/mail/${{user}}/INBOX"; mailbox-type mbox; }};
+namespace personal {{ prefix "" {{ directory "$home/folders"; mailbox-type mbox; }}; }};
+server {self.host}:{self.port} {{ }};
+"""
+        (self.root / "imap4d.conf").write_text(conf)
+        return [str(self.binary()), f"--config-file={self.root}/imap4d.conf"]
+
+    def login_name(self, user: str) -> str:
+        return f"{self.local(user)}@example.test"
+
+    def _create_user(self, user: str, password: str) -> None:
+        assert self.root is not None
+        mail = pwd.getpwnam("mail")  # imap4d drops to the user's uid: Debian's mail user
+        home = self.root / "mail" / user
+        (home / "folders").mkdir(parents=True)
+        (home / "INBOX").touch()
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, mail.pw_uid, mail.pw_gid)
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with open(self.root / "vpwd" / "example.test", "a") as f:
+            f.write(f"{user}:{hashed}:{mail.pw_uid}:{mail.pw_gid}::{home}:/bin/false\n")
