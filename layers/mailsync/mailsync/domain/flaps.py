@@ -53,7 +53,7 @@ class UidValidityFlapping(ProviderError):
 
     def __init__(self, folder: str, flaps: Sequence[str]) -> None:
         super().__init__(
-            f"the UIDVALIDITY of folder {folder!r} keeps changing ({len(flaps)} times between "
+            f"folder {folder!r}: its UIDVALIDITY keeps changing ({len(flaps)} times between "
             f"{flaps[0]} and {flaps[-1]}): the folder is no longer reloaded and its mails already "
             "mirrored stay; check the mail server, then resync the account"
         )
