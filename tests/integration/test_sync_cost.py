@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from mailsync.connectors import open_provider as make_provider
 from mailsync.usecases.sync_account import sync_account
-from tests.support.accounts import connect, mirror
+from tests.support.accounts import RecordingProviders, connect, mirror
 from tests.support.dovecot import make_mail
 
 pytestmark = pytest.mark.integration
-
-
-class Recording:
-    def __init__(self) -> None:
-        self.providers = []
-
-    def __call__(self, account, secrets):
-        p = make_provider(account, secrets)
-        self.providers.append(p)
-        return p
 
 
 def noop_cost(dovecot, n):
     user = dovecot.new_user(f"size{n}")
     acc = connect(dovecot, user)
     dovecot.append_many(user[0], "INBOX", [make_mail(f"m{i}") for i in range(n)])
-    rec = Recording()
+    rec = RecordingProviders()
     sync_account("t1", acc["id"], provider_factory=rec)
     assert len(mirror(acc)) == n
     dovecot.wait_for_logouts(user[0], 3)  # connect, append_many, first sync

@@ -27,8 +27,24 @@ def connect(
     return accounts.create_account(tenant_id, owner, body)
 
 
-def sync(acc: dict[str, Any], tenant_id: str = "t1") -> dict[str, Any]:
-    return sync_account(tenant_id, acc["id"])
+def sync(acc: dict[str, Any], tenant_id: str = "t1", **kw: Any) -> dict[str, Any]:
+    """One worker sync of the account (``kw``: ``sync_account``'s, e.g. ``now``, ``provider_factory``)."""
+    return sync_account(tenant_id, acc["id"], **kw)
+
+
+class RecordingProviders:
+    """A ``provider_factory`` that opens the real provider and keeps each one, so a test can
+    read the IMAP commands a sync sent (``providers[-1].commands``)."""
+
+    def __init__(self) -> None:
+        self.providers: list[Any] = []
+
+    def __call__(self, account: Any, secrets: Any) -> Any:
+        from mailsync.connectors import open_provider
+
+        p = open_provider(account, secrets)
+        self.providers.append(p)
+        return p
 
 
 def mirror(acc: dict[str, Any], tenant_id: str = "t1") -> list[dict[str, Any]]:

@@ -124,6 +124,21 @@ def reset_for_resync(engine: SyncEngine) -> int:
             st.old_gens.append(st.gen)
             st.gen += 1
             st.cursor, st.initial_done, st.progress, st.messages = None, False, None, 0
+            st.flaps = []  # the user asked to try again (domain.flaps)
             engine.store.save_folder(st)
             n += 1
+    return n
+
+
+def clear_flaps(engine: SyncEngine) -> int:
+    """Forget the UIDVALIDITY flaps of every folder (``domain.flaps``): a folder stopped for
+    flapping is reloaded again by the next sync. Writes only the folders that had flaps;
+    returns their number."""
+    n = 0
+    with engine.store.lock():
+        for st in engine.store.get_folders().values():
+            if st.flaps:
+                st.flaps = []
+                engine.store.save_folder(st)
+                n += 1
     return n

@@ -15,6 +15,9 @@ Invariants:
   while the account is due. The account turns ``error`` only after
   :data:`FAILURES_BEFORE_ERROR` consecutive failures; the first success makes it healthy
   again with the counter reset.
+* A folder whose UIDVALIDITY keeps changing (``domain.flaps``) is not reloaded again and
+  turns the account ``error`` at once (``provider_error``, action ``check_server_settings``),
+  every run, until the user resyncs or gives new credentials.
 * ``auth_error`` is polled every :data:`AUTH_RETRY_SECONDS` (the password may be fixed at
   the provider) and left on the first login that works; after :data:`AUTH_GIVE_UP` in
   ``auth_error`` it is taken off the due index until the user acts.
@@ -65,15 +68,24 @@ HEALTHY_STATES = ("initial_sync", "active", "degraded", "error")  # a success le
 @dataclass(frozen=True)
 class HealthError:
     """``health.last_error`` (and the account's ``error``): a typed code, a scrubbed message,
-    when, and the folder it concerns (``None``: the whole account)."""
+    when, the folder it concerns (``None``: the whole account), and the ``action`` when it
+    differs from its code's (a folder stopped for UIDVALIDITY flapping, ``domain.flaps``)."""
 
     code: str
     message: str
     at: str
     folder: str | None = None
+    action: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["action"] is None:
+            del d["action"]  # the code's own action: nothing to store
+        return d
+
+    def public(self) -> dict[str, Any]:
+        """The ``AccountError`` of the contract (the sync history): without ``action``."""
+        return {k: v for k, v in asdict(self).items() if k != "action"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,8 @@ def error_of(
     code = getattr(exc, "kind", "provider_error")
     if code not in ERRORS:
         code = "provider_error"
-    return HealthError(code, scrub(str(exc) or code, secrets), iso(at), folder)
+    action = getattr(exc, "action", None)
+    return HealthError(code, scrub(str(exc) or code, secrets), iso(at), folder, action)
 
 
 # --------------------------------------------------------------- transitions
@@ -188,8 +201,11 @@ def after_failure(
     poll_seconds: int,
     rng: random.Random,
     retry_after: float | None = None,
+    stop: bool = False,
 ) -> Account:
-    """The account after a failed run (nothing was lost: cursors only move after stores)."""
+    """The account after a failed run (nothing was lost: cursors only move after stores).
+    ``stop``: retrying cannot help (a folder stopped for UIDVALIDITY flapping): ``error`` at
+    once instead of after :data:`FAILURES_BEFORE_ERROR` runs."""
     failures = acc.failures + 1
     m = marks(acc)
     if err.code == "auth_failed" or acc.state == "auth_error":
@@ -203,7 +219,7 @@ def after_failure(
             last_attempt_at=iso(now),
             auth_error_since=since,
         )
-    state = "error" if failures >= FAILURES_BEFORE_ERROR else acc.state
+    state = "error" if stop or failures >= FAILURES_BEFORE_ERROR else acc.state
     if state not in HEALTHY_STATES:
         state = "error"
     wait = backoff_seconds(failures, poll_seconds, rng, retry_after)
@@ -275,7 +291,7 @@ def action_for(state: str, error: dict[str, Any] | None) -> str | None:
     if state == "auth_error":
         return "reauthenticate"
     if state in ("error", "degraded") and error:
-        return ERRORS[_code(error)].action
+        return error.get("action") or ERRORS[_code(error)].action
     return None
 
 
@@ -327,4 +343,5 @@ def _error_from(d: dict[str, Any]) -> HealthError:
         str(d.get("message") or ""),
         str(d.get("at") or ""),
         d.get("folder"),
+        d.get("action"),
     )

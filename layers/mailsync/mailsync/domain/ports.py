@@ -162,9 +162,13 @@ class Remove:
 
 @dataclass(frozen=True)
 class Reset:
-    """Every known location in ``folder`` is invalid (UIDVALIDITY changed, cursor expired)."""
+    """Every known location in ``folder`` is invalid (UIDVALIDITY changed, cursor expired).
+
+    ``cause`` is ``"uidvalidity"`` when the folder's UIDVALIDITY changed (counted as a flap,
+    ``domain.flaps``), else ``"expired"``; it does not take part in equality."""
 
     folder: str
+    cause: str = field(default="expired", compare=False)
 
 
 Change = Upsert | SetFlags | Remove | Reset

@@ -31,9 +31,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import datetime
 from typing import Any
 
-from mailsync.domain import mime
+from mailsync.domain import flaps, mime
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.ports import (
@@ -106,6 +107,7 @@ class SyncEngine:
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[dict[str, FolderState]], None] | None = None,
         before_batch: Callable[[], None] | None = None,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.ctx = ctx
@@ -113,6 +115,7 @@ class SyncEngine:
         self.clock = clock
         self.on_progress = on_progress
         self.before_batch = before_batch  # e.g. refresh ctx.visibility from the account settings
+        self.now = now  # wall clock of the flap history (domain.flaps)
 
     # ------------------------------------------------------------------ folders
     def reconcile_folders(
@@ -246,6 +249,8 @@ class SyncEngine:
     ) -> bool:
         """Apply the folder's batches; True when it is caught up, False on deadline."""
         for batch in provider.changes(st.name, st.cursor, self.ctx.since, self.batch_size):
+            if any(isinstance(c, Reset) and c.cause == "uidvalidity" for c in batch.changes):
+                self._flapped(st)  # raises when the folder stops reloading
             if self.before_batch and batch.changes:
                 self.before_batch()
             self.apply_batch(st, batch, report)
@@ -254,6 +259,18 @@ class SyncEngine:
             if self.clock() >= deadline and not batch.done:
                 return False
         return True
+
+    def _flapped(self, st: FolderState) -> None:
+        """The folder's UIDVALIDITY changed: record the flap, or refuse the reload when it
+        flaps too often (``domain.flaps``). A reload's flap is stored by the batch's own
+        folder write; only the stopping flap costs a write of its own."""
+        if flaps.stopped(st.flaps):
+            raise flaps.UidValidityFlapping(st.name, st.flaps)
+        st.flaps = flaps.record(st.flaps, self.now())
+        if flaps.stopped(st.flaps):
+            with self.store.lock():
+                self.store.save_folder(st)
+            raise flaps.UidValidityFlapping(st.name, st.flaps)
 
     # ------------------------------------------------------------------- batch
     def apply_batch(self, st: FolderState, batch: ChangeBatch, report: SyncReport | None = None) -> None:

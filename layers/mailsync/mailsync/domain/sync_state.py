@@ -65,6 +65,7 @@ class FolderState:
     initial_done: bool = False
     progress: dict[str, int] | None = None
     last_sync_at: str | None = None
+    flaps: list[str] = field(default_factory=list)  # last UIDVALIDITY changes (domain.flaps)
 
 
 @dataclass

@@ -69,6 +69,7 @@ def folder_state(item: FolderItem) -> FolderState:
         initial_done=bool(item.initial_done),
         progress=item.progress,
         last_sync_at=item.last_sync_at,
+        flaps=[str(f) for f in (item.flaps or [])],  # type: ignore[attr-defined]
     )
 
 
@@ -269,6 +270,7 @@ class DynamoMirrorStore:
             initial_done=st.initial_done,
             progress=st.progress,
             last_sync_at=st.last_sync_at,
+            flaps=list(st.flaps) or None,  # not stored until a flap happens
         ).save()
 
     def delete_folder(self, name: str) -> None:

@@ -295,6 +295,8 @@ class FolderItem(_Base):
     initial_done = BooleanAttribute(default=False)
     progress = JSONAttribute(null=True)
     last_sync_at = UnicodeAttribute(null=True)
+    # The last UIDVALIDITY changes (domain.flaps); absent until the first flap.
+    flaps = ListAttribute(of=UnicodeAttribute, null=True)
 
 
 class MirrorLockItem(_Base):

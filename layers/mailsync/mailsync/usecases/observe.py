@@ -76,7 +76,7 @@ class Run:
             "new": new,
             "updated": updated,
             "removed": removed,
-            "error": error.as_dict() if error else None,
+            "error": error.public() if error else None,
         }
         health_store.record_run(self.account.tenant_id, self.account.account_id, record)
         return record

@@ -9,6 +9,8 @@ Invariants:
 * A resync drops the cursors of the synced folders (as a UIDVALIDITY change would), so the
   next sync reloads them; ids, threads and links survive. The reset is stored before the job
   is queued, so a lost job only delays it to the next poll.
+* Both clear the folders' UIDVALIDITY flap history (``domain.flaps``): a folder stopped for
+  flapping is reloaded by the next sync.
 * None of these reads more than the account, its folders and its own partition.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 from mailsync import connectors
 from mailsync.config import get_settings
 from mailsync.domain.account import SYNC_OWNED_STATES, Account
-from mailsync.domain.check import reset_for_resync
+from mailsync.domain.check import clear_flaps, reset_for_resync
 from mailsync.domain.clock import utcnow
 from mailsync.domain.health import recovered
 from mailsync.domain.sync import SyncEngine
@@ -66,6 +68,8 @@ def update_credentials(
     repo.save_credentials(
         tenant_id, account_id, repo.encrypt_credentials(tenant_id, account_id, new, s.kms_key_id)
     )
+    # New credentials are the user's "try again": a folder stopped for flapping reloads.
+    clear_flaps(SyncEngine(DynamoMirrorStore(tenant_id, account_id), account_context(acc, s)))
     fixed = _recover(acc)
     return view(fixed)
 

@@ -128,6 +128,7 @@ def sync_account(
         clock=clock,
         on_progress=on_progress,
         before_batch=before_batch,
+        now=now,
     )
     connector = connectors.for_account(acc)
 
@@ -169,6 +170,7 @@ def sync_account(
             poll_seconds=_poll_seconds(acc, s),
             rng=rng or _RNG,
             retry_after=e.retry_after,
+            stop=_stops(e),
         )
         if not _save(failed, s, expected=acc.state):
             return _lost_race(tenant_id, account_id)
@@ -184,15 +186,23 @@ def sync_account(
     ]
     missing = _missing_selected(settings_.folder_mode, list(settings_.folders), all_states, now())
     loaded = acc.sync.initial_done and report.complete
-    done = after_success(
-        acc.with_(sync=replace(acc.sync, last_success_at=iso(now()))),
-        now=now(),
-        # Google and Microsoft push changes; polling only backs push up, at a slow interval.
-        poll_seconds=_poll_seconds(acc, s),
-        loaded=loaded,
-        folder_errors=folder_errors + missing,
-        check=check,
-    )
+    synced = acc.with_(sync=replace(acc.sync, last_success_at=iso(now())))
+    stops = [err for err, e in zip(folder_errors, report.folder_errors.values(), strict=True) if _stops(e)]
+    if stops:
+        # The other folders synced, but this one cannot heal by retrying (domain.flaps).
+        done = after_failure(
+            synced, stops[0], now=now(), poll_seconds=_poll_seconds(acc, s), rng=rng or _RNG, stop=True
+        )
+    else:
+        done = after_success(
+            synced,
+            now=now(),
+            # Google and Microsoft push changes; polling only backs push up, at a slow interval.
+            poll_seconds=_poll_seconds(acc, s),
+            loaded=loaded,
+            folder_errors=folder_errors + missing,
+            check=check,
+        )
     if check is not None:
         health_store.save_check(tenant_id, account_id, check)
     if not _save(done, s, expected=acc.state):
@@ -225,6 +235,13 @@ def sync_account(
 
 
 SYNC_FIELDS = ("state", "error", "failures", "sync", "health")
+
+
+def _stops(e: ProviderError) -> bool:
+    """The error stops the account (``error`` at once), e.g. UIDVALIDITY flapping."""
+    return bool(getattr(e, "stops_account", False))
+
+
 _RNG = random.Random()
 
 

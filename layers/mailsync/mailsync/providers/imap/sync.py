@@ -41,7 +41,7 @@ over to ``INITIAL`` when the folder was recreated)::
              | UIDVALIDITY changed, or        | UIDVALIDITY changed
              | HIGHESTMODSEQ gone             |
              v                                v
-          INITIAL (first batch: Reset, then a fresh load from ``since``)
+          INITIAL (first batch: Reset alone, then a fresh load from ``since``)
 
 An ``INITIAL`` resumed with a cursor whose UIDVALIDITY is no longer the folder's starts over
 the same way (Reset, fresh load).
@@ -50,7 +50,9 @@ Invariants
 ----------
 * A message location is ``(folder, str(uid))``. UIDs are only meaningful together
   with the folder's UIDVALIDITY, which every cursor stores; when it changes the
-  folder's first batch starts with :class:`Reset` followed by a fresh initial load.
+  folder's first batch is a lone :class:`Reset` (``cause="uidvalidity"``; a cursor of
+  another format: ``"expired"``), sent before any SEARCH or FETCH, followed by a fresh
+  initial load. An engine that stops there (flapping, ``domain.flaps``) downloads nothing.
 * Mails synced are those whose INTERNALDATE is at or after ``since`` (exact, not
   day-granular). ``SEARCH SINCE`` is day-granular and in the server's or message's
   time zone, so the search looks one day early and the few mails of the boundary
@@ -198,10 +200,11 @@ class FolderSync(ImapConnection):
         since: datetime,
         batch_size: int,
         reset: bool,
+        flapped: bool = False,
     ) -> Iterator[ChangeBatch]:
         box = self._open(folder)
         if cursor is not None and int(cursor["uidvalidity"]) != box.uidvalidity:
-            cursor, reset = None, True
+            cursor, reset, flapped = None, True, True
         if cursor is None:
             mode = "qresync" if self._qresync and box.modseq is not None else "plain"
             base: dict[str, Any] = {
@@ -228,6 +231,15 @@ class FolderSync(ImapConnection):
             known = set(parse_uid_set(cursor.get("known", "")))
             unread = set(parse_uid_set(cursor.get("unread", "")))
 
+        if reset:
+            # The Reset travels alone, before any SEARCH or FETCH: the engine may refuse the
+            # reload (UIDVALIDITY flapping, domain.flaps) and then nothing is downloaded.
+            first = dict(base, phase="initial", initial_done_uid=0)
+            if mode == "plain":
+                first["known"] = first["unread"] = ""
+            cause = "uidvalidity" if flapped else "expired"
+            yield ChangeBatch(folder, [Reset(folder, cause)], first, initial=True)
+            reset = False
         start_uidnext = int(base["uidnext"])
         found, too_old = self._candidates(since, start_uidnext)
         already = sum(1 for u in found if u <= done_uid)
@@ -294,14 +306,15 @@ class FolderSync(ImapConnection):
 
         st = self._status(folder, ("UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ"))
         if int(st.get(b"UIDVALIDITY", -1)) != old_validity:
-            yield from self._initial(folder, None, since, batch_size, reset=True)
+            yield from self._initial(folder, None, since, batch_size, reset=True, flapped=True)
             return
         if int(st.get(b"UIDNEXT", -1)) == old_next and int(st.get(b"HIGHESTMODSEQ", -1)) == old_modseq:
             return  # unchanged: one STATUS, whatever the folder's size
 
         box = self._open(folder)
         if box.uidvalidity != old_validity or box.modseq is None:
-            yield from self._initial(folder, None, since, batch_size, reset=True)
+            flapped = box.uidvalidity != old_validity
+            yield from self._initial(folder, None, since, batch_size, reset=True, flapped=flapped)
             return
 
         meta: list[Change] = []
@@ -355,7 +368,7 @@ class FolderSync(ImapConnection):
 
         box = self._open(folder)
         if box.uidvalidity != int(cursor["uidvalidity"]):
-            yield from self._initial(folder, None, since, batch_size, reset=True)
+            yield from self._initial(folder, None, since, batch_size, reset=True, flapped=True)
             return
 
         arrived: dict[int, datetime] = {}
