@@ -1,5 +1,5 @@
-"""Real IMAP servers other than Dovecot for the integration tests (so far GNU Mailutils
-``imap4d``), from Debian packages unpacked beside Dovecot by ``infra/ensure-imap-servers.sh``
+"""Real IMAP servers other than Dovecot for the integration tests (GNU Mailutils ``imap4d``
+and Cyrus IMAP), from Debian packages unpacked beside Dovecot by ``infra/ensure-imap-servers.sh``
 (``dpkg -x`` into ``.tools/imap-servers``; ``apt-get install`` would remove Dovecot, since they
 declare ``Conflicts: imap-server``). :class:`ImapTestServer` is the base for more of them.
 
@@ -328,3 +328,67 @@ server {self.host}:{self.port} {{ }};
         ).stdout.strip()
         with open(self.root / "vpwd" / "example.test", "a") as f:
             f.write(f"{user}:{hashed}:{mail.pw_uid}:{mail.pw_gid}::{home}:/bin/false\n")
+
+
+class CyrusImapd(ImapTestServer):
+    """Cyrus IMAP 3.6 (Debian's cyrus-imapd): MOVE, UIDPLUS, CONDSTORE and QRESYNC, namespace
+    ``INBOX.`` with ``.`` separators (``altnamespace`` and ``unixhierarchysep`` off), so every
+    folder but INBOX is ``INBOX.<name>``. ``master`` runs the services of its own cyrus.conf,
+    each with ``-C`` pointing at our imapd.conf (the compiled-in default is /etc/imapd.conf),
+    and drops to ``cyrus_user``: Debian's existing ``mail`` user, so no ``cyrus`` account is
+    needed. Passwords are checked by SASL ``alwaystrue`` (any password is accepted: these tests
+    are about mail, not authentication); the INBOX is created at first login
+    (``autocreate_quota``). Cyrus logs only to syslog, which this machine does not have."""
+
+    name = "cyrus"
+    binary_path = "usr/lib/cyrus/bin/master"
+    prefix = "INBOX."
+
+    def _prepare(self) -> list[str]:
+        assert self.root is not None
+        mail = pwd.getpwnam("mail")
+        for sub in ("conf", "spool", "sock"):
+            (self.root / sub).mkdir(mode=0o750)
+            os.chown(self.root / sub, mail.pw_uid, mail.pw_gid)
+        conf = self.root / "imapd.conf"
+        conf.write_text(f"""\
+configdirectory: {self.root}/conf
+partition-default: {self.root}/spool
+cyrus_user: mail
+cyrus_group: mail
+sasl_pwcheck_method: alwaystrue
+sasl_mech_list: PLAIN
+allowplaintext: yes
+altnamespace: no
+unixhierarchysep: no
+virtdomains: off
+autocreate_quota: 0
+idlesocket: {self.root}/sock/idle
+lmtpsocket: {self.root}/sock/lmtp
+notifysocket: {self.root}/sock/notify
+syslog_prefix: mailsync-cyrus
+""")
+        bindir = self.binary().parent
+        (self.root / "cyrus.conf").write_text(f"""\
+START {{
+  recover cmd="{bindir}/ctl_cyrusdb -C {conf} -r"
+}}
+SERVICES {{
+  imap cmd="{bindir}/imapd -C {conf}" listen="{self.host}:{self.port}" prefork=0 maxchild=20
+}}
+EVENTS {{
+}}
+""")
+        return [
+            str(self.binary()),
+            "-C",
+            str(conf),
+            "-M",
+            f"{self.root}/cyrus.conf",
+            "-p",
+            f"{self.root}/master.pid",
+            "-D",
+        ]
+
+    def _create_user(self, user: str, password: str) -> None:
+        """Nothing to do: any password logs in, and the first login creates ``INBOX``."""
