@@ -1,7 +1,7 @@
 """The mirror and the mail client against real IMAP servers other than Dovecot (issue 14):
-GNU Mailutils imap4d (IMAP4rev1 without MOVE, UIDPLUS or CONDSTORE), unpacked beside Dovecot by
-infra/ensure-imap-servers.sh. ``SERVERS`` is the matrix; the helpers take folder names through
-``server.path`` so that an ``INBOX.``-prefixed server can join it.
+GNU Mailutils imap4d (IMAP4rev1 without MOVE, UIDPLUS or CONDSTORE), Cyrus IMAP and Courier-IMAP (namespace
+``INBOX.`` with ``.`` separators), unpacked beside Dovecot by infra/ensure-imap-servers.sh.
+``SERVERS`` is the matrix; the helpers take folder names through ``server.path``.
 
 Per server, one account goes through: connect; only mail since the start plus the backfill
 window; a second folder; flags both ways; delete and move at the server (no duplicate); move,
@@ -21,12 +21,16 @@ from mailsync.usecases import accounts
 from tests.support.accounts import connect, mirror, sync
 from tests.support.api import ApiClient
 from tests.support.dovecot import make_mail
-from tests.support.imap_servers import ImapTestServer, MailutilsImap4d
+from tests.support.imap_servers import CourierImap, CyrusImapd, ImapTestServer, MailutilsImap4d
 from tests.support.smtp import SmtpServer
 
 pytestmark = pytest.mark.integration
 
-SERVERS: dict[str, type[ImapTestServer]] = {"mailutils": MailutilsImap4d}
+SERVERS: dict[str, type[ImapTestServer]] = {
+    "courier": CourierImap,
+    "cyrus": CyrusImapd,
+    "mailutils": MailutilsImap4d,
+}
 NOW = datetime.now(UTC)
 
 

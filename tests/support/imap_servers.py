@@ -1,5 +1,5 @@
-"""Real IMAP servers other than Dovecot for the integration tests (so far GNU Mailutils
-``imap4d``), from Debian packages unpacked beside Dovecot by ``infra/ensure-imap-servers.sh``
+"""Real IMAP servers other than Dovecot for the integration tests (GNU Mailutils ``imap4d``,
+Cyrus IMAP and Courier-IMAP), from Debian packages unpacked beside Dovecot by ``infra/ensure-imap-servers.sh``
 (``dpkg -x`` into ``.tools/imap-servers``; ``apt-get install`` would remove Dovecot, since they
 declare ``Conflicts: imap-server``). :class:`ImapTestServer` is the base for more of them.
 
@@ -328,3 +328,184 @@ server {self.host}:{self.port} {{ }};
         ).stdout.strip()
         with open(self.root / "vpwd" / "example.test", "a") as f:
             f.write(f"{user}:{hashed}:{mail.pw_uid}:{mail.pw_gid}::{home}:/bin/false\n")
+
+
+class CyrusImapd(ImapTestServer):
+    """Cyrus IMAP 3.6 (Debian's cyrus-imapd): MOVE, UIDPLUS, CONDSTORE and QRESYNC, namespace
+    ``INBOX.`` with ``.`` separators (``altnamespace`` and ``unixhierarchysep`` off), so every
+    folder but INBOX is ``INBOX.<name>``. ``master`` runs the services of its own cyrus.conf,
+    each with ``-C`` pointing at our imapd.conf (the compiled-in default is /etc/imapd.conf),
+    and drops to ``cyrus_user``: Debian's existing ``mail`` user, so no ``cyrus`` account is
+    needed. Passwords are checked by SASL ``alwaystrue`` (any password is accepted: these tests
+    are about mail, not authentication); the INBOX is created at first login
+    (``autocreate_quota``). Cyrus logs only to syslog, which this machine does not have."""
+
+    name = "cyrus"
+    binary_path = "usr/lib/cyrus/bin/master"
+    prefix = "INBOX."
+
+    def _prepare(self) -> list[str]:
+        assert self.root is not None
+        mail = pwd.getpwnam("mail")
+        for sub in ("conf", "spool", "sock"):
+            (self.root / sub).mkdir(mode=0o750)
+            os.chown(self.root / sub, mail.pw_uid, mail.pw_gid)
+        conf = self.root / "imapd.conf"
+        conf.write_text(f"""\
+configdirectory: {self.root}/conf
+partition-default: {self.root}/spool
+cyrus_user: mail
+cyrus_group: mail
+sasl_pwcheck_method: alwaystrue
+sasl_mech_list: PLAIN
+allowplaintext: yes
+altnamespace: no
+unixhierarchysep: no
+virtdomains: off
+autocreate_quota: 0
+idlesocket: {self.root}/sock/idle
+lmtpsocket: {self.root}/sock/lmtp
+notifysocket: {self.root}/sock/notify
+syslog_prefix: mailsync-cyrus
+""")
+        bindir = self.binary().parent
+        (self.root / "cyrus.conf").write_text(f"""\
+START {{
+  recover cmd="{bindir}/ctl_cyrusdb -C {conf} -r"
+}}
+SERVICES {{
+  imap cmd="{bindir}/imapd -C {conf}" listen="{self.host}:{self.port}" prefork=0 maxchild=20
+}}
+EVENTS {{
+}}
+""")
+        return [
+            str(self.binary()),
+            "-C",
+            str(conf),
+            "-M",
+            f"{self.root}/cyrus.conf",
+            "-p",
+            f"{self.root}/master.pid",
+            "-D",
+        ]
+
+    def _create_user(self, user: str, password: str) -> None:
+        """Nothing to do: any password logs in, and the first login creates ``INBOX``."""
+
+
+class CourierImap(ImapTestServer):
+    """Courier-IMAP 5.0 (Debian's courier-imap): Maildir++, namespace ``INBOX.`` with ``.``,
+    UIDPLUS and IDLE but neither MOVE nor CONDSTORE (Debian's default ``IMAP_CAPABILITY``).
+
+    Courier's paths are compiled in: the authdaemon socket ``/run/courier/authdaemon/socket``,
+    ``/etc/courier/authdaemonrc`` and the user database ``/etc/courier/userdb.dat``. So the
+    whole server (``authdaemond`` + ``couriertcpd`` -> ``imaplogin`` -> ``imapd``) runs in a
+    private mount namespace (``unshare -m``) where ``/etc`` and ``/run`` are overlays whose
+    writes land in our temp dir, and ``/etc/courier`` and ``/run/courier`` are bind mounts of
+    it: the host's /etc and /run are never written, and the mounts vanish with the processes.
+    Users are real ``authuserdb`` entries with crypt passwords, delivered to ``mail``'s uid."""
+
+    name = "courier"
+    binary_path = "usr/bin/imapd"
+    prefix = "INBOX."
+    # Debian's /etc/courier/imapd defaults, minus the Trash auto-expiry (the tests date mail old).
+    _IMAP_ENV: ClassVar[dict[str, str]] = {
+        "IMAP_CAPABILITY": "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE",
+        "IMAP_KEYWORDS": "1",
+        "IMAP_ACL": "1",
+        "IMAP_UMASK": "022",
+        "IMAP_USELOCKS": "1",
+        "IMAP_MOVE_EXPUNGE_TO_TRASH": "0",
+    }
+
+    @classmethod
+    def installed(cls) -> bool:
+        parts = ("usr/bin/imapd", "usr/sbin/couriertcpd", "usr/lib/courier/courier-authlib/authdaemond")
+        return all((TOOLS_ROOT / p).exists() for p in parts) and shutil.which("unshare") is not None
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        libs = [
+            str(TOOLS_ROOT / "usr/lib"),
+            str(TOOLS_ROOT / "usr/lib/courier-authlib"),
+            env["LD_LIBRARY_PATH"],
+        ]
+        return {**env, **self._IMAP_ENV, "LD_LIBRARY_PATH": ":".join(libs)}
+
+    def _prepare(self) -> list[str]:
+        assert self.root is not None
+        r = self.root
+        for sub in ("etc-up", "etc-work", "run-up", "run-work", "cetc", "crun/authdaemon", "users"):
+            (r / sub).mkdir(parents=True)
+        (r / "cetc" / "authdaemonrc").write_text('authmodulelist="authuserdb"\ndaemons=2\n')
+        (r / "cetc" / "userdb").touch(mode=0o600)
+        self._generation = 0
+        self._make_userdb()
+        t = TOOLS_ROOT
+        (r / "run.sh").write_text(f"""\
+set -e
+mount -t overlay overlay -o lowerdir=/etc,upperdir={r}/etc-up,workdir={r}/etc-work /etc
+mkdir -p /etc/courier && mount --bind {r}/cetc /etc/courier
+mount -t overlay overlay -o lowerdir=/run,upperdir={r}/run-up,workdir={r}/run-work /run
+mkdir -p /run/courier && mount --bind {r}/crun /run/courier
+{t}/usr/lib/courier/courier-authlib/authdaemond &
+while [ ! -S /run/courier/authdaemon/socket ]; do sleep 0.05; done
+exec {t}/usr/sbin/couriertcpd -address={self.host} -noidentlookup -nodnslookup -maxprocs=20 \\
+  -stderr={r}/tcpd.log {self.port} {t}/usr/lib/courier/courier/imaplogin {t}/usr/bin/imapd Maildir
+""")
+        return ["unshare", "--mount", "--propagation", "private", "sh", str(r / "run.sh")]
+
+    def _make_userdb(self) -> None:
+        """Rebuild ``userdb.dat`` and ``userdbshadow.dat`` from ``userdb``, as ``makeuserdb``
+        does: the ``*pw=`` fields go to the shadow file, where authuserdb looks for them."""
+        assert self.root is not None
+        cetc = self.root / "cetc"
+        plain, shadow = [], []
+        for line in (cetc / "userdb").read_text().splitlines():
+            user, _, fields = line.partition("\t")
+            parts = fields.split("|")
+            plain.append(f"{user}\t" + "|".join(f for f in parts if not f.partition("=")[0].endswith("pw")))
+            shadow.append(f"{user}\t" + "|".join(f for f in parts if f.partition("=")[0].endswith("pw")))
+        self._generation += 1
+        for name, lines in (("userdb", plain), ("userdbshadow", shadow)):
+            subprocess.run(
+                [
+                    str(TOOLS_ROOT / "usr/lib/courier/courier-authlib/makedatprog"),
+                    "-",
+                    str(cetc / f"{name}.tmp"),
+                    str(cetc / f"{name}.dat"),
+                ],
+                input="".join(f"{x}\n" for x in lines) + ".\n",
+                text=True,
+                env=self._env(),
+                check=True,
+                capture_output=True,
+            )
+            # authuserdb re-opens a file when its mtime changes, in whole seconds: users made
+            # within one second would go unseen, so each rebuild gets a later mtime.
+            stamp = time.time() + self._generation
+            os.utime(cetc / f"{name}.dat", (stamp, stamp))
+        (cetc / "userdbshadow.dat").chmod(0o600)
+
+    def _create_user(self, user: str, password: str) -> None:
+        assert self.root is not None
+        mail = pwd.getpwnam("mail")  # imapd runs as the userdb entry's uid
+        home = self.root / "users" / user
+        home.mkdir()
+        subprocess.run(
+            [str(TOOLS_ROOT / "usr/bin/maildirmake.courier"), str(home / "Maildir")],
+            env=self._env(),
+            check=True,
+            capture_output=True,
+        )
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, mail.pw_uid, mail.pw_gid)
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with open(self.root / "cetc" / "userdb", "a") as f:
+            f.write(
+                f"{user}\tuid={mail.pw_uid}|gid={mail.pw_gid}|home={home}|mail={home}/Maildir|systempw={hashed}\n"
+            )
+        self._make_userdb()
