@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mailsync.domain.records import CONTACT_ID_PATTERN
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -374,7 +376,7 @@ class ContactIn(_In):
 
 
 class ContactBatchItem(ContactIn):
-    id: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=128, pattern=CONTACT_ID_PATTERN)
 
 
 class ContactBatchIn(_In):
@@ -401,7 +403,7 @@ class ContactBatchOut(BaseModel):
 
 
 class ThreadLinkIn(_In):
-    contact_id: str = Field(min_length=1, max_length=128)
+    contact_id: str = Field(min_length=1, max_length=128, pattern=CONTACT_ID_PATTERN)
     follow: bool = Field(False, description="Also link messages that join the thread later")
 
 
