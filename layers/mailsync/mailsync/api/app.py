@@ -177,9 +177,7 @@ def handle_not_found(_: NotFoundError) -> Response:
     ``ANY /v1/{proxy+}`` to this function, so it answers every method, as the runner does."""
     allowed = app.allowed_methods(app.current_event.path)
     if allowed:
-        response = _error(
-            405, "method_not_allowed", f"{app.current_event.http_method} is not allowed here"
-        )
+        response = _error(405, "method_not_allowed", f"{app.current_event.http_method} is not allowed here")
         response.headers["Allow"] = ", ".join(allowed)
         return response
     return _error(404, "not_found", "no such route")

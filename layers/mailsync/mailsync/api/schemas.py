@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from mailsync.domain.records import CONTACT_ID_PATTERN
 
@@ -28,7 +28,8 @@ class SettingsIn(_In):
     folder_mode: Literal["all", "selected"] | None = None
     folders: list[str] | None = Field(None, max_length=500)
     visibility: Literal["public", "private"] | None = None
-    auto_assign: bool | None = None
+    # Strict: JSON's true/false only; pydantic would take 0, 1 or "yes" (the spec says boolean).
+    auto_assign: StrictBool | None = None
     signature: str | None = Field(None, max_length=20_000)
 
 
@@ -316,7 +317,7 @@ class Error(BaseModel):
 
 
 class MessagePatchIn(_In):
-    unread: bool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
+    unread: StrictBool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
     folder: str | None = Field(None, min_length=1, max_length=1024, description="Move into this folder")
 
 
@@ -404,7 +405,7 @@ class ContactBatchOut(BaseModel):
 
 class ThreadLinkIn(_In):
     contact_id: str = Field(min_length=1, max_length=128, pattern=CONTACT_ID_PATTERN)
-    follow: bool = Field(False, description="Also link messages that join the thread later")
+    follow: StrictBool = Field(False, description="Also link messages that join the thread later")
 
 
 class ThreadLinkOut(BaseModel):
