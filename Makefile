@@ -15,7 +15,7 @@ LAYER_LOCK := layers/mailsync/requirements.lock
 LOCK_ARGS  ?= --upgrade
 PYTEST_ARGS ?=
 
-.PHONY: help install lock dovecot imap-servers run demo test unit integration e2e lint format build bench clean
+.PHONY: help install lock dovecot imap-servers run demo test unit integration e2e fuzz lint format build bench clean
 
 help:
 	@echo "make run    start the local runner on 127.0.0.1:$${PORT:-3000} (moto + API + scheduler + worker)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test   install everything (Dovecot included) and run unit, integration and e2e tests"
 	@echo "make lint   ruff + mypy + cfn-lint;  make build  sam build (no Docker, arm64 layer)"
 	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
+	@echo "make fuzz   schemathesis against the runner's spec, every phase (MAILSYNC_FUZZ_EXAMPLES, default 100)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
@@ -74,6 +75,11 @@ integration: install dovecot imap-servers
 
 e2e: install dovecot
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
+
+# Long property-based runs: schemathesis with every phase and 100 examples per operation
+# (MAILSYNC_FUZZ_EXAMPLES=N for another size); other long runs read MAILSYNC_FUZZ=1 too.
+fuzz: install dovecot
+	MAILSYNC_FUZZ=1 MAILSYNC_FUZZ_EXAMPLES=$${MAILSYNC_FUZZ_EXAMPLES:-100} $(BIN)/python -m pytest tests/e2e/test_schemathesis.py $(PYTEST_ARGS)
 
 # Every linter runs (one failing does not hide the others' findings); fails if any failed.
 lint: install
