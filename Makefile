@@ -24,7 +24,8 @@ help:
 	@echo "make lint   ruff + mypy + cfn-lint;  make build  sam build (no Docker, arm64 layer)"
 	@echo "make lock   re-resolve the lock files (requirements-dev.lock, layers/mailsync/requirements.lock)"
 	@echo "make bench  performance benchmark (docs/performance.md); BENCH_ARGS=--quick for a smoke run"
-	@echo "make fuzz   the reliability suite at full size (every crash-matrix point, ...)"
+	@echo "make fuzz   the reliability suite at full size: every crash-matrix point, more property/network/MIME"
+	@echo "            examples, schemathesis in every phase (MAILSYNC_FUZZ_EXAMPLES, default 100)"
 	@echo "make load   200 accounts on one runner for 10 min (LOAD_ACCOUNTS, LOAD_SECONDS, ...); report in build/load-report.json"
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
@@ -77,6 +78,8 @@ integration: install dovecot imap-servers
 e2e: install dovecot
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
+# Long property-based runs: schemathesis with every phase and 100 examples per operation
+# (MAILSYNC_FUZZ_EXAMPLES=N for another size); other long runs read MAILSYNC_FUZZ=1 too.
 # Every linter runs (one failing does not hide the others' findings); fails if any failed.
 lint: install
 	@rc=0; \
@@ -98,9 +101,13 @@ bench: install dovecot
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Full sizes of the reliability suite (issue 14); `make test` runs deterministic samples.
-# MAILSYNC_CRASH_ALL=1: every injection point of the Gmail/Graph crash matrix.
+# MAILSYNC_CRASH_ALL=1: every injection point of the Gmail/Graph crash matrix; MAILSYNC_FUZZ=1 and
+# MAILSYNC_FUZZ_EXAMPLES: schemathesis (all phases), the property test, network-fault seeds, MIME mutations.
+FUZZ_TESTS := tests/integration/test_crash_safety.py tests/integration/test_sync_property.py \
+  tests/integration/test_network_faults.py tests/unit/test_mime_hostile.py tests/e2e/test_schemathesis.py
 fuzz: install dovecot
-	MAILSYNC_CRASH_ALL=1 $(BIN)/python -m pytest -o timeout=3600 tests/integration/test_crash_safety.py $(PYTEST_ARGS)
+	MAILSYNC_CRASH_ALL=1 MAILSYNC_FUZZ=1 MAILSYNC_FUZZ_EXAMPLES=$${MAILSYNC_FUZZ_EXAMPLES:-100} \
+	  $(BIN)/python -m pytest -o timeout=7200 $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 # Load (issue 14): LOAD_ACCOUNTS Dovecot users on one `mailsync run`, mail flowing for
 # LOAD_SECONDS, LOAD_DUPLICATES of the jobs delivered twice; prints the figures and writes

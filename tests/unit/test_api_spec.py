@@ -116,3 +116,99 @@ def test_nested_objects_are_typed_for_generated_clients() -> None:
         if p.get("type") == "object" and p.get("additionalProperties") is True
     ]
     assert free == []  # no property is an object of anything
+
+
+def test_every_delete_that_answers_204_documents_204_without_a_body() -> None:
+    paths = _spec()["paths"]
+    for path in (
+        "/v1/contacts/{contact_id}",
+        "/v1/accounts/{account_id}",
+        "/v1/messages/{message_id}",
+        "/v1/threads/{thread_id}/links/{contact_id}",
+        "/v1/api-keys/{key_id}",
+    ):
+        responses = paths[path]["delete"]["responses"]
+        assert "204" in responses and "200" not in responses, (path, sorted(responses))
+    no_body = [
+        f"{method.upper()} {path}"
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if op["responses"].get("204", {}).get("content")
+    ]
+    assert no_body == []  # RFC 9110 §15.3.5: a 204 has no content
+
+
+def test_an_account_id_filter_documents_its_404() -> None:
+    paths = _spec()["paths"]
+    taking = [
+        (path, method)
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if any(p["in"] == "query" and p["name"] == "account_id" for p in op.get("parameters", []))
+    ]
+    assert ("/v1/messages", "get") in taking
+    assert [t for t in taking if "404" not in paths[t[0]][t[1]]["responses"]] == []
+
+
+def test_contact_ids_state_their_pattern_wherever_they_are_given() -> None:
+    from mailsync.domain.records import CONTACT_ID_PATTERN
+
+    spec = _spec()
+    path_ids = [
+        p["schema"].get("pattern")
+        for ops in spec["paths"].values()
+        for op in ops.values()
+        for p in op.get("parameters", [])
+        if p["in"] == "path" and p["name"] == "contact_id"
+    ]
+    assert len(path_ids) == 6 and set(path_ids) == {CONTACT_ID_PATTERN}
+    schemas = spec["components"]["schemas"]
+    assert schemas["ThreadLinkIn"]["properties"]["contact_id"]["pattern"] == CONTACT_ID_PATTERN
+    assert schemas["ContactBatchItem"]["properties"]["id"]["pattern"] == CONTACT_ID_PATTERN
+
+
+def test_contact_ids_refuse_a_trailing_newline() -> None:
+    from pydantic import ValidationError
+
+    from mailsync.api.schemas import ThreadLinkIn
+
+    assert ThreadLinkIn(contact_id="crm:k-1@a.b").contact_id == "crm:k-1@a.b"
+    for bad in ("k-1\n", "-k", "", "k" * 129, "k/1"):
+        with pytest.raises(ValidationError):
+            ThreadLinkIn(contact_id=bad)
+
+
+def test_links_lead_from_created_resources_to_their_operations() -> None:
+    paths = _spec()["paths"]
+    ops = {op["operationId"] for item in paths.values() for op in item.values()}
+    created = paths["/v1/accounts"]["post"]["responses"]["201"]["links"]
+    assert {"getAccount", "updateSettings", "deleteAccount"} <= {x["operationId"] for x in created.values()}
+    assert all(x["parameters"] == {"account_id": "$response.body#/id"} for x in created.values())
+    contact = paths["/v1/contacts/{contact_id}"]["put"]["responses"]
+    for status in ("200", "201"):
+        assert {x["operationId"] for x in contact[status]["links"].values()} == {
+            "getContact",
+            "deleteContact",
+        }
+    key = paths["/v1/api-keys"]["post"]["responses"]["201"]["links"]
+    assert key == {
+        "DeleteApiKey": {"operationId": "deleteApiKey", "parameters": {"key_id": "$response.body#/id"}}
+    }
+    linked = {
+        x["operationId"]
+        for item in paths.values()
+        for op in item.values()
+        for r in op["responses"].values()
+        for x in r.get("links", {}).values()
+    }
+    assert linked <= ops
+
+
+def test_input_booleans_take_only_true_and_false() -> None:
+    from pydantic import ValidationError
+
+    from mailsync.api.schemas import SettingsIn
+
+    assert SettingsIn(auto_assign=False).auto_assign is False
+    with pytest.raises(ValidationError):
+        SettingsIn.model_validate({"auto_assign": 0})  # was taken for false

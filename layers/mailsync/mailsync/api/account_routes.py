@@ -101,7 +101,9 @@ def resume(account_id: Id) -> schemas.Account:
     return schemas.Account.model_validate(accounts.resume(t, u, account_id))
 
 
-@router.delete("/v1/accounts/<account_id>", tags=["accounts"], summary="Disconnect and purge everything")
+@router.delete(
+    "/v1/accounts/<account_id>", tags=["accounts"], summary="Disconnect and purge everything", status_code=204
+)
 def delete_account(account_id: Id):  # noqa: ANN201 - 204, no body
     t, u = caller(router)
     accounts.delete_account(t, u, account_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -68,6 +69,18 @@ class Resolver(APIGatewayHttpResolver):
             self.append_context(caller=who)
         return super().resolve(event, context)
 
+    def _convert_matches_into_route_keys(self, match: Any) -> dict[str, str]:
+        """Path ids decoded (RFC 3986 §2.1) before they are validated and used: Powertools
+        matches the raw path and hands over ``%40``, so a 43-character non-ASCII id (129
+        bytes of ``%XX``) was refused as longer than 128 characters, and a percent-encoded
+        ``a@b`` was another contact than ``a@b``."""
+        return {k: unquote(v) for k, v in super()._convert_matches_into_route_keys(match).items()}
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods routed for ``path`` (empty if no route matches it under any method)."""
+        routes = self._static_routes + self._dynamic_routes  # Powertools' route table
+        return sorted({r.method for r in routes if r.rule.match(path)})
+
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         """Powertools' document, with ``security: []`` on the public paths (the OAuth
         callbacks and webhooks authenticate otherwise); a route cannot say so itself, since
@@ -79,7 +92,56 @@ class Resolver(APIGatewayHttpResolver):
                     op = getattr(item, method, None)
                     if op is not None:
                         op.security = []
+        _add_links(schema)
         return schema
+
+
+#: OpenAPI links (3.1 §4.8.20) for clients and stateful testing: what a created resource's
+#: id feeds. (operationId of the source, its status) → {link name: (target, parameter, value)}.
+LINKS: dict[tuple[str, str], dict[str, tuple[str, str, str]]] = {
+    ("createAccount", "201"): {
+        "GetAccount": ("getAccount", "account_id", "$response.body#/id"),
+        "UpdateSettings": ("updateSettings", "account_id", "$response.body#/id"),
+        "ListFolders": ("listFolders", "account_id", "$response.body#/id"),
+        "ListSyncs": ("listSyncs", "account_id", "$response.body#/id"),
+        "DeleteAccount": ("deleteAccount", "account_id", "$response.body#/id"),
+    },
+    ("putContact", "201"): {
+        "GetContact": ("getContact", "contact_id", "$request.path.contact_id"),
+        "DeleteContact": ("deleteContact", "contact_id", "$request.path.contact_id"),
+    },
+    ("putContact", "200"): {
+        "GetContact": ("getContact", "contact_id", "$request.path.contact_id"),
+        "DeleteContact": ("deleteContact", "contact_id", "$request.path.contact_id"),
+    },
+    ("createApiKey", "201"): {"DeleteApiKey": ("deleteApiKey", "key_id", "$response.body#/id")},
+}
+
+
+def _add_links(schema: Any) -> None:
+    from aws_lambda_powertools.event_handler.openapi.models import Link
+
+    ops = {
+        op.operationId: op
+        for item in (schema.paths or {}).values()
+        for op in (getattr(item, m, None) for m in ("get", "post", "put", "patch", "delete"))
+        if op is not None
+    }
+    for (source, status), links in LINKS.items():
+        op = ops.get(source)
+        responses = (op.responses if op is not None else None) or {}
+        key = next((k for k in responses if str(k) == status), None)
+        if key is None:
+            raise AssertionError(f"link source {source} {status} is not in the spec")
+        response = responses[key]
+        for name, (target, param, value) in links.items():
+            if target not in ops:
+                raise AssertionError(f"link target {target} is not in the spec")
+            link = Link(operationId=target, parameters={param: value})
+            if isinstance(response, dict):
+                response.setdefault("links", {})[name] = link
+            else:
+                response.links = {**(response.links or {}), name: link}
 
 
 app = Resolver(enable_validation=True)
@@ -110,6 +172,14 @@ def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Respons
 
 @app.not_found
 def handle_not_found(_: NotFoundError) -> Response:
+    """404 for an unknown path; 405 ``method_not_allowed`` with ``Allow`` (RFC 9110 §15.5.6)
+    for a known path under a method it has no route for. The deployed HTTP API routes
+    ``ANY /v1/{proxy+}`` to this function, so it answers every method, as the runner does."""
+    allowed = app.allowed_methods(app.current_event.path)
+    if allowed:
+        response = _error(405, "method_not_allowed", f"{app.current_event.http_method} is not allowed here")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return _error(404, "not_found", "no such route")
 
 

@@ -40,7 +40,10 @@ def patch_message(message_id: Id, body: schemas.MessagePatchIn) -> schemas.Messa
 
 
 @router.delete(
-    "/v1/messages/<message_id>", tags=["mail client"], summary="Move to Trash (purge if already there)"
+    "/v1/messages/<message_id>",
+    tags=["mail client"],
+    summary="Move to Trash (purge if already there)",
+    status_code=204,
 )
 def delete_message(message_id: Id):  # noqa: ANN201 - 204, no body
     t, u = caller(router)

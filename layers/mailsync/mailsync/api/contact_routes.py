@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import Response
 
 from mailsync.api import schemas
-from mailsync.api.params import Cursor, Id, Limit, caller, json_response
+from mailsync.api.params import ContactId, Cursor, Id, Limit, caller, json_response
 from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
@@ -28,7 +28,7 @@ router = ApiRouter()
         201: {"description": "Created", "content": {"application/json": {"model": schemas.Contact}}},
     },
 )
-def put_contact(contact_id: Id, body: schemas.ContactIn) -> Response[Any]:
+def put_contact(contact_id: ContactId, body: schemas.ContactIn) -> Response[Any]:
     t, _ = caller(router)
     view, created = contacts.put_contact(t, contact_id, body.model_dump())
     return json_response(201 if created else 200, view)
@@ -42,15 +42,19 @@ def batch_contacts(body: schemas.ContactBatchIn) -> schemas.ContactBatchOut:
 
 
 @router.get("/v1/contacts/<contact_id>", tags=["contacts"], summary="A contact the caller may see")
-def get_contact(contact_id: Id) -> schemas.Contact:
+def get_contact(contact_id: ContactId) -> schemas.Contact:
     t, u = caller(router)
     return schemas.Contact.model_validate(contacts.get_contact(t, u, contact_id))
 
 
 @router.delete(
-    "/v1/contacts/<contact_id>", tags=["contacts"], summary="Delete a contact and its links (mails stay)"
+    "/v1/contacts/<contact_id>",
+    tags=["contacts"],
+    summary="Delete a contact and its links (mails stay)",
+    status_code=204,
+    response_description="Deleted",
 )
-def delete_contact(contact_id: Id):  # noqa: ANN201 - 204, no body
+def delete_contact(contact_id: ContactId):  # noqa: ANN201 - 204, no body
     t, _ = caller(router)
     contacts.delete_contact(t, contact_id)
     return Response(status_code=204, body=None)
@@ -59,7 +63,7 @@ def delete_contact(contact_id: Id):  # noqa: ANN201 - 204, no body
 @router.get(
     "/v1/contacts/<contact_id>/messages", tags=["contacts"], summary="The contact's history, newest first"
 )
-def contact_messages(contact_id: Id, limit: Limit = 50, cursor: Cursor = None) -> schemas.MessageList:
+def contact_messages(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.MessageList:
     t, u = caller(router)
     return schemas.MessageList.model_validate(
         contacts.contact_messages(t, u, contact_id, limit=limit, cursor=cursor)
@@ -69,7 +73,7 @@ def contact_messages(contact_id: Id, limit: Limit = 50, cursor: Cursor = None) -
 @router.get(
     "/v1/contacts/<contact_id>/threads", tags=["contacts"], summary="The contact's threads, newest first"
 )
-def contact_threads(contact_id: Id, limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList:
+def contact_threads(contact_id: ContactId, limit: Limit = 50, cursor: Cursor = None) -> schemas.ThreadList:
     t, u = caller(router)
     return schemas.ThreadList.model_validate(
         contacts.contact_threads(t, u, contact_id, limit=limit, cursor=cursor)
@@ -93,8 +97,10 @@ def link_thread(thread_id: Id, body: schemas.ThreadLinkIn) -> Response[Any]:
     "/v1/threads/<thread_id>/links/<contact_id>",
     tags=["contacts"],
     summary="Remove the thread's manual links to a contact",
+    status_code=204,
+    response_description="Unlinked",
 )
-def unlink_thread(thread_id: Id, contact_id: Id):  # noqa: ANN201 - 204, no body
+def unlink_thread(thread_id: Id, contact_id: ContactId):  # noqa: ANN201 - 204, no body
     t, u = caller(router)
     contacts.unlink_thread(t, u, thread_id, contact_id)
     return Response(status_code=204, body=None)

@@ -18,10 +18,21 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from mailsync.api.auth import Caller
+from mailsync.domain.records import CONTACT_ID_PATTERN
 from mailsync.errors import MissingUser
 
 ID_MAX = 128
 Id = Annotated[str, Path(min_length=1, max_length=ID_MAX)]
+# Contact ids are the CRM's own (usecases/contacts.py checks the same rule on every write).
+ContactId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=ID_MAX,
+        pattern=CONTACT_ID_PATTERN,
+        description="1-128 letters, digits and . _ : @ -, starting with a letter or digit",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size (default 50, max 200)")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 

@@ -10,12 +10,16 @@ Tenants generate clients from the spec, so every operation gets:
   elsewhere;
 * the error answers every route of its kind can give, each with the ``{code, message}``
   body: 401 and (user routes) 400 ``missing_user`` before any route runs, 422 for invalid
-  parameters, 404 where the path names a resource, 415 where a body is read. A route lists
-  its other answers (409, 502, 503, …) itself; explicit entries win.
+  parameters, 404 where the path names a resource or the query an ``account_id``, 415
+  where a body is read. A route lists its other answers (409, 502, 503, …) itself;
+  explicit entries win;
+* no body on a 204 (RFC 9110 §15.3.5): Powertools would fill in the return model as
+  ``application/json``, so a 204 entry gets an empty ``content``.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from http import HTTPStatus
@@ -42,13 +46,15 @@ def camel_operation_id(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-def default_responses(rule: str, methods: tuple[str, ...]) -> dict[int, OpenAPIResponse]:
+def default_responses(
+    rule: str, methods: tuple[str, ...], query_account: bool = False
+) -> dict[int, OpenAPIResponse]:
     statuses = [422]
     if rule not in PUBLIC_PATHS:
         statuses.append(401)
         if not rule.startswith(TENANT_PATHS):
             statuses.append(400)
-    if re.search(r"<\w+>", rule):
+    if re.search(r"<\w+>", rule) or query_account:  # an unknown account_id filter is a 404
         statuses.append(404)
     if {"POST", "PUT", "PATCH"} & {m.upper() for m in methods}:
         statuses.append(415)
@@ -90,13 +96,18 @@ class ApiRouter(APIGatewayHttpRouter):
     ) -> Callable[[Any], Any]:
         methods = (method,) if isinstance(method, str) else tuple(method)
 
-        merged: dict[int, OpenAPIResponse] = {**default_responses(rule, methods), **(responses or {})}
-        if not any(200 <= code < 400 for code in merged):
-            # Powertools adds the success answer (with the return model) only when a route
-            # lists no responses at all; without content, it fills in the return model.
-            merged[status_code] = {"description": response_description or "Successful Response"}
-
         def register(func: Any) -> Any:
+            query_account = "account_id" in inspect.signature(func).parameters and "<account_id>" not in rule
+            merged: dict[int, OpenAPIResponse] = {
+                **default_responses(rule, methods, query_account),
+                **(responses or {}),
+            }
+            if not any(200 <= code < 400 for code in merged):
+                # Powertools adds the success answer (with the return model) only when a route
+                # lists no responses at all; without content, it fills in the return model.
+                merged[status_code] = {"description": response_description or "Successful Response"}
+            if 204 in merged:  # no content: an empty map, which Powertools leaves alone
+                merged[204] = {**merged[204], "content": {}}
             return super(ApiRouter, self).route(
                 rule,
                 method,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from mailsync.domain.records import CONTACT_ID_PATTERN
 
 
 class _In(BaseModel):
@@ -26,7 +28,8 @@ class SettingsIn(_In):
     folder_mode: Literal["all", "selected"] | None = None
     folders: list[str] | None = Field(None, max_length=500)
     visibility: Literal["public", "private"] | None = None
-    auto_assign: bool | None = None
+    # Strict: JSON's true/false only; pydantic would take 0, 1 or "yes" (the spec says boolean).
+    auto_assign: StrictBool | None = None
     signature: str | None = Field(None, max_length=20_000)
 
 
@@ -322,7 +325,7 @@ class Error(BaseModel):
 
 
 class MessagePatchIn(_In):
-    unread: bool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
+    unread: StrictBool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
     folder: str | None = Field(None, min_length=1, max_length=1024, description="Move into this folder")
 
 
@@ -382,7 +385,7 @@ class ContactIn(_In):
 
 
 class ContactBatchItem(ContactIn):
-    id: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=128, pattern=CONTACT_ID_PATTERN)
 
 
 class ContactBatchIn(_In):
@@ -409,8 +412,8 @@ class ContactBatchOut(BaseModel):
 
 
 class ThreadLinkIn(_In):
-    contact_id: str = Field(min_length=1, max_length=128)
-    follow: bool = Field(False, description="Also link messages that join the thread later")
+    contact_id: str = Field(min_length=1, max_length=128, pattern=CONTACT_ID_PATTERN)
+    follow: StrictBool = Field(False, description="Also link messages that join the thread later")
 
 
 class ThreadLinkOut(BaseModel):

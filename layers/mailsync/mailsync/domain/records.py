@@ -16,6 +16,11 @@ from typing import Any
 MessageDoc = dict[str, Any]
 ThreadDoc = dict[str, Any]
 
+#: A contact id (the CRM's own): 1-128 letters, digits and ``. _ : @ -``, starting with a
+#: letter or digit; ECMA-262 and Python syntax alike (Python code must use ``fullmatch``:
+#: its ``$`` also matches before a trailing newline).
+CONTACT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
 
 @dataclass(frozen=True)
 class Location:

@@ -33,7 +33,7 @@ from typing import Any
 
 from mailsync.domain import compose
 from mailsync.domain.clock import iso, utcnow
-from mailsync.domain.records import Contact, Link, MessageDoc, ThreadDoc, link_of
+from mailsync.domain.records import CONTACT_ID_PATTERN, Contact, Link, MessageDoc, ThreadDoc, link_of
 from mailsync.domain.visibility import may_see_contact
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import accounts as accounts_repo
@@ -42,7 +42,7 @@ from mailsync.store.messages import MessageRepository
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.usecases.reading import summary, thread_view
 
-CONTACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+CONTACT_ID = re.compile(CONTACT_ID_PATTERN)
 BATCH_LIMIT = 500
 CHUNK = 100  # messages read and written per step (one BatchGet, one BatchWrite)
 
@@ -64,7 +64,7 @@ def normalise_emails(emails: Iterable[str]) -> list[str]:
 
 
 def _check_id(cid: str) -> None:
-    if not CONTACT_ID.match(cid):
+    if not CONTACT_ID.fullmatch(cid):
         raise InvalidRequest("contact ids are 1-128 characters of letters, digits and . _ : @ -")
 
 
