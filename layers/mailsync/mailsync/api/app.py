@@ -225,6 +225,7 @@ def openapi_spec():  # noqa: ANN201 - a bare Response has no schema
 from mailsync.api.account_routes import router as account_router  # noqa: E402
 from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
+from mailsync.api.event_routes import router as event_router  # noqa: E402
 from mailsync.api.health_routes import router as health_router  # noqa: E402
 from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
@@ -239,3 +240,4 @@ app.include_router(contact_router)
 app.include_router(oauth_router)
 app.include_router(user_router)
 app.include_router(key_router)
+app.include_router(event_router)

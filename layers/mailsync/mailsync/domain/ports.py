@@ -154,10 +154,16 @@ class SetFlags:
 
 @dataclass(frozen=True)
 class Remove:
-    """The message at ``(folder, ref)`` is gone from that folder (expunged or moved away)."""
+    """The message at ``(folder, ref)`` is gone from that folder (expunged or moved away).
+
+    ``reason`` is what the mail's ``message.deleted`` event says if this was its last
+    location (``domain/events.py``): a provider that tells a move out of the folder from a
+    deletion (Graph ``@removed.reason``, Gmail's labels) says so; IMAP cannot (a MOVE is an
+    expunge in the source folder, RFC 6851 §3.3), so it stays ``deleted_at_provider``."""
 
     folder: str
     ref: str
+    reason: str = field(default="deleted_at_provider", compare=False)
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,14 @@ def link_of(doc: MessageDoc, cid: str) -> Link:
         visibility=doc.get("visibility") or "private",
         thread_id=doc["thread_id"],
     )
+
+
+def link_views(doc: MessageDoc) -> list[dict[str, str]]:
+    """``[{contact_id, kind, source}]``: one entry per contact and source (auto, manual)."""
+    out = []
+    for cid, link in sorted((doc.get("links") or {}).items()):
+        if link.get("manual"):
+            out.append({"contact_id": cid, "kind": link["kind"], "source": "manual"})
+        if link.get("auto"):
+            out.append({"contact_id": cid, "kind": link["kind"], "source": "auto"})
+    return out

@@ -36,6 +36,7 @@ from typing import Any
 
 from mailsync.domain import flaps, mime
 from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.events import DELETED_AT_PROVIDER, FOLDER_UNSYNCED
 from mailsync.domain.models import Address, ParsedMessage
 from mailsync.domain.ports import (
     SESSION_KINDS,
@@ -190,11 +191,13 @@ class SyncEngine:
         if pending:
             self._drop_locations(st.name, pending)
 
-    def _drop_locations(self, folder: str, locs: list[tuple[int, str, str]]) -> int:
+    def _drop_locations(
+        self, folder: str, locs: list[tuple[int, str, str]], reason: str = FOLDER_UNSYNCED
+    ) -> int:
         with self.store.lock():
-            return self._drop_locations_locked(folder, locs)
+            return self._drop_locations_locked(folder, locs, reason)
 
-    def _drop_locations_locked(self, folder: str, locs: list[tuple[int, str, str]]) -> int:
+    def _drop_locations_locked(self, folder: str, locs: list[tuple[int, str, str]], reason: str) -> int:
         w = Writes()
         msgs = self.store.get_messages({mid for _, _, mid in locs})
         thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
@@ -203,7 +206,7 @@ class SyncEngine:
             w.locations_delete.append((folder, gen, ref))
             doc = msgs.get(mid)
             if doc and doc["locs"].get(folder) == Location(gen, ref).encode():
-                self._remove_loc(doc, folder, w, thread_changes)
+                self._remove_loc(doc, folder, w, thread_changes, reason)
                 removed += 1
         self._apply_thread_changes(thread_changes, w)
         self.store.commit(w)
@@ -367,7 +370,7 @@ class SyncEngine:
             delta -= 1
             rdoc = msgs.get(rmid)
             if rdoc and rdoc["locs"].get(folder) == Location(gen, r.ref).encode():
-                self._remove_loc(rdoc, folder, w, thread_changes)
+                self._remove_loc(rdoc, folder, w, thread_changes, r.reason)
                 report.removed += 1
 
         self._apply_thread_changes(thread_changes, w)
@@ -417,7 +420,7 @@ class SyncEngine:
         for g in list(st.old_gens):
             locs = list(self.store.list_locations(st.name, g))
             for i in range(0, len(locs), self.batch_size):
-                self._drop_locations(st.name, locs[i : i + self.batch_size])
+                self._drop_locations(st.name, locs[i : i + self.batch_size], DELETED_AT_PROVIDER)
             st.old_gens.remove(g)
             self.store.save_folder(st)
 
@@ -427,6 +430,7 @@ class SyncEngine:
         doc["folder"] = shown_folder(doc["locs"], doc.get("folder"), folder)
         if doc.get("orphan"):
             doc["orphan"] = False
+            doc["gone_reason"] = None
             w.orphans_remove.add(doc["mid"])
 
     def _remove_loc(
@@ -435,12 +439,14 @@ class SyncEngine:
         folder: str,
         w: Writes,
         thread_changes: dict[str, dict[str, dict[str, Any] | None]],
+        reason: str = DELETED_AT_PROVIDER,
     ) -> None:
         doc["locs"].pop(folder, None)
         if doc["locs"]:
             doc["folder"] = shown_folder(doc["locs"], doc.get("folder"), next(reversed(doc["locs"])))
         else:
-            doc["orphan"] = True
+            # Written with the orphan mark, so the purge's removal says why (message.deleted).
+            doc["orphan"], doc["gone_reason"] = True, reason
             w.orphans_add.add(doc["mid"])
         w.messages_put[doc["mid"]] = doc
 

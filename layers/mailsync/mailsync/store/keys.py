@@ -175,3 +175,20 @@ def folder_sk(name: str) -> str:
 def send_idempotency(t: str, a: str, user: str, key: str) -> str:
     """The idempotency record of a send: scoped to tenant, account and user."""
     return f"{account(t, a)}#U#{user}#{key}"
+
+
+def send_sk(at: str, tiebreak: str) -> str:
+    """A send record in the account partition (``store/sends.py``)."""
+    return f"SEND#{at}#{tiebreak}"
+
+
+def events(t: str) -> str:
+    """The tenant's event feed partition (``store/events.py``)."""
+    return f"T#{t}#EV"
+
+
+EVENT_COUNTER = "#SEQ"  # sorts before every event's zero-padded sequence number
+
+
+def event_sk(seq: int) -> str:
+    return f"{seq:020d}"

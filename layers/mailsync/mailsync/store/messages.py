@@ -33,11 +33,12 @@ MESSAGE_FIELDS = (
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
     "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
     "body_parts", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
-    "provider_thread_id", "quarantine_reason",
+    "provider_thread_id", "quarantine_reason", "gone_reason",
 )  # fmt: skip
 THREAD_FIELDS = (
     "tenant_id", "account_id", "thread_id", "owner", "members", "subject", "last_date",
     "message_count", "unread_count", "participants", "snippet", "visibility", "follow",
+    "manual_links",
 )  # fmt: skip
 
 
@@ -73,6 +74,7 @@ def thread_doc(item: ThreadItem) -> ThreadDoc:
     d = {f: getattr(item, f) for f in THREAD_FIELDS}
     d["members"] = dict(d["members"] or {})
     d["follow"] = dict(d["follow"] or {})
+    d["manual_links"] = dict(d["manual_links"] or {})
     return d
 
 

@@ -161,6 +161,7 @@ class UserPurgeItem(_Base):
     user_id = UnicodeAttribute()
     accounts = NumberAttribute(default=0)  # the user's accounts when the purge began
     started_at = UnicodeAttribute()
+    account_ids = ListAttribute(of=UnicodeAttribute, null=True)  # named by user.purged
 
 
 class PartitionItem(_Base):
@@ -364,6 +365,8 @@ class MessageItem(_Base):
     body_parts = JSONAttribute(null=True)
     # Why the mail was stored without parsing its body (domain.mimelimits); null: parsed.
     quarantine_reason = UnicodeAttribute(null=True)
+    # Set with ``orphan``: why the mail lost its last location (the reason of message.deleted).
+    gone_reason = UnicodeAttribute(null=True)
     raw_key = UnicodeAttribute()
     size = NumberAttribute(default=0)
     visibility = UnicodeAttribute(default="private")
@@ -411,6 +414,9 @@ class ThreadItem(_Base):
     snippet = UnicodeAttribute(default="")
     visibility = UnicodeAttribute(default="private")
     follow = JSONAttribute(default=dict)  # {contact_id: kind}: link new messages as they arrive
+    # {contact_id: {"mids": [...], "follow": bool, "at": iso}}: the thread links made by hand,
+    # each the snapshot it linked (thread.linked / thread.unlinked are derived from it).
+    manual_links = JSONAttribute(null=True)
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     by_owner = GSI1()
@@ -517,3 +523,37 @@ class CheckItem(_Base):
     account item, which every poll rewrites, so polling does not pay for its size)."""
 
     check = JSONAttribute()
+
+
+# ------------------------------------------------------------------ events (issue 15)
+class SendRecordItem(_Base):
+    """``T#<t>#A#<a>`` / ``SEND#<at>#<id>``: the outcome of one send (``store/sends.py``)."""
+
+    account_id = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    status = UnicodeAttribute()  # succeeded | failed
+    message_id = UnicodeAttribute(null=True)
+    recipients = JSONAttribute(default=list)
+    error = JSONAttribute(null=True)
+    ttl = NumberAttribute()
+
+
+class EventCounterItem(_Base):
+    """``T#<t>#EV`` / ``#SEQ``: the last sequence number handed out in the tenant's feed."""
+
+    seq = NumberAttribute(default=0)
+
+
+class EventItem(_Base):
+    """``T#<t>#EV`` / ``<seq, 20 digits>``: one event of the tenant's feed, or a *tombstone*
+    (``type`` absent) that a reader wrote for a sequence number whose writer gave up."""
+
+    event_id = UnicodeAttribute(null=True)
+    type = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    allocated_at = NumberAttribute()  # ms since the epoch when the writer took the number
+    data = JSONAttribute(null=True)
+    ttl = NumberAttribute()
+
+
+ALL_MODELS = (*ALL_MODELS, SendRecordItem, EventCounterItem, EventItem)

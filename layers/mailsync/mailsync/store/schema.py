@@ -132,6 +132,9 @@ def _create_kwargs(logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
                 }
                 for idx in props[index_kind]
             ]
+    if "StreamSpecification" in kwargs:
+        # CloudFormation names the view type alone; CreateTable also wants StreamEnabled.
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **kwargs["StreamSpecification"]}
     kwargs.setdefault(
         "BillingMode", "PROVISIONED" if "ProvisionedThroughput" in kwargs else "PAY_PER_REQUEST"
     )

@@ -17,6 +17,7 @@ class UserPurge:
     user_id: str
     accounts: int
     started_at: str
+    account_ids: tuple[str, ...] = ()
 
 
 def _key(tenant_id: str, user_id: str) -> tuple[str, str]:
@@ -28,22 +29,32 @@ def get_purge(tenant_id: str, user_id: str) -> UserPurge | None:
         i = UserPurgeItem.get(*_key(tenant_id, user_id), consistent_read=True)
     except DoesNotExist:
         return None
-    return UserPurge(i.user_id, int(i.accounts or 0), i.started_at)
+    return UserPurge(
+        i.user_id, int(i.accounts or 0), i.started_at, tuple(str(a) for a in i.account_ids or ())
+    )
 
 
-def start_purge(tenant_id: str, user_id: str, accounts: int, now: str) -> UserPurge:
-    """Create the record, or keep the running one (a repeated DELETE restarts no clock)."""
+def start_purge(
+    tenant_id: str, user_id: str, accounts: int, now: str, account_ids: tuple[str, ...] = ()
+) -> UserPurge:
+    """Create the record, or keep the running one (a repeated DELETE restarts no clock).
+    Its removal when the purge is done is the ``user.purged`` event (``domain/derive.py``),
+    which names ``account_ids``."""
     try:
-        UserPurgeItem(*_key(tenant_id, user_id), user_id=user_id, accounts=accounts, started_at=now).save(
-            condition=UserPurgeItem.sk.does_not_exist()
-        )
+        UserPurgeItem(
+            *_key(tenant_id, user_id),
+            user_id=user_id,
+            accounts=accounts,
+            started_at=now,
+            account_ids=list(account_ids) or None,
+        ).save(condition=UserPurgeItem.sk.does_not_exist())
     except PutError as e:
         if e.cause_response_code != "ConditionalCheckFailedException":
             raise
         running = get_purge(tenant_id, user_id)
         if running is not None:
             return running
-    return UserPurge(user_id, accounts, now)
+    return UserPurge(user_id, accounts, now, account_ids)
 
 
 def finish_purge(tenant_id: str, user_id: str) -> None:

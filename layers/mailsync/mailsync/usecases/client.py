@@ -25,6 +25,7 @@ from typing import Any
 from mailsync.config import get_settings
 from mailsync.connectors import open_provider as make_provider
 from mailsync.domain.clock import parse_iso
+from mailsync.domain.events import DELETED_BY_USER, MOVED_TO_UNSYNCED_FOLDER
 from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
 from mailsync.domain.records import Location, MessageDoc
 from mailsync.domain.sync import FolderState, SyncEngine
@@ -137,7 +138,12 @@ class _Session:
 
 
 def _move_changes(
-    s: _Session, doc: MessageDoc, sources: list[str], dest: str, mappings: list[dict[Any, Any]]
+    s: _Session,
+    doc: MessageDoc,
+    sources: list[str],
+    dest: str,
+    mappings: list[dict[Any, Any]],
+    reason: str = MOVED_TO_UNSYNCED_FOLDER,
 ) -> list[Change]:
     """The mirror changes of moving every copy of ``doc`` into ``dest`` (dest first: never orphaned)."""
     changes: list[Change] = []
@@ -145,7 +151,8 @@ def _move_changes(
     if s.states[dest].synced and new_refs:
         raw = blobs.get(doc["raw_key"])
         changes.append(Upsert(dest, new_refs[0], raw, bool(doc["unread"]), parse_iso(doc["received_at"])))
-    changes.extend(Remove(src, _ref(doc["locs"][src])) for src in sources)
+    # The user moved it: if it leaves the mirror, it went to a folder that is not synced.
+    changes.extend(Remove(src, _ref(doc["locs"][src]), reason) for src in sources)
     return changes
 
 
@@ -248,11 +255,11 @@ def delete_message(
     if trash is None or trash in doc["locs"] and len(doc["locs"]) == 1:
         # Already in Trash (or there is none): purge at the provider.
         s.write_through([Delete(f, [_ref(loc)]) for f, loc in doc["locs"].items()])
-        s.engine.apply_local([Remove(f, _ref(loc)) for f, loc in doc["locs"].items()])
+        s.engine.apply_local([Remove(f, _ref(loc), DELETED_BY_USER) for f, loc in doc["locs"].items()])
         return
     sources = [f for f in doc["locs"] if f != trash]
     mappings = s.write_through([Move(src, [_ref(doc["locs"][src])], trash) for src in sources])
-    s.engine.apply_local(_move_changes(s, doc, sources, trash, mappings))
+    s.engine.apply_local(_move_changes(s, doc, sources, trash, mappings, DELETED_BY_USER))
 
 
 def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -> dict[str, Any]:

@@ -262,6 +262,11 @@ def link_thread(tenant_id: str, user_id: str, thread_id: str, cid: str, follow: 
             th["follow"] = {**th.get("follow", {}), cid: c.kind}
         else:
             th.get("follow", {}).pop(cid, None)
+        # The snapshot this link made: the thread.linked event names it (domain/derive.py).
+        th["manual_links"] = {
+            **(th.get("manual_links") or {}),
+            cid: {"mids": linked, "follow": follow, "at": iso(utcnow())},
+        }
         messages.save_thread(th)
     return {"thread_id": thread_id, "contact_id": cid, "follow": follow, "linked": linked}
 
@@ -284,9 +289,10 @@ def unlink_thread(tenant_id: str, user_id: str, thread_id: str, cid: str) -> Non
             changed.append(d)
         LinkRepository(tenant_id).delete(unlinked)
         messages.save(changed)
-        if cid in th.get("follow", {}):
-            th["follow"].pop(cid)
-            messages.save_thread(th)
+        dropped = (th.get("manual_links") or {}).pop(cid, None) is not None
+        if cid in th.get("follow", {}) or dropped:
+            th.get("follow", {}).pop(cid, None)
+            messages.save_thread(th)  # thread.unlinked when the hand-made link goes
 
 
 # ------------------------------------------------------------- histories

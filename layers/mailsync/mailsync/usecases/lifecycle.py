@@ -100,7 +100,7 @@ def ensure_not_purging(tenant_id: str, user_id: str) -> None:
 def delete_user(tenant_id: str, user_id: str) -> dict[str, Any]:
     """Start purging everything of ``user_id``: 202 ``{"user_id", "accounts", "state"}``."""
     accounts = repo.all_of_owner(tenant_id, user_id)
-    users.start_purge(tenant_id, user_id, len(accounts), iso(utcnow()))
+    users.start_purge(tenant_id, user_id, len(accounts), iso(utcnow()), tuple(a.account_id for a in accounts))
     # The job first: if this request dies after it, the job still marks and purges everything.
     sync_jobs.enqueue_purge("purge_user", tenant_id, user_id)
     shards = get_settings().due_shards

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailsync.domain.records import MessageDoc, Page, ThreadDoc
+from mailsync.domain.records import MessageDoc, Page, ThreadDoc, link_views
 from mailsync.errors import NotFound
 from mailsync.store import accounts as accounts_repo
 from mailsync.store import blobs
@@ -22,17 +22,6 @@ from mailsync.store.messages import MessageRepository
 from mailsync.usecases.visibility import visible_to_user
 
 __all__ = ["get_message", "get_thread", "list_messages", "list_threads", "summary"]
-
-
-def link_views(doc: MessageDoc) -> list[dict[str, str]]:
-    """``[{contact_id, kind, source}]``: one entry per contact and source (auto, manual)."""
-    out = []
-    for cid, link in sorted((doc.get("links") or {}).items()):
-        if link.get("manual"):
-            out.append({"contact_id": cid, "kind": link["kind"], "source": "manual"})
-        if link.get("auto"):
-            out.append({"contact_id": cid, "kind": link["kind"], "source": "auto"})
-    return out
 
 
 def summary(doc: MessageDoc) -> dict[str, Any]:

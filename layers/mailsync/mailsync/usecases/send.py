@@ -38,7 +38,7 @@ from mailsync.errors import Conflict, MailsyncError, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.providers import smtp
 from mailsync.store import accounts as repo
-from mailsync.store import keys
+from mailsync.store import keys, sends
 from mailsync.store.accounts import load_secrets
 from mailsync.store.idempotency import persistence_layer
 from mailsync.store.mirror import DynamoMirrorStore
@@ -137,8 +137,14 @@ def send(
 
     recipients = compose_mod.envelope_recipients(to, cc, bcc)
     mail = Outgoing(raw, compose_mod.smtp_address(sender), recipients, parent, provider_factory, smtp_send)
-    delivered = connectors.for_account(acc).send(acc, mail)
+    try:
+        delivered = connectors.for_account(acc).send(acc, mail)
+    except MailsyncError as e:
+        details = e.details if isinstance(e.details, dict) else {}
+        _record(acc, "failed", header_id, details.get("recipients") or [], e)
+        raise
     results, sent_ref, thread_hint = delivered.recipients, delivered.sent_ref, delivered.thread_hint
+    _record(acc, "succeeded", header_id, _recipient_list(results), None)
     logger.info(
         "mail sent", extra={"tenant_id": tenant_id, "account_id": account_id, "recipients": len(recipients)}
     )
@@ -173,6 +179,24 @@ def send(
         "mirrored": stored,
         "recipients": _recipient_list(results),
     }
+
+
+def _record(
+    acc: Account, status: str, message_id: str, recipients: list[dict[str, Any]], e: MailsyncError | None
+) -> None:
+    """The send record (``store/sends.py``): its write is the ``send.*`` event. The message
+    of a failure is the one the API answered (already scrubbed of secrets)."""
+    error = None if e is None else {"code": e.code, "message": e.message}
+    sends.record_send(
+        acc.tenant_id,
+        acc.account_id,
+        acc.owner,
+        status=status,
+        message_id=message_id,
+        recipients=recipients,
+        error=error,
+        at=iso(utcnow()),
+    )
 
 
 def _file_and_store(

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.domain.clock import as_utc
+from mailsync.domain.events import MOVED_TO_UNSYNCED_FOLDER
 from mailsync.domain.ports import (
     Change,
     ChangeBatch,
@@ -306,6 +307,9 @@ class GmailSync(GmailLabels):
                     up = self._upsert(folder, label, msg, since)
                     if up is not None:
                         changes.append(up)
+                    continue
+                if msg is not None:  # it exists, without this folder's label: moved away
+                    changes.append(Remove(folder, mid, MOVED_TO_UNSYNCED_FOLDER))
                     continue
             changes.append(Remove(folder, mid))
         for mid, unread in flags.items():

@@ -62,6 +62,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from mailsync.domain.clock import as_utc, iso
+from mailsync.domain.events import DELETED_AT_PROVIDER
+from mailsync.domain.events import MOVED_TO_UNSYNCED_FOLDER as MOVED
 from mailsync.domain.ports import (
     Change,
     ChangeBatch,
@@ -261,7 +263,10 @@ class GraphSync(GraphFolders):
             if not rid:
                 continue
             if "@removed" in r:
-                removes.append(Remove(folder, rid))
+                # "deleted": gone for good; "changed": moved out of this folder (also a soft
+                # delete, which moves it to Deleted Items) (Graph, message: delta).
+                why = (r.get("@removed") or {}).get("reason")
+                removes.append(Remove(folder, rid, MOVED if why == "changed" else DELETED_AT_PROVIDER))
             else:
                 present.append(r)
         known: set[str] = set()
