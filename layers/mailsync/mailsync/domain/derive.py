@@ -23,7 +23,8 @@ Rules (docs/architecture.md, "Events"):
   ``thread.linked``.
 * **account.connected** on insert, **account.deleted** on removal,
   **account.initial_sync_completed** when ``health.initial_done_at`` is first set,
-  **account.state_changed** whenever ``state`` differs.
+  **account.state_changed** whenever ``state`` differs (but for ``deleting``: the
+  account.deleted that follows says it).
 * **send.succeeded / send.failed** when a send record is written (not when it expires).
 * **user.purged** when a user's purge record is removed after the purge finished.
 * No event carries a body, an attachment or a credential.
@@ -158,7 +159,8 @@ def _account(c: ItemChange, action_of: Callable[[str], str | None]) -> list[tupl
     if not (old and new):
         return []
     out: list[tuple[str, dict[str, Any]]] = []
-    if old.get("state") != new.get("state"):
+    if old.get("state") != new.get("state") and new.get("state") != "deleting":
+        # (deleting: the account's removal is the event, account.deleted)
         err = new.get("error") if isinstance(new.get("error"), dict) else None
         data = {
             "account_id": new.get("account_id"),

@@ -187,6 +187,10 @@ def _record(
     """The send record (``store/sends.py``): its write is the ``send.*`` event. The message
     of a failure is the one the API answered (already scrubbed of secrets)."""
     error = None if e is None else {"code": e.code, "message": e.message}
+    recipients = [
+        {"email": r.get("email"), "status": r.get("status"), "code": r.get("code"), "reply": r.get("reply")}
+        for r in recipients
+    ]  # as the send's answer lists them
     sends.record_send(
         acc.tenant_id,
         acc.account_id,

@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailsync.domain.clock import as_utc
-from mailsync.domain.events import MOVED_TO_UNSYNCED_FOLDER
+from mailsync.domain.events import DELETED_AT_PROVIDER, MOVED_TO_UNSYNCED_FOLDER
 from mailsync.domain.ports import (
     Change,
     ChangeBatch,
@@ -280,7 +280,7 @@ class GmailSync(GmailLabels):
             return
         if not walk.records and walk.end <= hid:
             return  # unchanged
-        state: dict[str, str] = {}  # message id -> "add" | "remove" (net, in record order)
+        state: dict[str, str] = {}  # message id -> "add" | "remove" | "moved" (net, in record order)
         flags: dict[str, bool] = {}
         for n, rec in enumerate(walk.records):
             _apply_record(rec, label, state, flags)
@@ -311,9 +311,11 @@ class GmailSync(GmailLabels):
                 if msg is not None:  # it exists, without this folder's label: moved away
                     changes.append(Remove(folder, mid, MOVED_TO_UNSYNCED_FOLDER))
                     continue
-            changes.append(Remove(folder, mid))
+            changes.append(
+                Remove(folder, mid, MOVED_TO_UNSYNCED_FOLDER if v == "moved" else DELETED_AT_PROVIDER)
+            )
         for mid, unread in flags.items():
-            if mid not in current and state.get(mid) != "remove":
+            if mid not in current and state.get(mid) not in ("remove", "moved"):
                 changes.append(SetFlags(folder, mid, unread))
         return changes
 
@@ -337,7 +339,7 @@ def _apply_record(rec: dict[str, Any], label: str, state: dict[str, str], flags:
         m = e.get("message") or {}
         mid, labels, added = str(m["id"]), set(m.get("labelIds") or []), set(e.get("labelIds") or [])
         if added & NOT_IN_FOLDERS:
-            state[mid] = "remove"
+            state[mid] = "moved"  # to Trash or Spam: folders we never sync
         elif label in added and _in_folder(labels, label):
             state[mid] = "add"
         if "UNREAD" in added and label in labels:
@@ -346,7 +348,7 @@ def _apply_record(rec: dict[str, Any], label: str, state: dict[str, str], flags:
         m = e.get("message") or {}
         mid, labels, removed = str(m["id"]), set(m.get("labelIds") or []), set(e.get("labelIds") or [])
         if label in removed:
-            state[mid] = "remove"
+            state[mid] = "moved"  # the message stays, without this label
         elif removed & NOT_IN_FOLDERS and _in_folder(labels, label):
             state[mid] = "add"
         if "UNREAD" in removed and label in labels:
