@@ -133,7 +133,7 @@ def test_crash_in_the_event_pipeline_loses_no_event(tenant, dovecot, faults):
         fresh.drain()
         before = len(fresh.seen)
 
-        def deliver_all() -> None:
+        def deliver_all(fresh: EventLog = fresh) -> None:
             for records in batches:
                 fresh.handler({"Records": records}, EventsContext())
 
