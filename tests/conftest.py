@@ -68,6 +68,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         "MAILSYNC_ALLOW_PRIVATE_HOSTS": "1",
+        # Stream calls by ARN go to moto's in-process mock only without account endpoints.
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

@@ -480,6 +480,11 @@ def serve(
 
     bg = Background(get_settings().poll_seconds)
     bg.start()
+    # The events function's event source mapping: moto's stream of the main table.
+    from mailsync_local.streams import StreamPump
+
+    pump = StreamPump(env["MAILSYNC_TABLE"], load_handler("events"))
+    threading.Thread(target=pump.run, name="events", daemon=True).start()
     httpd = ThreadingHTTPServer(("127.0.0.1", port), make_http_handler(api))
     info = {
         "url": f"http://127.0.0.1:{port}",
@@ -503,5 +508,6 @@ def serve(
         pass
     finally:
         bg.stop.set()
+        pump.stop.set()
         httpd.server_close()
         moto.stop()

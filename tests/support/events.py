@@ -7,7 +7,6 @@ through the real use case, so a test sees exactly what a tenant would.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mailsync_local.runner import load_handler
@@ -16,7 +15,6 @@ from mailsync_local.streams import StreamPump
 
 class EventLog:
     def __init__(self, tenant_id: str = "t1") -> None:
-        os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
         from mailsync.config import get_settings
 
         self.tenant_id = tenant_id

@@ -95,10 +95,11 @@ def test_history_records_net_effect_per_label():
         rec(10, messagesAdded=[("i", ["DRAFT"], None)]),
     ]
     state, flags = net(records, "INBOX")
-    assert state == {"a": "remove", "d": "remove", "e": "remove", "g": "remove", "h": "add"}
+    # archived or trashed: "moved" (message.deleted says moved_to_unsynced_folder); deleted: "remove"
+    assert state == {"a": "moved", "d": "moved", "e": "moved", "g": "remove", "h": "add"}
     assert flags == {"f": False}
     state, flags = net(records, "Label_1")
-    assert state == {"b": "add", "c": "add", "e": "remove", "g": "remove"}
+    assert state == {"b": "add", "c": "add", "e": "moved", "g": "remove"}
     assert flags == {}
 
 

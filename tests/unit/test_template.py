@@ -28,6 +28,7 @@ FUNCTIONS = {
     "SchedulerFunction": "scheduler",
     "SyncWorkerFunction": "sync_worker",
     "WatchRenewerFunction": "watch_renewer",
+    "EventsFunction": "events",
 }
 EXPECTED_ENV = {
     "POWERTOOLS_SERVICE_NAME",

@@ -49,7 +49,10 @@ FeedLimit = Annotated[int, Query(ge=1, le=500, description="Events per page (def
     "An event appears here a moment after its change (the stream is read within seconds). "
     "Tenant key only: no `X-User-Id`.",
     responses={
-        200: {"description": "A page of events"},
+        200: {
+            "description": "A page of events",
+            "content": {"application/json": {"model": event_schemas.EventPage}},
+        },
         400: error_response("`invalid_cursor`: `after` is not a cursor of this feed"),
         422: error_response(
             "`unknown_event_type`: `types` names a type that does not exist; `invalid_request`: "
