@@ -41,7 +41,7 @@ from mailsync.store.models import PartitionItem, WebhookDeliveryItem, WebhookEnd
 
 #: How long after its intended time a queued attempt is looked for again by the sweep (well
 #: beyond the 10 s send and SQS's own delivery delays).
-WATCHDOG = timedelta(minutes=20)
+WATCHDOG = timedelta(minutes=30)
 
 
 def _conditional_failed(e: Exception) -> bool:
