@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from mailsync.api import webhook_schemas as ws
 from mailsync.api.params import (
@@ -50,7 +51,7 @@ Status = Annotated[
 ]
 
 
-def _ok(model: type[Any], text: str = "OK") -> dict[str, Any]:
+def _ok(model: type[Any], text: str = "OK") -> OpenAPIResponse:
     return {"description": text, "content": {"application/json": {"model": model}}}
 
 

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.config import get_settings
 from mailsync.domain import webhooks as wh
@@ -65,7 +66,7 @@ def _endpoint(i: WebhookEndpointItem) -> wh.Endpoint:
         tenant_id=i.tenant_id,
         endpoint_id=i.endpoint_id,
         url=i.url,
-        events=list(i.events or []),
+        events=[str(e) for e in i.events or []],
         description=i.description or "",
         enabled=bool(i.enabled),
         created_at=i.created_at,
@@ -141,7 +142,7 @@ def update_endpoint(
     if url is not None:
         actions.append(WebhookEndpointItem.url.set(url))
     if events is not None:
-        actions.append(WebhookEndpointItem.events.set(events))
+        actions.append(WebhookEndpointItem.events.set(events))  # type: ignore[arg-type]
     if description is not None:
         actions.append(WebhookEndpointItem.description.set(description))
     if enabled is True:
@@ -481,18 +482,11 @@ def list_deliveries(
     tenant_id: str, endpoint_id: str, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[wh.Delivery], str | None]:
     """A page of an endpoint's deliveries, newest first: GSI1 (one status) or GSI3 (all)."""
+    index: GlobalSecondaryIndex[Any] = WebhookDeliveryItem.by_endpoint
+    attr, pk = "gsi3pk", keys.deliveries_all(tenant_id, endpoint_id)
     if status:
-        index, attr, pk = (
-            WebhookDeliveryItem.by_status,
-            "gsi1pk",
-            keys.deliveries_by_status(tenant_id, endpoint_id, status),
-        )
-    else:
-        index, attr, pk = (
-            WebhookDeliveryItem.by_endpoint,
-            "gsi3pk",
-            keys.deliveries_all(tenant_id, endpoint_id),
-        )
+        index = WebhookDeliveryItem.by_status
+        attr, pk = "gsi1pk", keys.deliveries_by_status(tenant_id, endpoint_id, status)
     start = paging.page_cursor(tenant_id, cursor, attr, pk)
     it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=start)
     items = [_delivery(i) for i in it]
