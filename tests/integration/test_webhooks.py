@@ -532,3 +532,44 @@ def test_deleting_an_endpoint_deletes_its_deliveries(hooks: Hooks, receiver: Rec
     drain()
     assert hooks.api.delete(f"/v1/webhook-endpoints/{ep['id']}").status == 204
     assert naming([ep["id"]]) == []
+
+
+def test_the_readme_receiver_verifies_our_deliveries(hooks: Hooks) -> None:
+    """The README's ten-line receiver, run as written (its secret and port filled in): it
+    accepts our deliveries (204) and refuses a forged one (400)."""
+    import http.client
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- webhook-receiver -->\n```python\n(.*?)```", readme, re.S)
+    assert code, "the README has no receiver snippet"
+    lines = code.group(1).strip().splitlines()
+    assert lines[-1] == 'HTTPServer(("", 8080), Receiver).serve_forever()'
+    ep = hooks.create("http://127.0.0.1:9/")  # its URL follows once the receiver listens
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines[:-1]).replace('"whsec_..."', repr(ep["secret"])), namespace)  # noqa: S102
+    from http.server import HTTPServer
+
+    server = HTTPServer(("127.0.0.1", 0), namespace["Receiver"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert hooks.api.patch(f"/v1/webhook-endpoints/{ep['id']}", {"url": url}).status == 200
+        webhooks.fan_out("t1", [event(1)])
+        drain()
+        (d,) = hooks.deliveries(ep["id"])
+        assert (d["status"], d["last_status_code"]) == ("succeeded", 204)
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        forged = b'{"id":"evt_x","type":"message.created","created_at":"","data":{}}'
+        headers = {
+            "webhook-id": "evt_x",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,AAAA",
+        }
+        conn.request("POST", "/", body=forged, headers=headers)
+        assert conn.getresponse().status == 400
+    finally:
+        server.shutdown()
+        server.server_close()
