@@ -164,31 +164,32 @@ def update_endpoint(
 
 def rotate_secret(tenant_id: str, endpoint_id: str, secret: str, now: datetime) -> bool:
     """The new secret signs from now on; the current one keeps signing for the overlap
-    (a second rotation within it drops the oldest). False when there is no such endpoint."""
-    try:
-        current = WebhookEndpointItem.get(
-            keys.tenant(tenant_id), keys.webhook_endpoint_sk(endpoint_id), consistent_read=True
-        )
-    except DoesNotExist:
-        return False
-    item = _ref(tenant_id, endpoint_id)
-    try:
-        item.update(
-            actions=[
-                WebhookEndpointItem.secret.set(_envelope(tenant_id, endpoint_id, secret)),
-                WebhookEndpointItem.previous_secret.set(current.secret),
-                WebhookEndpointItem.previous_until.set(iso(now + wh.ROTATION_OVERLAP)),
-                WebhookEndpointItem.updated_at.set(iso(now)),
-            ],
-            # Two rotations at once: the second is refused rather than dropping a secret
-            # the tenant was just shown.
-            condition=WebhookEndpointItem.secret == current.secret,
-        )
-    except UpdateError as e:
-        if _conditional_failed(e):
-            return rotate_secret(tenant_id, endpoint_id, secret, now)
-        raise
-    return True
+    (a second rotation within it drops the oldest). False when there is no such endpoint.
+    Conditional on the secret read: of two rotations at once, each ends with its own secret
+    current or previous, never lost unseen (the loser reads again)."""
+    envelope = _envelope(tenant_id, endpoint_id, secret)
+    for _ in range(5):
+        try:
+            current = WebhookEndpointItem.get(
+                keys.tenant(tenant_id), keys.webhook_endpoint_sk(endpoint_id), consistent_read=True
+            )
+        except DoesNotExist:
+            return False
+        try:
+            _ref(tenant_id, endpoint_id).update(
+                actions=[
+                    WebhookEndpointItem.secret.set(envelope),
+                    WebhookEndpointItem.previous_secret.set(current.secret),
+                    WebhookEndpointItem.previous_until.set(iso(now + wh.ROTATION_OVERLAP)),
+                    WebhookEndpointItem.updated_at.set(iso(now)),
+                ],
+                condition=WebhookEndpointItem.secret == current.secret,
+            )
+            return True
+        except UpdateError as e:
+            if not _conditional_failed(e):
+                raise
+    raise RuntimeError("the secret kept changing during the rotation")
 
 
 def signing_secrets(ep: wh.Endpoint, now: datetime) -> list[crypto.Secret]:
