@@ -7,7 +7,8 @@
 * A scheduler thread invokes the scheduler handler every ``MAILSYNC_POLL_SECONDS``
   (as EventBridge would) and a worker thread long-polls the FIFO queue and hands
   batches to the worker handler, deleting what succeeded and leaving failures
-  for redelivery (as Lambda's SQS event source mapping does).
+  for redelivery (as Lambda's SQS event source mapping does); another feeds the
+  webhook queue to the webhook handler the same way (``mailsync_local/webhooks.py``).
 """
 
 from __future__ import annotations
@@ -160,11 +161,15 @@ def provision(endpoint: str | None, prefix: str = "mailsync") -> dict[str, str]:
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
         },
     )["QueueUrl"]
+    from mailsync_local.webhooks import provision_queue
+
+    webhook_queue = provision_queue(sqs, prefix)
     return {
         "MAILSYNC_TABLE": names["MainTable"],
         "MAILSYNC_IDEMPOTENCY_TABLE": names["IdempotencyTable"],
         "MAILSYNC_BUCKET": bucket,
         "MAILSYNC_QUEUE_URL": queue,
+        "MAILSYNC_WEBHOOK_QUEUE_URL": webhook_queue,
         "MAILSYNC_KMS_KEY_ID": key_id,
     }
 
@@ -353,7 +358,10 @@ class Background:
         self._random = random.Random()
 
     def start(self) -> None:
+        from mailsync_local.webhooks import start_consumer
+
         threading.Thread(target=self._schedule_loop, name="scheduler", daemon=True).start()
+        start_consumer(self.stop)  # webhook deliveries (functions/webhooks)
         for n in range(self.workers):
             handler = load_handler("sync_worker")  # one module (and batch processor) per consumer
             threading.Thread(

@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 
 from mailsync.api.app import app, openapi_options
+from mailsync.api.auth import TENANT_PATHS
+from mailsync.usecases import webhooks
 from tests.support.accounts import connect, sync
 from tests.support.api import ApiClient, Resp
 from tests.support.crm import append, put_contact
+from tests.support.webhooks import event
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +89,15 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "createApiKey": ({"name": "k"}, {}, NA_NOIDS, NA_TENANT),
     "deleteApiKey": (None, {}, "ids", NA_TENANT),
     "deleteTenant": (None, {}, NA_NOIDS, NA_TENANT),
+    "createWebhookEndpoint": ({"url": "http://127.0.0.1:9/x", "events": ["*"]}, {}, NA_NOIDS, NA_TENANT),
+    "listWebhookEndpoints": (None, {}, "list", NA_TENANT),
+    "getWebhookEndpoint": (None, {}, "ids", NA_TENANT),
+    "updateWebhookEndpoint": ({"description": "pwned"}, {}, "ids", NA_TENANT),
+    "deleteWebhookEndpoint": (None, {}, "ids", NA_TENANT),
+    "rotateWebhookSecret": (None, {}, "ids", NA_TENANT),
+    "sendWebhookTest": (None, {}, "ids", NA_TENANT),
+    "listWebhookDeliveries": (None, {}, "ids", NA_TENANT),
+    "retryWebhookDelivery": (None, {}, "ids", NA_TENANT),
 }
 
 
@@ -121,6 +133,12 @@ def seed(dovecot: Any, tenant_id: str, key: str, owner: str, tag: str) -> dict[s
     put_contact(api, contact, [KUNDE])
     r = api.post(f"/v1/threads/{with_att['thread_id']}/links", {"contact_id": contact})
     assert r.status == 201, r.body
+    hook = ApiClient(key, None).post(
+        "/v1/webhook-endpoints", {"url": f"http://127.0.0.1:9/{tag}", "events": ["*"], "description": tag}
+    )
+    assert hook.status == 201, hook.body
+    assert webhooks.fan_out(tenant_id, [event(1, tenant_id=tenant_id)]) >= 1
+    deliveries = ApiClient(key, None).get(f"/v1/webhook-endpoints/{hook.body['id']}/deliveries")
     r = ApiClient(key, None).post("/v1/api-keys", {"name": f"{tag} spare"})
     assert r.status == 201, r.body
     return {
@@ -135,6 +153,8 @@ def seed(dovecot: Any, tenant_id: str, key: str, owner: str, tag: str) -> dict[s
             "contact_id": contact,
             "user_id": owner,
             "key_id": r.body["id"],
+            "endpoint_id": hook.body["id"],
+            "delivery_id": deliveries.body["items"][0]["id"],
         },
     }
 
@@ -143,7 +163,14 @@ def secret_ids(world: dict[str, Any]) -> set[str]:
     """The victim's ids that must never show in another caller's answer (user names,
     contact ids and attachment ids, which are MIME part numbers, are not secret)."""
     ids = world["ids"]
-    return {ids["account_id"], ids["thread_id"], ids["key_id"], *world["messages"]}
+    return {
+        ids["account_id"],
+        ids["thread_id"],
+        ids["key_id"],
+        ids["endpoint_id"],
+        ids["delivery_id"],
+        *world["messages"],
+    }
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -195,7 +222,7 @@ def test_isolation_matrix(worlds: dict[str, Any]) -> None:
             if mode.startswith("n/a"):
                 continue
             caller, victim = callers[axis]
-            tenant_route = path.startswith(("/v1/api-keys", "/v1/users", "/v1/tenant"))
+            tenant_route = path.startswith(TENANT_PATHS)
             if tenant_route:
                 caller = caller.as_user(None)
             where = f"{axis} {method} {path}"
@@ -253,3 +280,7 @@ def test_isolation_matrix(worlds: dict[str, Any]) -> None:
     assert contact["name"] != "Fremd", contact
     keys = {k["id"] for k in ApiClient("key-t1", None).get("/v1/api-keys").body["items"]}
     assert t1["ids"]["key_id"] in keys, keys
+    hook = ApiClient("key-t1", None).get(f"/v1/webhook-endpoints/{t1['ids']['endpoint_id']}")
+    assert hook.status == 200 and hook.body["description"] == "t1", hook.body
+    listed = ApiClient("key-t1", None).get(f"/v1/webhook-endpoints/{t1['ids']['endpoint_id']}/deliveries")
+    assert t1["ids"]["delivery_id"] in {d["id"] for d in listed.body["items"]}

@@ -29,6 +29,7 @@ FUNCTIONS = {
     "SyncWorkerFunction": "sync_worker",
     "WatchRenewerFunction": "watch_renewer",
     "EventsFunction": "events",
+    "WebhookFunction": "webhooks",
 }
 EXPECTED_ENV = {
     "POWERTOOLS_SERVICE_NAME",
@@ -38,6 +39,7 @@ EXPECTED_ENV = {
     "MAILSYNC_IDEMPOTENCY_TABLE",
     "MAILSYNC_BUCKET",
     "MAILSYNC_QUEUE_URL",
+    "MAILSYNC_WEBHOOK_QUEUE_URL",
     "MAILSYNC_KMS_KEY_ID",
     "MAILSYNC_POLL_SECONDS",
     "MAILSYNC_DUE_SHARDS",
@@ -438,3 +440,24 @@ def test_watch_renewer_is_daily_and_least_privilege(resources: dict[str, Any]) -
         else:
             assert table_arn in resources_
             assert set(map(str, resources_)) <= {str(table_arn), str({"Fn::Sub": "${MainTable.Arn}/index/*"})}
+
+
+def test_webhook_queue_and_sender(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """Webhook jobs: a standard queue (no group holds an endpoint behind another) with SSE and a
+    dead-letter queue; the sender reports partial batch failures; API (test pings, retries),
+    scheduler (due sweep) and sender itself (next attempt) may send to it."""
+    queue = resources["WebhookQueue"]["Properties"]
+    assert "FifoQueue" not in queue and queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["MAILSYNC_WEBHOOK_QUEUE_URL"] == {"Ref": "WebhookQueue"}
+    sender = resources["WebhookFunction"]["Properties"]
+    (event,) = sender["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["VisibilityTimeout"] >= 6 * sender["Timeout"]
+    for name in ("ApiFunction", "SchedulerFunction", "WebhookFunction"):
+        policies = resources[name]["Properties"]["Policies"]
+        sends = [p["SQSSendMessagePolicy"]["QueueName"] for p in policies if "SQSSendMessagePolicy" in p]
+        assert {"Fn::GetAtt": ["WebhookQueue", "QueueName"]} in sends, name

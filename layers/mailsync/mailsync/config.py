@@ -7,9 +7,13 @@ declared in ``template.yaml`` (Globals → Environment) and set by ``mailsync ru
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Waits (seconds) after each failed webhook attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class Settings(BaseSettings):
@@ -69,6 +73,35 @@ class Settings(BaseSettings):
     microsoft_poll_seconds: int = Field(
         900, ge=1, description="Polling backs change notifications up at this slow interval"
     )
+
+    # Outbound webhooks (usecases/webhooks.py, README "Webhooks").
+    webhook_queue_url: str = Field("", description="SQS standard queue of webhook delivery jobs")
+    webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = Field(
+        DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+        description="Comma-separated waits in seconds after each failed attempt (1-20 of them, "
+        "each 1..86400; the attempts are one more than the waits)",
+    )
+    webhook_ca_bundle: str = Field(
+        "",
+        description="TEST/DEV ONLY: a PEM bundle that webhook TLS is verified against instead "
+        "of the default CA bundle (never set in template.yaml)",
+    )
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> tuple[int, ...]:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                value = tuple(int(p) for p in parts)
+            except ValueError as e:
+                raise ValueError("MAILSYNC_WEBHOOK_RETRY_SCHEDULE: comma-separated whole seconds") from e
+        if not isinstance(value, list | tuple):
+            raise ValueError("MAILSYNC_WEBHOOK_RETRY_SCHEDULE: comma-separated whole seconds")
+        waits = tuple(int(v) for v in value)
+        if not 1 <= len(waits) <= 20 or not all(1 <= w <= 86400 for w in waits):
+            raise ValueError("MAILSYNC_WEBHOOK_RETRY_SCHEDULE: 1-20 waits, each 1..86400 seconds")
+        return waits
 
 
 @lru_cache(maxsize=1)

@@ -105,3 +105,21 @@ class AccountBusy(MailsyncError):
     """Another writer held the account's mirror for longer than we wait; retry shortly."""
 
     status, code = 503, "account_busy"
+
+
+class EndpointLimit(Conflict):
+    """The tenant has as many webhook endpoints as allowed (``MAX_ENDPOINTS``)."""
+
+    code = "endpoint_limit"
+
+
+class EndpointDisabled(Conflict):
+    """The webhook endpoint is disabled: enable it (PATCH ``enabled: true``) first."""
+
+    code = "endpoint_disabled"
+
+
+class DeliveryPending(Conflict):
+    """The delivery is still pending (its next attempt is scheduled): nothing to retry."""
+
+    code = "delivery_pending"

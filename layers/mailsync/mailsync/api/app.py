@@ -32,6 +32,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailsync.api import auth
+from mailsync.domain.events import UnknownEventType
 from mailsync.errors import MailsyncError
 from mailsync.observability import logger
 
@@ -153,6 +154,11 @@ def handle_domain_error(e: MailsyncError) -> Response:
     return _error(e.status, e.code, e.message, e.details)
 
 
+@app.exception_handler(UnknownEventType)
+def handle_unknown_event_type(e: UnknownEventType) -> Response:
+    return _error(422, "unknown_event_type", str(e), {"unknown": e.names})
+
+
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(e: RequestValidationError) -> Response:
     errors = [
@@ -231,6 +237,7 @@ from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
 from mailsync.api.user_routes import router as user_router  # noqa: E402
+from mailsync.api.webhook_routes import router as webhook_router  # noqa: E402
 
 app.include_router(account_router)
 app.include_router(health_router)
@@ -241,3 +248,4 @@ app.include_router(oauth_router)
 app.include_router(user_router)
 app.include_router(key_router)
 app.include_router(event_router)
+app.include_router(webhook_router)

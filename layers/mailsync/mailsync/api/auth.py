@@ -42,7 +42,7 @@ PUBLIC_PATHS = frozenset(
 )
 
 # Tenant-level routes (these paths and everything below them): the key alone, no X-User-Id.
-TENANT_PATHS = ("/v1/api-keys", "/v1/users", "/v1/tenant", "/v1/events")
+TENANT_PATHS = ("/v1/api-keys", "/v1/users", "/v1/tenant", "/v1/events", "/v1/webhook-endpoints")
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,43 @@ EVENT_COUNTER = "#SEQ"  # sorts before every event's zero-padded sequence number
 
 def event_sk(seq: int) -> str:
     return f"{seq:020d}"
+
+
+# ------------------------------------------------------------- webhooks (issue 15)
+WEBHOOK_ENDPOINTS = "WH#"  # sk prefix of the tenant's webhook endpoints in its partition
+
+
+def webhook_endpoint_sk(endpoint_id: str) -> str:
+    return f"{WEBHOOK_ENDPOINTS}{endpoint_id}"
+
+
+def webhook_deliveries(t: str, endpoint_id: str) -> str:
+    """The partition of an endpoint's deliveries (sk :func:`delivery_sk`)."""
+    return f"T#{t}#WH#{endpoint_id}"
+
+
+def delivery_sk(delivery_id: str) -> str:
+    return f"D#{delivery_id}"
+
+
+def deliveries_by_status(t: str, endpoint_id: str, status: str) -> str:
+    """GSI1 partition: an endpoint's deliveries in one status."""
+    return f"T#{t}#WH#{endpoint_id}#S#{status}"
+
+
+def deliveries_all(t: str, endpoint_id: str) -> str:
+    """GSI3 partition: all of an endpoint's deliveries."""
+    return f"T#{t}#WH#{endpoint_id}#D"
+
+
+def delivery_sort(created_at: str, delivery_id: str) -> str:
+    return f"{created_at}#{delivery_id}"
+
+
+def webhook_due_shard(n: int) -> str:
+    """GSI2 partition of the webhook due index (accounts use ``DUE#<n>``)."""
+    return f"WDUE#{n}"
+
+
+def webhook_due_sort(due_at: str, t: str, endpoint_id: str, delivery_id: str) -> str:
+    return f"{due_at}#{t}#{endpoint_id}#{delivery_id}"

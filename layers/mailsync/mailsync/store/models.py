@@ -557,3 +557,60 @@ class EventItem(_Base):
 
 
 ALL_MODELS = (*ALL_MODELS, SendRecordItem, EventCounterItem, EventItem)
+
+
+# ------------------------------------------------------------- webhooks (issue 15)
+class WebhookEndpointItem(_Base):
+    """``T#<t>`` / ``WH#<endpoint>``: a webhook endpoint of the tenant (in its partition, so a
+    tenant's endpoints are one Query and the tenant purge finds them). ``secret`` is the KMS
+    envelope of the signing secret; ``previous_secret`` still signs until ``previous_until``."""
+
+    tenant_id = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    url = UnicodeAttribute()
+    events = ListAttribute(of=UnicodeAttribute, default=list)
+    description = UnicodeAttribute(default="")
+    enabled = BooleanAttribute(default=True)
+    disabled_reason = UnicodeAttribute(null=True)
+    failing_since = UnicodeAttribute(null=True)  # first failure after the last success
+    secret = JSONAttribute()
+    previous_secret = JSONAttribute(null=True)
+    previous_until = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class WebhookDeliveryItem(_Base):
+    """``T#<t>#WH#<endpoint>`` / ``D#<delivery>``: one event for one endpoint (TTL 30 days).
+
+    GSI1 by status (``T#<t>#WH#<ep>#S#<status>``), GSI3 all (``T#<t>#WH#<ep>#D``), both
+    ``<created_at>#<delivery>``; GSI2 (sparse, present while pending) the webhook due index
+    ``WDUE#<shard>`` / ``<due_at>#<t>#<ep>#<delivery>``."""
+
+    tenant_id = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    delivery_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    event = CompactJSONAttribute()
+    status = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    max_attempts = NumberAttribute()
+    last_status_code = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    next_attempt_at = UnicodeAttribute(null=True)
+    last_attempt_at = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    ttl = NumberAttribute()
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    gsi3pk = UnicodeAttribute()
+    gsi3sk = UnicodeAttribute()
+    by_status = GSI1()
+    due = GSI2()
+    by_endpoint = GSI3()
+
+
+ALL_MODELS = (*ALL_MODELS, WebhookEndpointItem, WebhookDeliveryItem)

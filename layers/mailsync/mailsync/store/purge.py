@@ -31,7 +31,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist
 from pynamodb.models import Model
 
 from mailsync.observability import logger
-from mailsync.store import blobs, idempotency, keys, watches
+from mailsync.store import blobs, idempotency, keys, watches, webhooks
 from mailsync.store.contacts import address_message_key, link_key
 from mailsync.store.messages import message_doc
 from mailsync.store.mirror import DynamoMirrorStore
@@ -168,6 +168,13 @@ def purge_contact(tenant_id: str, contact_id: str) -> None:
 def purge_tenant_objects(tenant_id: str) -> int:
     """Whatever is left under the tenant's S3 prefix (accounts remove their own)."""
     return blobs.delete_prefix(blobs.tenant_prefix(tenant_id))
+
+
+def purge_webhook_endpoint(tenant_id: str, endpoint_id: str) -> None:
+    """A webhook endpoint: its deliveries first, the endpoint item (``T#<t>`` / ``WH#<id>``,
+    which names them) last, so a purge that dies in between finds them again."""
+    webhooks.purge_deliveries(tenant_id, endpoint_id)
+    webhooks.delete_endpoint(tenant_id, endpoint_id)
 
 
 def purge_oauth_state(tenant_id: str, state_hash: str) -> None:

@@ -169,8 +169,8 @@ def purge_tenant_step(
     settings: Settings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """One job of a tenant's purge: accounts, then contacts, OAuth states, purge records and
-    keys, the tenant item last. Every list is a Query of the tenant's own partition."""
+    """One job of a tenant's purge: accounts, then contacts, OAuth states, webhook endpoints
+    (with their deliveries), purge records and keys, the tenant item last. Every list is a Query of the tenant's own partition."""
     s = settings or get_settings()
     deadline = clock() + s.sync_time_budget_seconds
 
@@ -190,7 +190,11 @@ def purge_tenant_step(
                 return again()
         if clock() >= deadline:
             return again()
-    for kind, drop in (("C", purge.purge_contact), ("S", purge.purge_oauth_state)):
+    for kind, drop in (
+        ("C", purge.purge_contact),
+        ("S", purge.purge_oauth_state),
+        ("WH", purge.purge_webhook_endpoint),  # webhook endpoints with their deliveries
+    ):
         while members := purge.tenant_members(tenant_id, kind):
             for ident, _ in members:
                 drop(tenant_id, ident)
