@@ -29,7 +29,7 @@ from tests.support.events import EventLog
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_POINTS = 6
+DEFAULT_POINTS = 4
 
 
 def seed(dovecot: Any, user: str) -> None:

@@ -26,6 +26,7 @@ from mailsync.usecases import webhooks
 from tests.support.accounts import connect, sync
 from tests.support.api import ApiClient, Resp
 from tests.support.crm import append, put_contact
+from tests.support.events import EventLog
 from tests.support.webhooks import event
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,7 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "sendWebhookTest": (None, {}, "ids", NA_TENANT),
     "listWebhookDeliveries": (None, {}, "ids", NA_TENANT),
     "retryWebhookDelivery": (None, {}, "ids", NA_TENANT),
+    "listEvents": (None, {}, "list", NA_TENANT),
 }
 
 
@@ -138,6 +140,7 @@ def seed(dovecot: Any, tenant_id: str, key: str, owner: str, tag: str) -> dict[s
     )
     assert hook.status == 201, hook.body
     assert webhooks.fan_out(tenant_id, [event(1, tenant_id=tenant_id)]) >= 1
+    EventLog(tenant_id).pump.drain()  # the stream so far: this tenant's feed names its ids
     deliveries = ApiClient(key, None).get(f"/v1/webhook-endpoints/{hook.body['id']}/deliveries")
     r = ApiClient(key, None).post("/v1/api-keys", {"name": f"{tag} spare"})
     assert r.status == 201, r.body
