@@ -250,3 +250,32 @@ def test_gmail_changes_become_events(log, tenant, google):
     assert archived["type"] == "message.deleted"
     assert archived["data"]["reason"] == "moved_to_unsynced_folder"
     assert archived["data"]["id"] == created["data"]["id"]
+
+
+def test_graph_changes_become_events(log, tenant, microsoft):
+    from tests.support.microsoft import connect_microsoft
+
+    api = ApiClient("key-t1", "alice")
+    email = "petra@contoso.test"
+    _, q = connect_microsoft(api, microsoft, email)
+    aid = q["account_id"]
+    microsoft.create_folder(email, "Kunden")
+    m1 = microsoft.deliver(email, make_mail("Antrag", "kunde@example.org", email, message_id="ms1@x"))
+    m2 = microsoft.deliver(email, make_mail("Police", "kunde@example.org", email, message_id="ms2@x"))
+    sync_account("t1", aid)
+    created = by_subject(log.of(log.drain(), "message.created"))
+    assert sorted(created) == ["Antrag", "Police"]
+
+    microsoft.move(email, m1, "Kunden")  # between synced folders
+    sync_account("t1", aid)
+    (moved,) = log.drain()
+    assert moved["type"] == "message.updated" and moved["data"]["changes"] == ["folder"]
+
+    microsoft.move(email, m1, "Deleted Items")  # Outlook's delete: a move to a folder we do not sync
+    microsoft.delete(email, m2)  # gone for good
+    sync_account("t1", aid)
+    reasons = {e["data"]["id"]: e["data"]["reason"] for e in log.of(log.drain(), "message.deleted")}
+    assert reasons == {
+        created["Antrag"]["data"]["id"]: "moved_to_unsynced_folder",
+        created["Police"]["data"]["id"]: "deleted_at_provider",
+    }
