@@ -81,6 +81,10 @@ BUSINESS_RULES = {
     "batchContacts": "addresses are parsed as RFC 5322 addr-specs (422 `invalid_address`)",
     "googleWebhook": "a push that is not signed by Google's service account: 401",
     "microsoftWebhook": "a notification without a known subscription and clientState",
+    "listEvents": "a made-up cursor (400 `invalid_cursor`) or event type (422 `unknown_event_type`)",
+    "createWebhookEndpoint": "a URL that is not https, does not resolve or is private: 422 "
+    "`invalid_url`/`host_unresolvable`/`host_not_allowed`, or the limit of 20: 409",
+    "updateWebhookEndpoint": "a URL that is not https, does not resolve or is private: 422",
 }
 
 
