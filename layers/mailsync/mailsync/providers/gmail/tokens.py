@@ -10,6 +10,7 @@ refreshed when expired and once more after :meth:`CredentialsTokenSource.invalid
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +21,9 @@ __all__ = ["DEFAULT_TOKEN_URI", "GMAIL_SCOPES", "CredentialsTokenSource"]
 
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 GMAIL_SCOPES = ("openid", "email", "https://www.googleapis.com/auth/gmail.modify")
+
+
+REFRESH_TIMEOUT_SECONDS = 30.0
 
 
 class CredentialsTokenSource:
@@ -68,7 +72,9 @@ class CredentialsTokenSource:
                 if self._request is None:
                     from google.auth.transport.requests import Request
 
-                    self._request = Request()
+                    # google-auth waits 120 s for the token endpoint by default: far longer
+                    # than any of our provider requests (30 s).
+                    self._request = functools.partial(Request(), timeout=REFRESH_TIMEOUT_SECONDS)
                 try:
                     creds.refresh(self._request)
                 except gexc.RefreshError as e:

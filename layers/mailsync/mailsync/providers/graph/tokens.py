@@ -53,6 +53,7 @@ class MsalTokenSource:
         scopes: Iterable[str] = GRAPH_SCOPES,
         home_account_id: str | None = None,
         username: str | None = None,
+        timeout: float = 30.0,
     ) -> None:
         import msal
 
@@ -63,6 +64,7 @@ class MsalTokenSource:
         self.scopes = list(scopes)
         self.home_account_id = home_account_id
         self.username = username
+        self.timeout = timeout  # every identity-platform request (msal's own default: none)
         self.cache = msal.SerializableTokenCache()
         if cache_json:
             self.cache.deserialize(cache_json)
@@ -88,6 +90,7 @@ class MsalTokenSource:
                     client_credential=self.client_secret,
                     authority=self.authority,
                     token_cache=self.cache,
+                    timeout=self.timeout,
                     **kwargs,
                 )
             except ValueError as e:
