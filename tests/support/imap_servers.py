@@ -34,6 +34,7 @@ from typing import BinaryIO, ClassVar
 
 from imapclient import IMAPClient
 
+from tests.support import secrets as leakscan
 from tests.support.dovecot import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ class ImapTestServer:
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
         """A fresh user with the standard folders; returns ``(login name, password)``."""
         user = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        password = uuid.uuid4().hex
+        password = leakscan.registered("imap/smtp password", uuid.uuid4().hex)  # the end-of-session scan
         self._users[user] = password
         self._create_user(user, password)
         with self.client(user) as c:
