@@ -94,6 +94,10 @@ def get_attachment(message_id: Id, attachment_id: Id):  # noqa: ANN201 - binary 
     summary="Send a mail (signature appended, filed in Sent); Idempotency-Key makes retries safe",
     responses={
         202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}},
+        422: error_response(
+            "Invalid body (`invalid_request`), or `invalid_address`: a recipient is not an RFC 5322 "
+            "address, or there is none; nothing is sent"
+        ),
         502: error_response(
             "Nothing was sent: `smtp_rejected`, `provider_error`, or `tls_error` (the SMTP "
             "certificate is not trusted or names another host, or no STARTTLS is offered)"

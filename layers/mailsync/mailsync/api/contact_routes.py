@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import Response
 
 from mailsync.api import schemas
-from mailsync.api.params import ContactId, Cursor, Id, Limit, caller, json_response
+from mailsync.api.params import ContactId, Cursor, Id, Limit, caller, error_response, json_response
 from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
@@ -26,6 +26,10 @@ router = ApiRouter()
     responses={
         200: {"description": "Replaced", "content": {"application/json": {"model": schemas.Contact}}},
         201: {"description": "Created", "content": {"application/json": {"model": schemas.Contact}}},
+        422: error_response(
+            "Invalid body or id (`invalid_request`), or `invalid_address`: an email is not a bare "
+            "RFC 5322 addr-spec"
+        ),
     },
 )
 def put_contact(contact_id: ContactId, body: schemas.ContactIn) -> Response[Any]:
@@ -34,7 +38,16 @@ def put_contact(contact_id: ContactId, body: schemas.ContactIn) -> Response[Any]
     return json_response(201 if created else 200, view)
 
 
-@router.post("/v1/contacts:batch", tags=["contacts"], summary="Upsert up to 500 contacts (initial import)")
+@router.post(
+    "/v1/contacts:batch",
+    tags=["contacts"],
+    summary="Upsert up to 500 contacts (initial import)",
+    responses={
+        422: error_response(
+            "Invalid body (`invalid_request`), or `invalid_address`: an email is not a bare RFC 5322 addr-spec"
+        )
+    },
+)
 def batch_contacts(body: schemas.ContactBatchIn) -> schemas.ContactBatchOut:
     t, _ = caller(router)
     items = contacts.batch_put(t, [c.model_dump() for c in body.contacts])
