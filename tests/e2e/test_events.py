@@ -52,7 +52,7 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
                 if e["type"] == "message.created" and e["data"]["account_id"] == aid
             ]  # fmt: skip
 
-        (offer,) = service.wait_for(created, timeout=60, what="a signed message.created")
+        (offer,) = service.wait_for(created, timeout=120, what="a signed message.created")
         assert offer["data"]["subject"] == "Angebot" and offer["data"]["owner"] == mailbox.user("alice")
         assert "password" not in json.dumps(offer)
 
@@ -62,7 +62,7 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
         def deleted() -> list[dict]:
             return [e for e in _events(receiver, secret) if e["type"] == "message.deleted"]
 
-        (gone,) = service.wait_for(deleted, timeout=60, what="a signed message.deleted")
+        (gone,) = service.wait_for(deleted, timeout=120, what="a signed message.deleted")
         assert gone["data"]["id"] == offer["data"]["id"] and gone["data"]["reason"] == "deleted_at_provider"
         assert all(e["type"] in ("message.created", "message.deleted") for e in _events(receiver, secret))
 

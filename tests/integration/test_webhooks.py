@@ -426,7 +426,7 @@ def test_tls_is_verified_against_the_host_name(
         (d,) = hooks.deliveries(ep["id"])
         assert d["last_error"].startswith("tls_error") and tls.requests == []
 
-        monkeypatch.setenv("MAILSYNC_WEBHOOK_CA_BUNDLE", str(ca.bundle))  # test/dev only
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.bundle))  # the CAs requests would trust
         get_settings.cache_clear()
         clock[0] = utcnow()  # signatures are checked against the receiver's clock
         webhooks.fan_out("t1", [event(2)], queue=queue, now=clock[0])

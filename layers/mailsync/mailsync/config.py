@@ -81,11 +81,6 @@ class Settings(BaseSettings):
         description="Comma-separated waits in seconds after each failed attempt (1-20 of them, "
         "each 1..86400; the attempts are one more than the waits)",
     )
-    webhook_ca_bundle: str = Field(
-        "",
-        description="TEST/DEV ONLY: a PEM bundle that webhook TLS is verified against instead "
-        "of the default CA bundle (never set in template.yaml)",
-    )
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

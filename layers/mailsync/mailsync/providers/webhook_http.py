@@ -10,7 +10,7 @@ Invariants:
   our connect cannot reach the second address. ``allow_private`` (local runner, tests) skips
   the address policy, never the resolution.
 * **TLS is verified** against the host name, with the default CA bundle (certifi's, else the
-  system's); ``MAILSYNC_WEBHOOK_CA_BUNDLE`` replaces it for tests and local development only.
+  system's); ``REQUESTS_CA_BUNDLE`` chooses another bundle, as it does for requests.
 * **No redirect is followed** and nothing is retried here: a 3xx is a failed attempt with its
   status code; retries are the use case's schedule.
 * One timeout bounds connecting and each read (10 s); the answer's body is never read.
@@ -43,6 +43,13 @@ Resolver = Callable[..., Any]
 
 
 def default_ca_bundle() -> str | None:
+    """The CA bundle requests would use: ``REQUESTS_CA_BUNDLE`` where it is set (as for the
+    Google and Microsoft clients: tests point it at a throw-away CA), else certifi's. It only
+    chooses which CAs are trusted; verification itself is never turned off."""
+    import os
+
+    if os.environ.get("REQUESTS_CA_BUNDLE"):
+        return os.environ["REQUESTS_CA_BUNDLE"]
     try:
         import certifi
     except ImportError:  # pragma: no cover - certifi ships with requests in the layer
@@ -115,7 +122,7 @@ class HttpWebhookSender:
                 retries=False,
                 maxsize=1,
                 cert_reqs="CERT_REQUIRED",
-                ca_certs=self.ca_bundle or s.webhook_ca_bundle or default_ca_bundle(),
+                ca_certs=self.ca_bundle or default_ca_bundle(),
                 server_hostname=target.host,
                 assert_hostname=target.host,
             )
