@@ -68,7 +68,8 @@ class StreamPump:
         self.handler = handler
         self.streams = aws.client("dynamodbstreams")
         self.arn = aws.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-        self.iterators: dict[str, str | None] = {}
+        self.after: dict[str, str] = {}  # the last sequence number handled, per shard
+        self.closed: set[str] = set()
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
@@ -76,29 +77,40 @@ class StreamPump:
         desc = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]
         return [s["ShardId"] for s in desc.get("Shards", [])]
 
-    def _iterator(self, shard: str) -> str | None:
-        if shard not in self.iterators:
-            self.iterators[shard] = self.streams.get_shard_iterator(
-                StreamArn=self.arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-        return self.iterators[shard]
+    def _iterator(self, shard: str) -> str:
+        """A new iterator of ``shard`` just after the last record handled (its start at first).
+
+        Every read opens a new one, as a consumer does when an iterator expires (15 minutes
+        on AWS). moto needs it: a cancelled TransactWriteItems restores the table from a deep
+        copy, and an iterator opened before keeps reading the discarded copy's shard, which
+        never grows again (the runner then went silent after the first 409 ``last_key``)."""
+        position: dict[str, str] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self.after[shard]}
+            if shard in self.after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        return str(
+            self.streams.get_shard_iterator(StreamArn=self.arn, ShardId=shard, **position)["ShardIterator"]
+        )
 
     def step(self) -> int:
         """One batch per shard; returns the records read. A failing batch raises and is read
-        again from the same position next time (the iterator only moves after success)."""
+        again from the same position next time (the position only moves after success)."""
         read = 0
         with self.lock:
             for shard in self._shards():
-                it = self._iterator(shard)
-                if it is None:
-                    continue  # a closed shard, read to its end
-                got = self.streams.get_records(ShardIterator=it, Limit=BATCH)
+                if shard in self.closed:
+                    continue  # read to its end
+                got = self.streams.get_records(ShardIterator=self._iterator(shard), Limit=BATCH)
                 records = got.get("Records", [])
                 batch = [_esm_record(r, self.arn) for r in records]
                 batch = [r for r in batch if passes_filter(r)]
                 if batch:
                     self.handler({"Records": batch}, EventsContext())
-                self.iterators[shard] = got.get("NextShardIterator")
+                if records:
+                    self.after[shard] = records[-1]["dynamodb"]["SequenceNumber"]
+                if got.get("NextShardIterator") is None:
+                    self.closed.add(shard)
                 read += len(records)
         return read
 

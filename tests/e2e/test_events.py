@@ -27,6 +27,9 @@ def _events(receiver: Receiver, secret: str) -> list[dict]:
 @pytest.mark.parametrize("mailbox", ["imap"], indirect=True)
 def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbox):
     receiver = Receiver()
+    user = mailbox.user("events-alice")  # not shared: other scenarios count alice's mails
+    http = service.session(user)
+    aid = None
     try:
         tenant = service.session(user=None)
         r = tenant.post(
@@ -41,7 +44,6 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
         secret = r.json()["secret"]
         assert secret.startswith("whsec_")
 
-        http = service.session(mailbox.user("alice"))
         aid = mailbox.connect(http)["id"]
         ref = mailbox.deliver("Angebot", "Kunde <kunde@example.com>", message_id="ev-offer@example.com")
         mailbox.sync(http, aid)
@@ -53,7 +55,7 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
             ]  # fmt: skip
 
         (offer,) = service.wait_for(created, timeout=120, what="a signed message.created")
-        assert offer["data"]["subject"] == "Angebot" and offer["data"]["owner"] == mailbox.user("alice")
+        assert offer["data"]["subject"] == "Angebot" and offer["data"]["owner"] == user
         assert "password" not in json.dumps(offer)
 
         mailbox.delete(ref)
@@ -73,3 +75,5 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
         assert offer["id"] in ids and gone["id"] in ids and ids.index(offer["id"]) < ids.index(gone["id"])
     finally:
         receiver.close()
+        if aid:
+            http.delete(f"{service.url}/v1/accounts/{aid}")

@@ -279,3 +279,17 @@ def test_graph_changes_become_events(log, tenant, microsoft):
         created["Antrag"]["data"]["id"]: "moved_to_unsynced_folder",
         created["Police"]["data"]["id"]: "deleted_at_provider",
     }
+
+
+def test_events_keep_flowing_after_a_refused_transaction(log, dovecot, imap_user):
+    """A change the table refuses (deleting the tenant's last key: a cancelled transaction,
+    409 ``last_key``) must not stall the stream: the next change still becomes an event.
+    moto restores the whole table from a copy on a cancelled transaction; the runner's pump
+    went silent after the first one until it followed the live table."""
+    log.drain()
+    tenant_api = ApiClient("key-t1", None)
+    (key,) = tenant_api.get("/v1/api-keys").body["items"]
+    r = tenant_api.delete(f"/v1/api-keys/{key['id']}")
+    assert r.status == 409 and r.body["code"] == "last_key"
+    acc = connect(dovecot, imap_user)
+    assert [e["data"]["account_id"] for e in log.of(log.drain(), "account.connected")] == [acc["id"]]
