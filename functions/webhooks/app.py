@@ -31,7 +31,9 @@ processor = ConcurrentBatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> str:
-    return deliver_job(record.json_body)
+    # The receive count tells a first attempt that came back (a crash) from a fresh one.
+    received = int(record.attributes.approximate_receive_count or 1)
+    return deliver_job(record.json_body, received=received)
 
 
 @logger.inject_lambda_context(clear_state=True)

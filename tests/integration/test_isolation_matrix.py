@@ -27,6 +27,7 @@ from tests.support.accounts import connect, sync
 from tests.support.api import ApiClient, Resp
 from tests.support.crm import append, put_contact
 from tests.support.events import EventLog
+from tests.support.webhooks import drain as drain_webhooks
 from tests.support.webhooks import event
 
 pytestmark = pytest.mark.integration
@@ -140,6 +141,7 @@ def seed(dovecot: Any, tenant_id: str, key: str, owner: str, tag: str) -> dict[s
     )
     assert hook.status == 201, hook.body
     assert webhooks.fan_out(tenant_id, [event(1, tenant_id=tenant_id)]) >= 1
+    drain_webhooks()  # its first attempt (refused: nobody listens) writes the delivery's record
     EventLog(tenant_id).pump.drain()  # the stream so far: this tenant's feed names its ids
     deliveries = ApiClient(key, None).get(f"/v1/webhook-endpoints/{hook.body['id']}/deliveries")
     r = ApiClient(key, None).post("/v1/api-keys", {"name": f"{tag} spare"})

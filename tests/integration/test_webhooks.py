@@ -23,7 +23,6 @@ from mailsync.domain.clock import iso, parse_iso, utcnow
 from mailsync.providers.webhook_http import HttpWebhookSender
 from mailsync.store import tenants
 from mailsync.store import webhooks as repo
-from mailsync.store.webhook_queue import SqsWebhookQueue
 from mailsync.usecases import lifecycle, webhook_endpoints, webhooks
 from tests.support.api import ApiClient, Resp
 from tests.support.purge import naming
@@ -344,14 +343,17 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_enabled_again(
 
 
 def test_a_lost_job_is_found_again_by_the_sweep(hooks: Hooks, receiver: Receiver) -> None:
-    """The queue refused the first attempt: the delivery's due entry brings it back."""
+    """The queue refused the first attempt: it is written down, due at once, and the next
+    sweep sends it (once: the sweep moves its due entry on)."""
     ep = hooks.create(receiver.url())
     now = utcnow()
     assert webhooks.fan_out("t1", [event(1)], queue=MemoryQueue(accept=False), now=now) == 1
+    assert [d["status"] for d in hooks.deliveries(ep["id"])] == ["pending"]
     queue = MemoryQueue()
-    assert webhooks.sweep_due(now + timedelta(minutes=1), queue=queue) == 0
-    assert webhooks.sweep_due(now + timedelta(minutes=16), queue=queue) == 1
-    assert run(queue, [now + timedelta(minutes=16)]) == ["succeeded"]
+    assert webhooks.sweep_due(now + timedelta(minutes=1), queue=queue) == 1
+    assert webhooks.sweep_due(now + timedelta(minutes=2), queue=queue) == 0
+    assert run(queue, [now + timedelta(minutes=2)]) == ["succeeded"]
+    assert receiver.requests[0].headers["webhook-id"] == event(1).id
     assert hooks.deliveries(ep["id"])[0]["status"] == "succeeded" and no_due_entries()
 
 
@@ -459,7 +461,11 @@ def test_tenants_never_see_or_reach_each_others_endpoints(hooks: Hooks, receiver
             ("GET", f"{base}/deliveries", None),
             ("POST", f"{base}/rotate-secret", None),
             ("POST", f"{base}/test", None),
-            ("POST", f"{base}/deliveries/{wh.delivery_id(mine['id'], event(1).id)}/retry", None),
+            (
+                "POST",
+                f"{base}/deliveries/{wh.delivery_id(mine['id'], event(1).id, event(1).created_at)}/retry",
+                None,
+            ),
         ]:
             assert_error(other.api.call(method, path, body), 404, "not_found")
         assert [e["id"] for e in other.api.get("/v1/webhook-endpoints").body["items"]] == [theirs["id"]]
@@ -474,41 +480,113 @@ def test_tenants_never_see_or_reach_each_others_endpoints(hooks: Hooks, receiver
 
 
 def test_fan_out_twice_creates_no_second_delivery(hooks: Hooks, receiver: Receiver) -> None:
+    """A redelivered stream batch: a delivery already recorded is not queued again. One queued
+    twice before its first answer is sent at least once, always under its event's id, and
+    recorded once."""
     ep = hooks.create(receiver.url())
     events = [event(1), event(2)]
     assert webhooks.fan_out("t1", events) == 2
-    assert webhooks.fan_out("t1", events) == 0  # a redelivered stream batch
+    assert webhooks.fan_out("t1", events) == 2  # redelivered before the first jobs ran
     drain()
-    assert webhooks.fan_out("t1", events) == 0
-    drain()
-    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(e.id for e in events)
-    assert len(hooks.deliveries(ep["id"])) == 2
+    got = [r.headers["webhook-id"] for r in receiver.requests]
+    assert set(got) == {e.id for e in events} and len(got) <= 4
+    assert webhooks.fan_out("t1", events) == 0  # recorded now: nothing is queued
+    assert drain() == 0 and len(receiver.requests) == len(got)
+    assert sorted(d["event_id"] for d in hooks.deliveries(ep["id"])) == sorted(e.id for e in events)
 
 
 def test_a_duplicated_job_sends_once(hooks: Hooks, receiver: Receiver) -> None:
+    """SQS may deliver a message twice. A retry job claims its attempt, so it sends once even
+    when two copies run at the same moment; a first job sends once when the copies come one
+    after the other, and at least once (the same webhook-id, one record) when they overlap."""
     ep = hooks.create(receiver.url())
-    ev = event(1)
-    webhooks.fan_out("t1", [ev])
-    job = wh.Job("t1", ep["id"], wh.delivery_id(ep["id"], ev.id), 0)
-    assert SqsWebhookQueue().send([job, job]) == [0, 1]  # SQS may deliver a message twice
-    drain()
+    queue = MemoryQueue()
+    webhooks.fan_out("t1", [event(1)], queue=queue)
+    (first,) = queue.jobs
+    assert [webhooks.deliver_job(first.body()) for _ in range(2)] == ["succeeded", "stale"]
     assert len(receiver.requests) == 1
 
-    # Two copies in flight at the same moment: one claim wins.
-    ev2 = event(2)
-    queue = MemoryQueue()
-    webhooks.fan_out("t1", [ev2], queue=queue)
+    def at_once(job: wh.Job) -> list[str]:
+        outcomes: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: outcomes.append(webhooks.deliver_job(job.body())))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sorted(outcomes)
+
+    # Two copies of a first job in flight at once: both may POST; one record.
     receiver.delay = 0.5
-    outcomes: list[str] = []
-    threads = [
-        threading.Thread(target=lambda: outcomes.append(webhooks.deliver_job(queue.jobs[0].body())))
-        for _ in range(2)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["stale", "succeeded"] and len(receiver.requests) == 2
+    queue = MemoryQueue()
+    webhooks.fan_out("t1", [event(2)], queue=queue)
+    outcomes = at_once(queue.jobs[0])
+    assert outcomes == ["stale", "succeeded"]
+    assert {r.headers["webhook-id"] for r in receiver.requests[1:]} == {event(2).id}
+    assert [d["event_id"] for d in hooks.deliveries(ep["id"])].count(event(2).id) == 1
+
+    # Two copies of a retry job in flight at once: one claim wins, one POST.
+    receiver.status, receiver.delay = 500, 0.0
+    queue = MemoryQueue()
+    webhooks.fan_out("t1", [event(3)], queue=queue)
+    assert webhooks.deliver_job(queue.pop().body(), queue=queue) == "retry"
+    (retry,) = queue.jobs
+    assert retry.attempt == 1 and retry.event is None
+    receiver.status, receiver.delay = 200, 0.5
+    before = len(receiver.requests)
+    assert at_once(retry) == ["stale", "succeeded"] and len(receiver.requests) == before + 1
+
+
+def test_a_first_job_that_comes_back_is_written_down_before_it_is_tried_again(
+    hooks: Hooks, receiver: Receiver
+) -> None:
+    """A first attempt whose worker died (the message is received a second time) is stored
+    pending with a due entry before it is tried again, so the sweep finds it even if the
+    queue gives up on the message; the attempt itself is made once."""
+    ep = hooks.create(receiver.url())
+    queue = MemoryQueue()
+    now = utcnow()
+    webhooks.fan_out("t1", [event(1)], queue=queue, positions=None, now=now)
+    job = queue.pop()
+    receiver.status = 500
+    assert webhooks.deliver_job(job.body(), queue=queue, received=2, now=now) == "retry"
+    (d,) = hooks.deliveries(ep["id"])
+    assert (d["status"], d["attempts"], d["last_status_code"]) == ("pending", 1, 500)
+    assert webhooks.deliver_job(job.body(), queue=queue, received=3, now=now) == "stale"
+    assert len(receiver.requests) == 1
+
+
+def test_a_retry_sends_the_very_same_body_read_back_from_the_feed(
+    hooks: Hooks, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record does not copy the event: a retry reads it back from the tenant's feed by
+    its number and sends the same bytes; an event gone from the feed ends the delivery."""
+    from mailsync.store import keys
+    from mailsync.store.events import EventFeed
+    from mailsync.store.models import EventItem, WebhookDeliveryItem
+
+    schedule(monkeypatch, "5")
+    ep = hooks.create(receiver.url())
+    events = [event(1), event(2), event(3)]
+    positions = EventFeed("t1").append(events)
+    queue = MemoryQueue()
+    receiver.status = 503
+    assert webhooks.fan_out("t1", events, positions=positions, queue=queue, now=T0) == 3
+    first = [webhooks.deliver_job(queue.pop().body(), queue=queue, now=T0) for _ in range(3)]
+    assert first == ["retry"] * 3 and len(queue.jobs) == 3
+    stored = list(WebhookDeliveryItem.query(keys.webhook_deliveries("t1", ep["id"])))
+    assert sorted(int(i.event_seq) for i in stored) == sorted(positions.values())
+    assert all(i.event is None for i in stored)  # the body stays in the feed
+    assert all(len(json.dumps(i.serialize())) < 1024 for i in stored)  # one write unit a copy
+    EventItem(keys.events("t1"), keys.event_sk(positions[event(3).id])).delete()  # expired
+    receiver.status = 200
+    assert run(queue, [T0]) == ["succeeded", "succeeded", "failed"]
+    by_event = {d["event_id"]: d for d in hooks.deliveries(ep["id"])}
+    assert by_event[event(3).id]["last_error"] == "the event has expired"
+    sent = [r.body for r in receiver.requests]
+    assert len(sent) == 5 and sent[3:] == sent[:2]
 
 
 def test_tenant_purge_removes_endpoints_and_deliveries(tenant: dict[str, str], receiver: Receiver) -> None:
@@ -573,3 +651,26 @@ def test_the_readme_receiver_verifies_our_deliveries(hooks: Hooks) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_event_delivered_at_once_costs_a_few_write_units(hooks: Hooks, receiver: Receiver) -> None:
+    """Issue 15's cost rule, metered at the botocore level (bench/meter.py): an event in the
+    feed plus its delivery to one endpoint that answers at once is at most 4 write units (the
+    feed's event item, a share of its counter, the delivery record and its status-index entry)."""
+    from bench.meter import Meter
+    from mailsync.store.events import EventFeed
+
+    hooks.create(receiver.url())
+    events = [event(i) for i in range(1, 11)]
+    meter = Meter().install()
+    try:
+        before = meter.snap()
+        positions = EventFeed("t1").append(events)
+        assert webhooks.fan_out("t1", events, positions=positions) == 10
+        drain()
+        spent = meter.snap() - before
+    finally:
+        meter.uninstall()
+    assert len(receiver.requests) == 10
+    assert spent.wcu / len(events) <= 4, spent.as_dict()
+    assert spent.ops["PutItem"] == 20 and spent.ops["UpdateItem"] == 1, spent.ops

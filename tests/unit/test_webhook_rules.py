@@ -60,13 +60,24 @@ def test_disable_after_five_days_of_failures() -> None:
 
 
 def test_ids_and_secrets() -> None:
+    at = "2026-03-02T08:00:00.123Z"
     assert (
-        wh.delivery_id("we_1", "evt_1") == wh.delivery_id("we_1", "evt_1") != wh.delivery_id("we_2", "evt_1")
+        wh.delivery_id("we_1", "evt_1", at)
+        == wh.delivery_id("we_1", "evt_1", at)
+        != wh.delivery_id("we_2", "evt_1", at)
     )
+    # Ids sort by the event's time (newest first is the partition read backwards), to the ms.
+    ids = [wh.delivery_id("we_1", f"evt_{i}", t) for i, t in enumerate(
+        ["2026-03-02T08:00:00Z", "2026-03-02T08:00:00.001Z", "2026-03-02T08:00:01.000Z", "2026-03-03T00:00:00Z"]
+    )]  # fmt: skip
+    assert ids == sorted(ids) and len(set(ids)) == 4
     secret = wh.new_secret()
     assert secret.startswith("whsec_") and secret != wh.new_secret()
     job = wh.Job("t1", "we_1", "dlv_1", 3, delay=60)
     assert wh.Job.from_body(job.body()) == wh.Job("t1", "we_1", "dlv_1", 3)
+    first = wh.Job("t1", "we_1", "dlv_1", 0, event={"id": "evt_1", "type": "ping", "data": {}}, seq=7)
+    assert wh.Job.from_body(first.body()) == first
+    assert len(wh.error_text("x" * 5000)) == wh.ERROR_MAX and wh.error_text("short") == "short"
 
 
 def test_retry_schedule_setting(monkeypatch: pytest.MonkeyPatch) -> None:

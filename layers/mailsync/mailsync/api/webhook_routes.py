@@ -160,6 +160,8 @@ def send_webhook_test(endpoint_id: Id) -> Response[dict[str, Any]]:
     f"{BASE}/<endpoint_id>/deliveries",
     tags=TAGS,
     summary="The endpoint's deliveries, newest first (kept 30 days)",
+    description="A delivery is listed from its first answer on (normally within a second of its event); "
+    "a first attempt still waiting in the queue is not listed yet.",
     security=TENANT_SECURITY,
     responses={
         200: _ok(ws.WebhookDeliveryList),

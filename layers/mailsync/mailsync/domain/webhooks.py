@@ -4,10 +4,13 @@ Invariants:
 
 * A delivery's id is derived from its endpoint and its event (:func:`delivery_id`), so a
   redelivered stream batch (or a second ``fan_out`` of the same events) names the same
-  delivery and creates none.
-* Attempts are counted on the delivery; attempt ``n`` (0-based) is performed by the job that
-  carries ``attempt = n``, after a conditional claim (``attempts == n`` → ``n + 1``), so a
-  duplicated job never sends twice.
+  delivery, and a recorded one is not sent again.
+* The first attempt writes nothing before its POST: its job carries the event, and the answer
+  becomes the delivery's first record (a conditional put). Two copies of one first job in
+  flight at the same moment may both POST (at least once, the same ``webhook-id``); one
+  record results. Attempt ``n > 0`` is performed by the job that carries ``attempt = n``,
+  after a conditional claim (``attempts == n`` → ``n + 1``), so a duplicated retry job never
+  sends twice.
 * After a failed attempt ``k`` (1-based) the next one waits ``schedule[k - 1]``; after
   ``len(schedule) + 1`` attempts (or the delivery's own ``max_attempts``, one more than its
   attempts for a manual retry) it is ``failed``.
@@ -43,6 +46,7 @@ RETENTION = timedelta(days=30)  # deliveries expire (DynamoDB TTL)
 SQS_MAX_DELAY = 900  # seconds: a longer wait goes through the due index
 SECRET_BYTES = 32
 SECRET_PREFIX = "whsec_"
+ERROR_MAX = 300  # characters of a delivery's last_error
 
 
 class InvalidUrl(ValueError):
@@ -57,9 +61,18 @@ def new_endpoint_id() -> str:
     return "we_" + _secrets.token_hex(12)
 
 
-def delivery_id(endpoint_id: str, event_id: str) -> str:
-    """``dlv_`` + 26 hex digits of SHA-256 over the endpoint and the event (stable)."""
-    return "dlv_" + hashlib.sha256(f"{endpoint_id}#{event_id}".encode()).hexdigest()[:26]
+def delivery_id(endpoint_id: str, event_id: str, created_at: str) -> str:
+    """``dlv_`` + the event's time (17 digits, to the millisecond) + 20 hex digits of SHA-256
+    over the endpoint and the event. Stable (the same change names the same delivery), and
+    sorted by time, so an endpoint's deliveries are listed newest first by their key alone."""
+    digits = "".join(ch for ch in created_at if ch.isdigit())
+    stamp = (digits + "0" * 17)[:17]  # second precision (a ping, a test) is padded to ms
+    return f"dlv_{stamp}" + hashlib.sha256(f"{endpoint_id}#{event_id}".encode()).hexdigest()[:20]
+
+
+def error_text(text: str) -> str:
+    """``last_error`` as stored: at most :data:`ERROR_MAX` characters (keeps the record small)."""
+    return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -136,19 +149,22 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One event for one endpoint, with its attempts. ``event`` is the body's JSON object
-    (``Event.as_dict``), stored so a retry sends the very same bytes."""
+    """One event for one endpoint, with its attempts. The body is not copied into the record:
+    ``event_seq`` names the event's item in the tenant's feed (read again by a retry, which so
+    sends the very same bytes); only an event outside the feed (a ``ping``) is kept inline in
+    ``event``."""
 
     tenant_id: str
     endpoint_id: str
     delivery_id: str
     event_id: str
     event_type: str
-    event: dict[str, Any]
     status: str
     attempts: int
     max_attempts: int
     created_at: str
+    event_seq: int | None = None
+    event: dict[str, Any] | None = None
     last_status_code: int | None = None
     last_error: str | None = None
     next_attempt_at: str | None = None
@@ -157,20 +173,45 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Job:
-    """Perform attempt ``attempt`` (0-based) of a delivery, ``delay`` seconds from now."""
+    """Perform attempt ``attempt`` (0-based) of a delivery, ``delay`` seconds from now.
+
+    A first attempt carries its event (``event``, and ``seq``, its number in the feed): it
+    needs no record to exist, and writes the delivery's first record only once the POST has
+    an answer. Later attempts carry only the names; the record and the feed hold the rest."""
 
     tenant_id: str
     endpoint_id: str
     delivery_id: str
     attempt: int
     delay: int = 0
+    event: dict[str, Any] | None = None
+    seq: int | None = None
 
     def body(self) -> dict[str, Any]:
-        return {"t": self.tenant_id, "e": self.endpoint_id, "d": self.delivery_id, "n": self.attempt}
+        out: dict[str, Any] = {
+            "t": self.tenant_id,
+            "e": self.endpoint_id,
+            "d": self.delivery_id,
+            "n": self.attempt,
+        }
+        if self.event is not None:
+            out["v"] = self.event
+        if self.seq is not None:
+            out["s"] = self.seq
+        return out
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Job:
-        return cls(str(body["t"]), str(body["e"]), str(body["d"]), int(body["n"]))
+        event = body.get("v")
+        seq = body.get("s")
+        return cls(
+            str(body["t"]),
+            str(body["e"]),
+            str(body["d"]),
+            int(body["n"]),
+            event=dict(event) if isinstance(event, dict) else None,
+            seq=int(seq) if seq is not None else None,
+        )
 
 
 @dataclass(frozen=True)

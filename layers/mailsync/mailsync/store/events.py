@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from mailsync.domain.events import Event
 from mailsync.errors import InvalidCursor
@@ -125,18 +125,39 @@ class EventFeed:
             return False  # a reader's tombstone won this number
         return True
 
-    def append(self, events: list[Event]) -> int:
-        """Append ``events`` in order; returns the numbers taken (renumbering included)."""
+    def append(self, events: list[Event]) -> dict[str, int]:
+        """Append ``events`` in order; returns each event's number (by event id), renumbering
+        included (a webhook retry reads the event back by it: :meth:`get`)."""
         pending = list(events)
-        taken = 0
+        positions: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(pending)))) as pool:
             while pending:
                 seqs = self.allocate(len(pending))
-                taken += len(seqs)
                 at = [self.now_ms()] * len(seqs)
                 ok = list(pool.map(self._put, seqs, pending, at))
+                positions.update(
+                    (e.id, seq) for e, seq, wrote in zip(pending, seqs, ok, strict=True) if wrote
+                )
                 pending = [e for e, wrote in zip(pending, ok, strict=True) if not wrote]
-        return taken
+        return positions
+
+    def get(self, seq: int) -> Event | None:
+        """The event numbered ``seq`` (a consistent GetItem); None for a tombstone, or once
+        it expired."""
+        try:
+            item = EventItem.get(self.pk, keys.event_sk(seq), consistent_read=True)
+        except DoesNotExist:
+            return None
+        return None if item.type is None else self._event(item)
+
+    def _event(self, item: EventItem) -> Event:
+        return Event(
+            id=str(item.event_id),
+            type=str(item.type),
+            created_at=str(item.created_at),
+            tenant_id=self.tenant_id,
+            data=dict(item.data or {}),
+        )
 
     # ------------------------------------------------------------------ reading
     def _tombstone(self, seq: int) -> bool:
@@ -188,15 +209,7 @@ class EventFeed:
                     continue  # a tombstone, or filtered out: passed, never shown
                 if int(item.ttl) - RETENTION_SECONDS < oldest:
                     continue  # older than 30 days (TTL deletes lag)
-                out.append(
-                    Event(
-                        id=str(item.event_id),
-                        type=str(item.type),
-                        created_at=str(item.created_at),
-                        tenant_id=self.tenant_id,
-                        data=dict(item.data or {}),
-                    )
-                )
+                out.append(self._event(item))
                 if len(out) >= limit:
                     return FeedPage(out, encode_position(position), True)
             if len(items) < PAGE:

@@ -216,15 +216,6 @@ def deliveries_by_status(t: str, endpoint_id: str, status: str) -> str:
     return f"T#{t}#WH#{endpoint_id}#S#{status}"
 
 
-def deliveries_all(t: str, endpoint_id: str) -> str:
-    """GSI3 partition: all of an endpoint's deliveries."""
-    return f"T#{t}#WH#{endpoint_id}#D"
-
-
-def delivery_sort(created_at: str, delivery_id: str) -> str:
-    return f"{created_at}#{delivery_id}"
-
-
 def webhook_due_shard(n: int) -> str:
     """GSI2 partition of the webhook due index (accounts use ``DUE#<n>``)."""
     return f"WDUE#{n}"

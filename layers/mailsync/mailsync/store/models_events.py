@@ -11,7 +11,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 
-from mailsync.store.models import GSI1, GSI2, GSI3, CompactJSONAttribute, _Base
+from mailsync.store.models import GSI1, GSI2, CompactJSONAttribute, _Base
 
 
 # ------------------------------------------------------------------ events (issue 15)
@@ -41,7 +41,7 @@ class EventItem(_Base):
     type = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute(null=True)
     allocated_at = NumberAttribute()  # ms since the epoch when the writer took the number
-    data = JSONAttribute(null=True)
+    data = CompactJSONAttribute(null=True)  # no blanks: most events stay within one write unit
     ttl = NumberAttribute()
 
 
@@ -67,18 +67,21 @@ class WebhookEndpointItem(_Base):
 
 
 class WebhookDeliveryItem(_Base):
-    """``T#<t>#WH#<endpoint>`` / ``D#<delivery>``: one event for one endpoint (TTL 30 days).
+    """``T#<t>#WH#<endpoint>`` / ``D#<delivery>``: one event for one endpoint (TTL 30 days);
+    the delivery id begins with the event's time, so the partition lists newest first.
 
-    GSI1 by status (``T#<t>#WH#<ep>#S#<status>``), GSI3 all (``T#<t>#WH#<ep>#D``), both
-    ``<created_at>#<delivery>``; GSI2 (sparse, present while pending) the webhook due index
-    ``WDUE#<shard>`` / ``<due_at>#<t>#<ep>#<delivery>``."""
+    Small on purpose (~0.5 KB, one write unit a copy): the body stays in the feed (``event_seq``;
+    only a ``ping`` is kept inline). GSI1 by status (``T#<t>#WH#<ep>#S#<status>`` / the
+    delivery id); GSI2 (sparse, present while pending) the webhook due index ``WDUE#<shard>``
+    / ``<due_at>#<t>#<ep>#<delivery>``."""
 
     tenant_id = UnicodeAttribute()
     endpoint_id = UnicodeAttribute()
     delivery_id = UnicodeAttribute()
     event_id = UnicodeAttribute()
     event_type = UnicodeAttribute()
-    event = CompactJSONAttribute()
+    event_seq = NumberAttribute(null=True)
+    event = CompactJSONAttribute(null=True)
     status = UnicodeAttribute()
     attempts = NumberAttribute(default=0)
     max_attempts = NumberAttribute()
@@ -92,8 +95,5 @@ class WebhookDeliveryItem(_Base):
     gsi1sk = UnicodeAttribute()
     gsi2pk = UnicodeAttribute(null=True)
     gsi2sk = UnicodeAttribute(null=True)
-    gsi3pk = UnicodeAttribute()
-    gsi3sk = UnicodeAttribute()
     by_status = GSI1()
     due = GSI2()
-    by_endpoint = GSI3()

@@ -4,23 +4,26 @@ Items (docs/architecture.md, table design):
 
 * endpoint ``T#<t>`` / ``WH#<endpoint>`` (the tenant partition: one Query lists them, and the
   tenant purge finds them);
-* delivery ``T#<t>#WH#<endpoint>`` / ``D#<delivery>``, TTL 30 days; GSI1 by status, GSI3 all,
-  both newest first; GSI2 the webhook due index while the delivery is pending.
+* delivery ``T#<t>#WH#<endpoint>`` / ``D#<delivery>``, TTL 30 days, ~0.5 KB: the id begins with
+  the event's time, so the partition read backwards is "all, newest first"; GSI1 by status;
+  GSI2 the webhook due index while a pending delivery waits.
 
 Invariants:
 
 * **Secrets** are stored as KMS envelopes (``store/crypto.py``) under a context naming
   tenant and endpoint; plaintext leaves this module only as :class:`~mailsync.store.crypto.Secret`.
-* **Every pending delivery has a due entry** (a watchdog): at its next attempt when that is
+* **A record is written at the first answer** (:func:`put_delivery`, conditional on a new id),
+  never before: until then the delivery is its first job in the queue. The record names the
+  event's number in the feed instead of copying it (only a ``ping`` is kept inline).
+* **Every pending record has a due entry** (a watchdog): at its next attempt when that is
   more than 15 minutes away (the scheduler's sweep enqueues it), else a little after the
   moment the queued job should have run (:data:`WATCHDOG`), so a job the queue lost or a
   worker that died mid-attempt is picked up again by the sweep. Succeeded and failed
   deliveries have none (sparse index).
-* **Attempts are claimed**: :func:`claim` moves ``attempts`` from ``n`` to ``n + 1`` only if
-  it is ``n`` and the delivery is pending, and every later write of that attempt is
-  conditional on ``attempts == n + 1``: a duplicated job or a stale writer changes nothing.
-* Creation is idempotent: :func:`existing_deliveries` (BatchGet) first, then a BatchWrite of
-  the missing ones; ``put_delivery`` (one delivery) is a conditional PutItem.
+* **Attempts after the first are claimed**: :func:`claim` moves ``attempts`` from ``n`` to
+  ``n + 1`` only if it is ``n`` and the delivery is pending, and every later write of that
+  attempt is conditional on ``attempts == n + 1``: a duplicated job or a stale writer
+  changes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
-from pynamodb.indexes import GlobalSecondaryIndex
 
 from mailsync.config import get_settings
 from mailsync.domain import webhooks as wh
@@ -295,6 +297,7 @@ def _delivery(i: WebhookDeliveryItem) -> wh.Delivery:
         delivery_id=i.delivery_id,
         event_id=i.event_id,
         event_type=i.event_type,
+        event_seq=None if i.event_seq is None else int(i.event_seq),
         event=i.event,
         status=i.status,
         attempts=int(i.attempts or 0),
@@ -307,8 +310,8 @@ def _delivery(i: WebhookDeliveryItem) -> wh.Delivery:
     )
 
 
-def _new_item(d: wh.Delivery, due_at: str) -> WebhookDeliveryItem:
-    gsi2pk, gsi2sk = _due_keys(d, due_at)
+def _new_item(d: wh.Delivery, due_at: str | None) -> WebhookDeliveryItem:
+    gsi2pk, gsi2sk = _due_keys(d, due_at) if due_at else (None, None)
     return WebhookDeliveryItem(
         keys.webhook_deliveries(d.tenant_id, d.endpoint_id),
         keys.delivery_sk(d.delivery_id),
@@ -317,19 +320,21 @@ def _new_item(d: wh.Delivery, due_at: str) -> WebhookDeliveryItem:
         delivery_id=d.delivery_id,
         event_id=d.event_id,
         event_type=d.event_type,
-        event=d.event,
+        event_seq=d.event_seq,
+        event=d.event if d.event_seq is None else None,  # in the feed: not copied
         status=d.status,
         attempts=d.attempts,
         max_attempts=d.max_attempts,
-        next_attempt_at=d.next_attempt_at,
+        last_status_code=d.last_status_code,
+        last_error=wh.error_text(d.last_error) if d.last_error else None,
+        next_attempt_at=d.next_attempt_at if d.status == wh.PENDING else None,
+        last_attempt_at=d.last_attempt_at,
         created_at=d.created_at,
         ttl=int((parse_iso(d.created_at) + wh.RETENTION).timestamp()),
         gsi1pk=keys.deliveries_by_status(d.tenant_id, d.endpoint_id, d.status),
-        gsi1sk=keys.delivery_sort(d.created_at, d.delivery_id),
+        gsi1sk=d.delivery_id,
         gsi2pk=gsi2pk,
         gsi2sk=gsi2sk,
-        gsi3pk=keys.deliveries_all(d.tenant_id, d.endpoint_id),
-        gsi3sk=keys.delivery_sort(d.created_at, d.delivery_id),
     )
 
 
@@ -345,21 +350,39 @@ def existing_deliveries(tenant_id: str, pairs: Iterable[tuple[str, str]]) -> dic
     return out
 
 
-def put_deliveries(deliveries: list[wh.Delivery], watchdog_at: str) -> None:
-    """BatchWrite of new deliveries (25 a request), each with its watchdog due entry."""
+def put_deliveries(deliveries: list[wh.Delivery], due_at: str) -> None:
+    """BatchWrite of deliveries still to be tried (25 a request), each with its due entry:
+    the first attempts the queue refused (the sweep sends them)."""
     with WebhookDeliveryItem.batch_write() as b:
         for d in deliveries:
-            b.save(_new_item(d, watchdog_at))
+            b.save(_new_item(d, due_at))
 
 
-def put_delivery(d: wh.Delivery, watchdog_at: str) -> bool:
-    """One new delivery, conditional on its id being new; False when it exists."""
+def put_delivery(d: wh.Delivery, due_at: str | None = None) -> bool:
+    """The first record of a delivery, conditional on its id being new; False when one
+    exists. A ``pending`` one gets its due entry at ``due_at``; a finished one none."""
     try:
-        _new_item(d, watchdog_at).save(condition=WebhookDeliveryItem.pk.does_not_exist())
+        _new_item(d, due_at if d.status == wh.PENDING else None).save(
+            condition=WebhookDeliveryItem.pk.does_not_exist()
+        )
     except PutError as e:
         if _conditional_failed(e):
             return False
         raise
+    return True
+
+
+def delivery_recorded(tenant_id: str, endpoint_id: str, delivery_id: str) -> bool:
+    """Whether the delivery has a record (a consistent GetItem of its keys only)."""
+    try:
+        WebhookDeliveryItem.get(
+            keys.webhook_deliveries(tenant_id, endpoint_id),
+            keys.delivery_sk(delivery_id),
+            consistent_read=True,
+            attributes_to_get=["pk", "sk"],
+        )
+    except DoesNotExist:
+        return False
     return True
 
 
@@ -426,7 +449,9 @@ def record(
         else WebhookDeliveryItem.last_status_code.remove()
     )
     actions.append(
-        WebhookDeliveryItem.last_error.set(error) if error else WebhookDeliveryItem.last_error.remove()
+        WebhookDeliveryItem.last_error.set(wh.error_text(error))
+        if error
+        else WebhookDeliveryItem.last_error.remove()
     )
     if status == wh.PENDING and next_attempt_at and due_at:
         gsi2pk, gsi2sk = _due_keys(d, due_at)
@@ -482,14 +507,25 @@ def reopen(d: wh.Delivery, now: datetime) -> bool:
 def list_deliveries(
     tenant_id: str, endpoint_id: str, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[wh.Delivery], str | None]:
-    """A page of an endpoint's deliveries, newest first: GSI1 (one status) or GSI3 (all)."""
-    index: GlobalSecondaryIndex[Any] = WebhookDeliveryItem.by_endpoint
-    attr, pk = "gsi3pk", keys.deliveries_all(tenant_id, endpoint_id)
+    """A page of an endpoint's deliveries, newest first: the endpoint's partition (all; the
+    ids sort by time) or GSI1 (one status)."""
     if status:
-        index = WebhookDeliveryItem.by_status
-        attr, pk = "gsi1pk", keys.deliveries_by_status(tenant_id, endpoint_id, status)
-    start = paging.page_cursor(tenant_id, cursor, attr, pk)
-    it = index.query(pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=start)
+        pk = keys.deliveries_by_status(tenant_id, endpoint_id, status)
+        start = paging.page_cursor(tenant_id, cursor, "gsi1pk", pk)
+        it = WebhookDeliveryItem.by_status.query(
+            pk, scan_index_forward=False, limit=limit, page_size=limit, last_evaluated_key=start
+        )
+    else:
+        pk = keys.webhook_deliveries(tenant_id, endpoint_id)
+        start = paging.page_cursor(tenant_id, cursor, "pk", pk)
+        it = WebhookDeliveryItem.query(
+            pk,
+            WebhookDeliveryItem.sk.startswith(keys.delivery_sk("")),
+            scan_index_forward=False,
+            limit=limit,
+            page_size=limit,
+            last_evaluated_key=start,
+        )
     items = [_delivery(i) for i in it]
     return items, paging.encode_cursor(it.last_evaluated_key)
 

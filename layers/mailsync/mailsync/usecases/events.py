@@ -32,7 +32,8 @@ from mailsync.store import accounts as accounts_repo
 from mailsync.store import streams
 from mailsync.store.events import EventFeed, FeedPage
 
-FanOut = Callable[[str, list[ev.Event]], int]
+#: ``fan_out(tenant, events, positions)``: the events' numbers in the tenant's feed by id.
+FanOut = Callable[[str, list[ev.Event], dict[str, int]], int]
 
 
 def _action_of(code: str) -> str | None:
@@ -40,10 +41,10 @@ def _action_of(code: str) -> str | None:
     return known.action if known else None
 
 
-def _default_fan_out(tenant_id: str, events: list[ev.Event]) -> int:
+def _default_fan_out(tenant_id: str, events: list[ev.Event], positions: dict[str, int]) -> int:
     from mailsync.usecases import webhooks
 
-    return webhooks.fan_out(tenant_id, events)
+    return webhooks.fan_out(tenant_id, events, positions=positions)
 
 
 def derive_all(
@@ -82,8 +83,8 @@ def process_stream(records: list[dict[str, Any]], *, fan_out: FanOut | None = No
         by_tenant.setdefault(e.tenant_id, []).append(e)
     deliveries = 0
     for tenant_id, events in by_tenant.items():
-        EventFeed(tenant_id).append(events)
-        deliveries += (fan_out or _default_fan_out)(tenant_id, events)
+        positions = EventFeed(tenant_id).append(events)
+        deliveries += (fan_out or _default_fan_out)(tenant_id, events, positions)
     if found:
         metrics.add_metric(name="EventsDerived", unit="Count", value=len(found))
         logger.info(

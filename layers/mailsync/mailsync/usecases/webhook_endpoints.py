@@ -192,9 +192,8 @@ def send_test(
         tenant_id=tenant_id,
         data={},
     )
-    d = delivery.new_delivery(ep, event, now, get_settings())
-    repo.put_delivery(d, iso(now + repo.WATCHDOG))
-    delivery.enqueue([wh.Job(tenant_id, endpoint_id, d.delivery_id, 0)], queue)
+    d = delivery.new_delivery(ep, event, now, get_settings())  # not in the feed: the body travels inline
+    delivery.begin([d], now, queue)
     return {"delivery_id": d.delivery_id, "event_id": event.id, "status": d.status}
 
 

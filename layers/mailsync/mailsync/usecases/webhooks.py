@@ -3,10 +3,10 @@
 Flow (docs/architecture.md, "Webhooks"):
 
 ```
-stream processor ──fan_out(tenant, events)──► deliveries (BatchWrite) ──► SQS standard (attempt 0)
-SQS ──deliver_job──► claim attempt n ──► POST (signed) ──► succeeded | pending + next wait | failed
-                                                            wait <= 900 s: SQS DelaySeconds
-                                                            longer: due index (GSI2 WDUE#)
+stream processor ──fan_out(tenant, events, feed numbers)──► SQS standard (attempt 0, carrying the event)
+SQS ──deliver_job──► attempt 0: POST (signed) ──► first record: succeeded | pending + next wait | failed
+                     attempt n: claim n ──► POST ──► record
+                                wait <= 900 s: SQS DelaySeconds;  longer: due index (GSI2 WDUE#)
 scheduler tick ──sweep_due(now)──► due within 15 min: SQS with the remaining delay
 ```
 
@@ -14,13 +14,16 @@ Invariants:
 
 * **Only the tenant's own endpoints**: :func:`fan_out` reads the endpoints of the tenant it is
   given (one Query per call) and skips an event of another tenant.
-* **Idempotent**: a delivery's id is derived from endpoint and event, so a second
-  :func:`fan_out` of the same events creates nothing (a pending delivery never tried is
-  enqueued again, which is harmless); a job performs exactly the attempt it names, after a
-  conditional claim, so a duplicated SQS message or a re-enqueued job never sends twice.
-* **Nothing is left hanging**: every pending delivery has a due entry (``store/webhooks.py``,
-  the watchdog), so a job the queue refused or lost, or a worker that died mid-attempt, is
-  found by the sweep; an interrupted last attempt ends ``failed``.
+* **No write before the first answer**: a delivery that succeeds at once costs one small
+  record (docs/performance.md 7a). A first job the queue refuses is stored pending and due at
+  once; one that comes back (a crash) is stored before it is tried again.
+* **Idempotent, at least once**: a delivery's id is derived from endpoint and event, so a
+  second :func:`fan_out` of the same events queues nothing once the deliveries are recorded,
+  and a first job finds a recorded delivery and stops. Two copies of a first job at the same
+  moment may both POST (the same ``webhook-id``; one record). A retry job performs exactly the
+  attempt it names, after a conditional claim, so it never sends twice.
+* **The same bytes every time**: a retry reads the event back from the tenant's feed by its
+  number (``event_body``); an event gone from the feed (30 days) ends the delivery ``failed``.
 * **A dead endpoint stops hurting**: after 5 days with only failures it is disabled; a disabled
   (or deleted) endpoint's pending deliveries end ``failed`` with a ``last_error`` saying so, and
   it gets no new ones. A failed POST is a recorded, scheduled retry, never an exception: only
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,9 +50,20 @@ from mailsync.domain.clock import iso, parse_iso, utcnow
 from mailsync.domain.events import Event, subscribed
 from mailsync.observability import logger, metrics
 from mailsync.store import webhooks as repo
+from mailsync.store.events import EventFeed
 from mailsync.store.webhook_queue import webhook_jobs
 
-__all__ = ["body_bytes", "deliver_job", "enqueue", "fan_out", "new_delivery", "sign", "sweep_due"]
+__all__ = [
+    "begin",
+    "body_bytes",
+    "deliver_job",
+    "enqueue",
+    "event_body",
+    "fan_out",
+    "new_delivery",
+    "sign",
+    "sweep_due",
+]
 
 SWEEP_HORIZON = timedelta(minutes=15)  # SQS delays stop at 900 s
 
@@ -75,52 +90,72 @@ def _max_attempts(s: Settings) -> int:
     return len(s.webhook_retry_schedule) + 1
 
 
-def new_delivery(ep: wh.Endpoint, event: Event, now: datetime, s: Settings) -> wh.Delivery:
+def new_delivery(
+    ep: wh.Endpoint, event: Event, now: datetime, s: Settings, seq: int | None = None
+) -> wh.Delivery:
+    """The delivery of ``event`` to ``ep`` before its first attempt (``seq``: the event's
+    number in the feed; None for an event outside it, whose body the record then keeps)."""
     return wh.Delivery(
         tenant_id=ep.tenant_id,
         endpoint_id=ep.endpoint_id,
-        delivery_id=wh.delivery_id(ep.endpoint_id, event.id),
+        delivery_id=wh.delivery_id(ep.endpoint_id, event.id, event.created_at),
         event_id=event.id,
         event_type=event.type,
+        event_seq=seq,
         event=event.as_dict(),
         status=wh.PENDING,
         attempts=0,
         max_attempts=_max_attempts(s),
-        created_at=iso(now),
+        created_at=event.created_at,
         next_attempt_at=iso(now),
     )
 
 
-def enqueue(jobs: list[wh.Job], queue: wh.WebhookQueue | None = None) -> int:
-    """Send jobs; a refused one is logged and left to its due entry. Returns those sent."""
+def first_job(d: wh.Delivery) -> wh.Job:
+    """The job of a delivery's first attempt: it carries the event."""
+    return wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, 0, event=d.event, seq=d.event_seq)
+
+
+def enqueue(jobs: list[wh.Job], queue: wh.WebhookQueue | None = None) -> list[int]:
+    """Send jobs; returns the indexes of those the queue accepted."""
     if not jobs:
-        return 0
+        return []
     accepted = (queue or webhook_jobs).send(jobs)
     if len(accepted) < len(jobs):
-        logger.warning(
-            "webhook jobs not accepted; the due index brings them back",
-            extra={"refused": len(jobs) - len(accepted)},
-        )
-    return len(accepted)
+        logger.warning("webhook jobs not accepted", extra={"refused": len(jobs) - len(accepted)})
+    return accepted
+
+
+def begin(deliveries: list[wh.Delivery], now: datetime, queue: wh.WebhookQueue | None = None) -> None:
+    """Queue the first attempts of ``deliveries``. Nothing is written while the queue takes
+    them; one it refuses is stored ``pending`` and due at once, so the next sweep sends it."""
+    accepted = set(enqueue([first_job(d) for d in deliveries], queue))
+    refused = [d for i, d in enumerate(deliveries) if i not in accepted]
+    if refused:
+        repo.put_deliveries(refused, iso(now))
 
 
 def fan_out(
     tenant_id: str,
     events: list[Event],
     *,
+    positions: dict[str, int] | None = None,
     endpoints: list[wh.Endpoint] | None = None,
     queue: wh.WebhookQueue | None = None,
     now: datetime | None = None,
 ) -> int:
-    """For each enabled endpoint of the tenant subscribed to an event's type: create the
-    delivery (id derived from endpoint id + event id, so a redelivered stream batch creates no
-    second delivery) and enqueue its first attempt. Returns the deliveries created.
+    """For each enabled endpoint of the tenant subscribed to an event's type, queue the first
+    attempt of its delivery (id derived from endpoint and event: a redelivered stream batch
+    names the same deliveries, and those already recorded are not sent again). Returns the
+    deliveries queued.
 
-    ``endpoints``: the tenant's endpoints if the caller has them already (else one Query,
-    cached for this call only). Cost: one Query, one BatchGet per 100 (endpoint, event) pairs,
-    one BatchWrite per 25 new deliveries, one SendMessageBatch per 10 jobs."""
+    ``positions``: the events' numbers in the tenant's feed (``EventFeed.append``), which a
+    retry reads the body back by. ``endpoints``: the tenant's endpoints if the caller has them
+    (else one Query). Cost: one Query, one BatchGet per 100 (endpoint, event) pairs (reads),
+    one SendMessageBatch per 10 jobs, **no write**."""
     s = get_settings()
     now = now or utcnow()
+    positions = positions or {}
     eps = endpoints if endpoints is not None else repo.list_endpoints(tenant_id)
     eps = [e for e in eps if e.enabled and e.tenant_id == tenant_id]
     foreign = sum(1 for ev in events if ev.tenant_id != tenant_id)
@@ -132,22 +167,41 @@ def fan_out(
             continue
         for ep in eps:
             if subscribed(ep.events, event.type):
-                d = new_delivery(ep, event, now, s)
+                d = new_delivery(ep, event, now, s, positions.get(event.id))
                 wanted.setdefault(d.delivery_id, d)
     if not wanted:
         return 0
-    existing = repo.existing_deliveries(tenant_id, [(d.endpoint_id, d.delivery_id) for d in wanted.values()])
-    new = [d for d in wanted.values() if d.delivery_id not in existing]
-    repo.put_deliveries(new, iso(now + repo.WATCHDOG))
-    # A pending delivery never tried (an earlier fan_out died before its SendMessageBatch)
-    # is enqueued again: its claim makes a duplicate harmless.
-    again = [
-        d for d in wanted.values() if d.delivery_id in existing and existing[d.delivery_id] == (wh.PENDING, 0)
-    ]
-    enqueue([wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, 0) for d in [*new, *again]], queue)
+    recorded = repo.existing_deliveries(tenant_id, [(d.endpoint_id, d.delivery_id) for d in wanted.values()])
+    # A recorded delivery is on its way (or done); one recorded but never tried (its first
+    # job was refused) is left to the sweep, which already has it due.
+    new = [d for d in wanted.values() if d.delivery_id not in recorded]
+    oversize = [d for d in new if len(body_bytes(d.event or {})) > wh.MAX_BODY_BYTES]
+    for d in oversize:
+        repo.put_delivery(_finished(d, wh.FAILED, 0, now, None, "the event body exceeds 256 KB"))
+    begin([d for d in new if d not in oversize], now, queue)
     if new:
         metrics.add_metric(name="WebhookDeliveriesCreated", unit="Count", value=len(new))
-    return len(new)
+    return len(new) - len(oversize)
+
+
+def _finished(
+    d: wh.Delivery,
+    status: str,
+    attempts: int,
+    now: datetime,
+    status_code: int | None,
+    error: str | None,
+    next_attempt_at: str | None = None,
+) -> wh.Delivery:
+    return replace(
+        d,
+        status=status,
+        attempts=attempts,
+        last_status_code=status_code,
+        last_error=error,
+        last_attempt_at=iso(now) if attempts else None,
+        next_attempt_at=next_attempt_at,
+    )
 
 
 def _error_text(r: wh.Response) -> str:
@@ -158,6 +212,28 @@ def _error_text(r: wh.Response) -> str:
     return f"HTTP {r.status}"
 
 
+def _unusable(ep: wh.Endpoint | None) -> str | None:
+    """Why an endpoint takes no delivery now (deleted, disabled), or None."""
+    if ep is None:
+        return "the endpoint was deleted"
+    if not ep.enabled:
+        return f"the endpoint is disabled ({ep.disabled_reason or 'manual'})"
+    return None
+
+
+def _retry_plan(
+    attempts: int, d: wh.Delivery, now: datetime, s: Settings
+) -> tuple[int, datetime, str] | None:
+    """After failed attempt number ``attempts``: (wait, next attempt, due entry), or None when
+    it was the last. A wait the queue can hold (≤ 900 s) is a delayed job, its due entry the
+    watchdog after it; a longer one is only the due entry, which the sweep turns into a job."""
+    wait = wh.next_wait(attempts, s.webhook_retry_schedule, d.max_attempts)
+    if wait is None:
+        return None
+    at = now + timedelta(seconds=wait)
+    return wait, at, iso(at + repo.WATCHDOG if wait <= wh.SQS_MAX_DELAY else at)
+
+
 def deliver_job(
     body: dict[str, Any],
     *,
@@ -165,13 +241,100 @@ def deliver_job(
     queue: wh.WebhookQueue | None = None,
     now: datetime | None = None,
     settings: Settings | None = None,
+    received: int = 1,
 ) -> str:
-    """Perform the attempt a job names (the SQS consumer calls this per record). Returns what
-    became of it: ``succeeded``, ``retry``, ``failed`` or ``stale`` (nothing to do: another job
-    did it, or the delivery is gone)."""
+    """Perform the attempt a job names (the SQS consumer calls this per record; ``received``
+    is the message's receive count). Returns what became of it: ``succeeded``, ``retry``,
+    ``failed`` or ``stale`` (nothing to do: another job did it, or the delivery is gone)."""
     s = settings or get_settings()
     job = wh.Job.from_body(body)
     now = now or utcnow()
+    if job.attempt == 0 and job.event is not None:
+        d = _from_first_job(job, s, now)
+        if received <= 1:
+            return _first_attempt(d, sender=sender, queue=queue, now=now, s=s)
+        # The job came back (a crash, an infrastructure error): write it down before trying
+        # again, so that its due entry finds it even if the queue gives up on the message.
+        repo.put_delivery(d, iso(now + repo.WATCHDOG))
+    return _claimed_attempt(job, sender=sender, queue=queue, now=now, s=s)
+
+
+def _from_first_job(job: wh.Job, s: Settings, now: datetime) -> wh.Delivery:
+    event = job.event or {}
+    return wh.Delivery(
+        tenant_id=job.tenant_id,
+        endpoint_id=job.endpoint_id,
+        delivery_id=job.delivery_id,
+        event_id=str(event.get("id", "")),
+        event_type=str(event.get("type", "")),
+        event_seq=job.seq,
+        event=event,
+        status=wh.PENDING,
+        attempts=0,
+        max_attempts=_max_attempts(s),
+        created_at=str(event.get("created_at") or iso(now)),
+        next_attempt_at=iso(now),
+    )
+
+
+def _first_attempt(
+    d: wh.Delivery,
+    *,
+    sender: wh.WebhookSender | None,
+    queue: wh.WebhookQueue | None,
+    now: datetime,
+    s: Settings,
+) -> str:
+    """Attempt 0 of a job that carries its event: no write before the POST; its answer is
+    the delivery's first record (conditional: a copy of the job that got there first wins)."""
+    if repo.delivery_recorded(d.tenant_id, d.endpoint_id, d.delivery_id):
+        return "stale"  # a duplicated job, or a redelivered stream batch: already on its way
+    ep = repo.get_endpoint(d.tenant_id, d.endpoint_id)
+    reason = _unusable(ep)
+    if reason or ep is None:
+        repo.put_delivery(_finished(d, wh.FAILED, 0, now, None, reason))
+        return "failed"
+    payload = body_bytes(d.event or {})
+    secrets = repo.signing_secrets(ep, now)
+    answer = (sender or _default_sender()).post(ep.url, payload, sign(secrets, d.event_id, now, payload))
+    metrics.add_metric(name="WebhookAttempts", unit="Count", value=1)
+    if answer.ok:
+        if not repo.put_delivery(_finished(d, wh.SUCCEEDED, 1, now, answer.status, None)):
+            return "stale"
+        if ep.failing_since:
+            repo.clear_failing(ep.tenant_id, ep.endpoint_id)
+        return "succeeded"
+    plan = _retry_plan(1, d, now, s)
+    error = _error_text(answer)
+    if plan is None:
+        if not repo.put_delivery(_finished(d, wh.FAILED, 1, now, answer.status, error)):
+            return "stale"
+        metrics.add_metric(name="WebhookDeliveriesFailed", unit="Count", value=1)
+        outcome = "failed"
+    else:
+        wait, at, due_at = plan
+        pending = _finished(d, wh.PENDING, 1, now, answer.status, error, next_attempt_at=iso(at))
+        if not repo.put_delivery(pending, due_at):
+            return "stale"
+        if wait <= wh.SQS_MAX_DELAY:
+            enqueue([wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, 1, delay=wait)], queue)
+        outcome = "retry"
+    _after_failure(ep, now)
+    return outcome
+
+
+def event_body(d: wh.Delivery) -> dict[str, Any] | None:
+    """The body of a recorded delivery: kept inline (a ping), or read back from the feed."""
+    if d.event_seq is None:
+        return d.event
+    found = EventFeed(d.tenant_id).get(d.event_seq)
+    return found.as_dict() if found is not None and found.id == d.event_id else None
+
+
+def _claimed_attempt(
+    job: wh.Job, *, sender: wh.WebhookSender | None, queue: wh.WebhookQueue | None, now: datetime, s: Settings
+) -> str:
+    """Attempt ``n`` of a recorded delivery, after a conditional claim."""
     d = repo.get_delivery(job.tenant_id, job.endpoint_id, job.delivery_id)
     if d is None or d.status != wh.PENDING or d.attempts != job.attempt:
         return "stale"
@@ -181,15 +344,15 @@ def deliver_job(
         )
         return "failed"
     ep = repo.get_endpoint(job.tenant_id, job.endpoint_id)
-    if ep is None or not ep.enabled:
-        reason = (
-            "the endpoint was deleted"
-            if ep is None
-            else f"the endpoint is disabled ({ep.disabled_reason or 'manual'})"
-        )
+    reason = _unusable(ep)
+    if reason or ep is None:
         repo.record(d, d.attempts, wh.FAILED, status_code=d.last_status_code, error=reason)
         return "failed"
-    payload = body_bytes(d.event)
+    event = event_body(d)
+    if event is None:
+        repo.record(d, d.attempts, wh.FAILED, status_code=d.last_status_code, error="the event has expired")
+        return "failed"
+    payload = body_bytes(event)
     if len(payload) > wh.MAX_BODY_BYTES:
         repo.record(d, d.attempts, wh.FAILED, status_code=None, error="the event body exceeds 256 KB")
         return "failed"
@@ -205,15 +368,13 @@ def deliver_job(
             repo.clear_failing(ep.tenant_id, ep.endpoint_id)
         return "succeeded"
     error = _error_text(answer)
-    wait = wh.next_wait(attempts, s.webhook_retry_schedule, d.max_attempts)
+    plan = _retry_plan(attempts, d, now, s)
     outcome = "failed"
-    if wait is None:
+    if plan is None:
         repo.record(d, attempts, wh.FAILED, status_code=answer.status, error=error)
         metrics.add_metric(name="WebhookDeliveriesFailed", unit="Count", value=1)
     else:
-        at = now + timedelta(seconds=wait)
-        short = wait <= wh.SQS_MAX_DELAY
-        due_at = at + repo.WATCHDOG if short else at
+        wait, at, due_at = plan
         repo.record(
             d,
             attempts,
@@ -221,9 +382,9 @@ def deliver_job(
             status_code=answer.status,
             error=error,
             next_attempt_at=iso(at),
-            due_at=iso(due_at),
+            due_at=due_at,
         )
-        if short:
+        if wait <= wh.SQS_MAX_DELAY:
             enqueue([wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, attempts, delay=wait)], queue)
         outcome = "retry"
     _after_failure(ep, now)
