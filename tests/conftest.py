@@ -36,6 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     interrupt_on_sigterm()
     leakscan.install()
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+        # pytest-xdist: the workers (started after this hook, with this environment) report here.
+        import tempfile
+
+        os.environ[leakscan.WORKER_RESULTS] = tempfile.mkdtemp(prefix="leakscan-")
 
 
 # The secrets scan (tests/support/secrets.py): every log record and all captured output of the
@@ -49,7 +54,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if leakscan.finish() and session.exitstatus == 0:
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if leakscan.finish(worker) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

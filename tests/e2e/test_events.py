@@ -68,10 +68,17 @@ def test_dovecot_mail_arrives_as_signed_webhooks_and_in_the_feed(service, mailbo
         assert gone["data"]["id"] == offer["data"]["id"] and gone["data"]["reason"] == "deleted_at_provider"
         assert all(e["type"] in ("message.created", "message.deleted") for e in _events(receiver, secret))
 
-        feed = tenant.get(
-            f"{service.url}/v1/events", params={"types": "message.created,message.deleted"}
-        ).json()
-        ids = [e["id"] for e in feed["items"]]
+        ids: list[str] = []  # the whole feed, page by page (other scenarios fill it too)
+        cursor = None
+        while True:
+            page = tenant.get(
+                f"{service.url}/v1/events",
+                params={"types": "message.created,message.deleted", "limit": 500, "after": cursor},
+            ).json()
+            ids += [e["id"] for e in page["items"]]
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
         assert offer["id"] in ids and gone["id"] in ids and ids.index(offer["id"]) < ids.index(gone["id"])
     finally:
         receiver.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -234,17 +235,41 @@ def feed_report(report: Any) -> None:
         feed(content, f"{report.nodeid} [{name}]")
 
 
-def finish() -> bool:
+#: Under pytest-xdist each worker scans what it saw and leaves its result here (set by the
+#: controller before the workers start); the controller merges them (``finish``).
+WORKER_RESULTS = "MAILSYNC_LEAKSCAN_RESULTS"
+
+_totals: dict[str, Any] = {}
+
+
+def finish(worker_id: str | None = None) -> bool:
+    """Scan; True when a secret was found. A worker writes its result for the controller
+    (counts and findings: digests and places, never a secret); the controller merges every
+    worker's result with its own."""
     _found[:] = findings()
+    kinds = Counter(registry.secrets.values())
+    totals = {"kinds": dict(kinds), "fed": registry.fed_chars, "found": [vars(f) for f in _found]}
+    results = os.environ.get(WORKER_RESULTS)
+    if worker_id is not None and results:
+        (Path(results) / f"{worker_id}.json").write_text(json.dumps(totals))
+    elif results:
+        for path in sorted(Path(results).glob("*.json")):
+            got = json.loads(path.read_text())
+            kinds.update(got["kinds"])
+            totals["fed"] += got["fed"]
+            _found.extend(Finding(**f) for f in got["found"])
+        totals["kinds"] = dict(kinds)
+    _totals.update(totals)
     return bool(_found)
 
 
 def summary(reporter: Any) -> None:
-    kinds = Counter(registry.secrets.values())
+    kinds = Counter(_totals.get("kinds") or registry.secrets.values())
+    fed = _totals.get("fed", registry.fed_chars)
     reporter.write_sep("-", "secrets scan")
     reporter.write_line(
-        f"{len(registry.secrets)} secrets registered ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}); "
-        f"{registry.fed_chars} characters of logs and output scanned; found: {len(_found)}"
+        f"{sum(kinds.values())} secrets registered ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}); "
+        f"{fed} characters of logs and output scanned; found: {len(_found)}"
     )
     for f in _found:
         reporter.write_line(f"LEAK: {f}", red=True)
