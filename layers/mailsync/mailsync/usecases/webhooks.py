@@ -37,7 +37,7 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -295,32 +295,18 @@ def _first_attempt(
         repo.put_delivery(_finished(d, wh.FAILED, 0, now, None, reason))
         return "failed"
     payload = body_bytes(d.event or {})
+
+    def first_record(
+        status: str,
+        code: int | None,
+        error: str | None,
+        next_at: str | None = None,
+        due_at: str | None = None,
+    ) -> bool:
+        return repo.put_delivery(_finished(d, status, 1, now, code, error, next_attempt_at=next_at), due_at)
+
     secrets = repo.signing_secrets(ep, now)
-    answer = (sender or _default_sender()).post(ep.url, payload, sign(secrets, d.event_id, now, payload))
-    metrics.add_metric(name="WebhookAttempts", unit="Count", value=1)
-    if answer.ok:
-        if not repo.put_delivery(_finished(d, wh.SUCCEEDED, 1, now, answer.status, None)):
-            return "stale"
-        if ep.failing_since:
-            repo.clear_failing(ep.tenant_id, ep.endpoint_id)
-        return "succeeded"
-    plan = _retry_plan(1, d, now, s)
-    error = _error_text(answer)
-    if plan is None:
-        if not repo.put_delivery(_finished(d, wh.FAILED, 1, now, answer.status, error)):
-            return "stale"
-        metrics.add_metric(name="WebhookDeliveriesFailed", unit="Count", value=1)
-        outcome = "failed"
-    else:
-        wait, at, due_at = plan
-        pending = _finished(d, wh.PENDING, 1, now, answer.status, error, next_attempt_at=iso(at))
-        if not repo.put_delivery(pending, due_at):
-            return "stale"
-        if wait <= wh.SQS_MAX_DELAY:
-            enqueue([wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, 1, delay=wait)], queue)
-        outcome = "retry"
-    _after_failure(ep, now)
-    return outcome
+    return _send(d, ep, payload, secrets, 1, first_record, sender=sender, queue=queue, now=now, s=s)
 
 
 def event_body(d: wh.Delivery) -> dict[str, Any] | None:
@@ -359,31 +345,63 @@ def _claimed_attempt(
     secrets = repo.signing_secrets(ep, now)
     if not repo.claim(d, job.attempt, now):
         return "stale"
-    answer = (sender or _default_sender()).post(ep.url, payload, sign(secrets, d.event_id, now, payload))
     attempts = job.attempt + 1
+
+    def result(
+        status: str,
+        code: int | None,
+        error: str | None,
+        next_at: str | None = None,
+        due_at: str | None = None,
+    ) -> bool:
+        # After a won claim only a stale writer loses this write; the outcome stands as sent.
+        repo.record(
+            d, attempts, status, status_code=code, error=error, next_attempt_at=next_at, due_at=due_at
+        )
+        return True
+
+    return _send(d, ep, payload, secrets, attempts, result, sender=sender, queue=queue, now=now, s=s)
+
+
+Write = Callable[..., bool]
+
+
+def _send(
+    d: wh.Delivery,
+    ep: wh.Endpoint,
+    payload: bytes,
+    secrets: list[Any],
+    attempts: int,
+    write: Write,
+    *,
+    sender: wh.WebhookSender | None,
+    queue: wh.WebhookQueue | None,
+    now: datetime,
+    s: Settings,
+) -> str:
+    """POST attempt number ``attempts`` (1-based), signed, and write its outcome with
+    ``write(status, status_code, error, next_attempt_at, due_at)`` (False: another writer got
+    there first, the outcome is ``stale``); schedule the retry and mind the endpoint's health.
+    ``secrets`` are decrypted by the caller, before a claim that a KMS error must not waste."""
+    answer = (sender or _default_sender()).post(ep.url, payload, sign(secrets, d.event_id, now, payload))
     metrics.add_metric(name="WebhookAttempts", unit="Count", value=1)
     if answer.ok:
-        repo.record(d, attempts, wh.SUCCEEDED, status_code=answer.status, error=None)
+        if not write(wh.SUCCEEDED, answer.status, None):
+            return "stale"
         if ep.failing_since:
             repo.clear_failing(ep.tenant_id, ep.endpoint_id)
         return "succeeded"
     error = _error_text(answer)
     plan = _retry_plan(attempts, d, now, s)
-    outcome = "failed"
     if plan is None:
-        repo.record(d, attempts, wh.FAILED, status_code=answer.status, error=error)
+        if not write(wh.FAILED, answer.status, error):
+            return "stale"
         metrics.add_metric(name="WebhookDeliveriesFailed", unit="Count", value=1)
+        outcome = "failed"
     else:
         wait, at, due_at = plan
-        repo.record(
-            d,
-            attempts,
-            wh.PENDING,
-            status_code=answer.status,
-            error=error,
-            next_attempt_at=iso(at),
-            due_at=due_at,
-        )
+        if not write(wh.PENDING, answer.status, error, iso(at), due_at):
+            return "stale"
         if wait <= wh.SQS_MAX_DELAY:
             enqueue([wh.Job(d.tenant_id, d.endpoint_id, d.delivery_id, attempts, delay=wait)], queue)
         outcome = "retry"
