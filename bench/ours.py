@@ -37,6 +37,9 @@ def moto_in_process() -> Iterator[dict[str, str]]:
     """moto in this process with the deployed schemas, as the ``aws`` fixture of tests/conftest.py."""
     from moto import mock_aws
 
+    from mailsync_local import moto_transactions
+
+    moto_transactions.install()  # the cost of a transaction, not of copying the table
     saved = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL"]}
     os.environ.update(AWS_ENV)
     os.environ.pop("AWS_ENDPOINT_URL", None)

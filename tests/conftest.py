@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from mailsync_local.runner import interrupt_on_sigterm
 
     interrupt_on_sigterm()
+    # moto's transactions copy whole tables; roll back item by item as DynamoDB does.
+    from mailsync_local import moto_transactions
+
+    moto_transactions.install()
     leakscan.install()
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
         # pytest-xdist: the workers (started after this hook, with this environment) report here.

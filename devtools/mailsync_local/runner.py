@@ -97,14 +97,18 @@ def start_moto(port: int | None = None) -> tuple[Any, str]:
 
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    from mailsync_local import moto_transactions
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    moto_transactions.install()
 
     class AtomicDynamoMoto(ThreadedMotoServer):
-        """DynamoDB makes every request atomic; moto does not: TransactWriteItems deep-copies
-        the table (its rollback) while other request threads write to it, which fails with
-        ``dictionary changed size during iteration`` (a 500) and, rolled back, would undo
-        their writes. So DynamoDB requests are served one at a time; SQS long polls and the
-        other services stay concurrent (tests/integration/test_runner_moto.py)."""
+        """DynamoDB makes every request atomic; moto does not: a TransactWriteItems writes its
+        actions one by one and, cancelled, puts the previous items back
+        (moto_transactions.py), so a request served meanwhile would see, or overwrite, a
+        half-done transaction; a stream read could return records that are then withdrawn.
+        So DynamoDB and DynamoDB Streams requests are served one at a time; SQS long polls
+        and the other services stay concurrent (tests/integration/test_runner_moto.py)."""
 
         def _server_entry(self) -> None:
             from moto.moto_server.werkzeug_app import (
@@ -118,7 +122,7 @@ def start_moto(port: int | None = None) -> tuple[Any, str]:
             dynamodb = threading.Lock()
 
             def serialised(environ: dict[str, Any], start_response: Any) -> Any:
-                if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+                if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
                     with dynamodb:
                         return list(app(environ, start_response))
                 return app(environ, start_response)
