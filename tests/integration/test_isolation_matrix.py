@@ -66,6 +66,9 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "deleteMessage": (None, {}, "ids", "ids"),
     "patchMessage": ({"unread": False}, {}, "ids", "ids"),
     "getAttachment": (None, {}, "ids", "ids"),
+    # A signed link names its tenant and message (tests/integration/test_images.py: a t2
+    # link to a t1 message, forged and expired links).
+    "getImage": (None, {}, NA_PUBLIC, NA_PUBLIC),
     "listThreads": (None, {}, "list", "list"),
     "getThread": (None, {}, "ids", "ids"),
     "patchThread": ({"unread": False}, {}, "ids", "ids"),

@@ -55,11 +55,15 @@ class ApiClient:
             parsed = text
         return Resp(int(out["statusCode"]), parsed, out.get("headers") or {})
 
-    def raw(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers and decoded body bytes (for binary responses)."""
+    def raw(
+        self, method: str, path: str, headers: dict[str, str] | None = None, *, auth: bool = True
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and decoded body bytes (for binary responses); ``auth=False`` sends
+        only ``headers``, as a browser loading an ``<img>`` does."""
         import base64
 
-        h = {"Authorization": f"Bearer {self.api_key}", "X-User-Id": self.user or ""}
+        h = {"Authorization": f"Bearer {self.api_key}", "X-User-Id": self.user or ""} if auth else {}
+        h.update(headers or {})
         out = self.handler(to_event(method, path, h, b"", "127.0.0.1"), LambdaContext("api"))
         body = out.get("body") or ""
         data = base64.b64decode(body) if out.get("isBase64Encoded") else body.encode()

@@ -123,3 +123,9 @@ class DeliveryPending(Conflict):
     """The delivery is still pending (its next attempt is scheduled): nothing to retry."""
 
     code = "delivery_pending"
+
+
+class LinkExpired(MailsyncError):
+    """A signed link (an image link) past its expiry: the reader reloads the message."""
+
+    status, code = 410, "link_expired"

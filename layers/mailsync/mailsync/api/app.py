@@ -88,7 +88,7 @@ class Resolver(APIGatewayHttpResolver):
         Powertools drops an empty ``security`` list."""
         schema = super().get_openapi_schema(*args, **kwargs)
         for path, item in (schema.paths or {}).items():
-            if path in auth.PUBLIC_PATHS:
+            if auth.is_public_path(path):
                 for method in ("get", "post", "put", "patch", "delete"):
                     op = getattr(item, method, None)
                     if op is not None:
@@ -233,6 +233,7 @@ from mailsync.api.client_routes import router as client_router  # noqa: E402
 from mailsync.api.contact_routes import router as contact_router  # noqa: E402
 from mailsync.api.event_routes import router as event_router  # noqa: E402
 from mailsync.api.health_routes import router as health_router  # noqa: E402
+from mailsync.api.image_routes import router as image_router  # noqa: E402
 from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
@@ -242,6 +243,7 @@ from mailsync.api.webhook_routes import router as webhook_router  # noqa: E402
 app.include_router(account_router)
 app.include_router(health_router)
 app.include_router(mail_router)
+app.include_router(image_router)
 app.include_router(client_router)
 app.include_router(contact_router)
 app.include_router(oauth_router)

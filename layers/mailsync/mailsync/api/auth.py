@@ -41,6 +41,15 @@ PUBLIC_PATHS = frozenset(
     }
 )
 
+# Signed links (``<img src>`` cannot send a key): these paths and everything below them.
+PUBLIC_PREFIXES = ("/v1/images/",)
+
+
+def is_public_path(path: str) -> bool:
+    """A route that authenticates otherwise (OpenAPI paths and route rules alike)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
 # Tenant-level routes (these paths and everything below them): the key alone, no X-User-Id.
 TENANT_PATHS = ("/v1/api-keys", "/v1/users", "/v1/tenant", "/v1/events", "/v1/webhook-endpoints")
 
@@ -70,7 +79,7 @@ def check_request(event: Mapping[str, Any]) -> Caller | None:
 
 def authenticate(ev: APIGatewayProxyEventV2) -> Caller | None:
     """The caller of an API request, None for a public path; raises otherwise."""
-    if ev.path in PUBLIC_PATHS or not ev.path.startswith("/v1"):
+    if is_public_path(ev.path) or not ev.path.startswith("/v1"):
         return None
     auth = ev.headers.get("authorization") or ""
     scheme, _, token = auth.partition(" ")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailsync.api import schemas
-from mailsync.api.params import Cursor, Id, Limit, caller
+from mailsync.api.params import Cursor, Id, Limit, caller, public_base_url
 from mailsync.api.router import ApiRouter
 from mailsync.errors import MailsyncError
 from mailsync.lazy import lazy_module
@@ -50,9 +50,23 @@ def list_messages(
 
 
 @router.get("/v1/messages/<message_id>", tags=["mail"], summary="One message with its body")
-def get_message(message_id: Id) -> schemas.MessageDetail:
+def get_message(
+    message_id: Id,
+    images: Annotated[
+        Literal["block", "load"],
+        Query(
+            description="`block` (default): remote images stay links, so no tracking pixel "
+            "fires when a mail is read. `load`: they load through `GET /v1/images/{token}`, our "
+            "proxy, so the sender never sees the reader's IP, browser or cookies. Inline "
+            "`cid:` images always load, from the mail's own parts."
+        ),
+    ] = "block",
+) -> schemas.MessageDetail:
     t, u = caller(router)
-    return schemas.MessageDetail.model_validate(reading.get_message(t, u, message_id))
+    found = reading.get_message(
+        t, u, message_id, base_url=public_base_url(router), load_images=images == "load"
+    )
+    return schemas.MessageDetail.model_validate(found)
 
 
 @router.get("/v1/threads", tags=["mail"], summary="Threads, most recent first")

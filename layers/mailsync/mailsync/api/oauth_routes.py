@@ -11,9 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
-from mailsync.api.params import caller, error_response
+from mailsync.api.params import caller, error_response, public_base_url
 from mailsync.api.router import ApiRouter
-from mailsync.config import get_settings
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -51,15 +50,7 @@ def _resolver():  # noqa: ANN202
 
 
 def _base_url() -> str:
-    """Our public base URL: configured, or derived from the request's host."""
-    base = get_settings().public_url.rstrip("/")
-    if not base:
-        event = _resolver().current_event
-        host = event.headers.get("host") or event.request_context.domain_name
-        local = host.split(":")[0] in ("127.0.0.1", "localhost")
-        proto = event.headers.get("x-forwarded-proto") or ("http" if local else "https")
-        base = f"{proto}://{host}"
-    return base
+    return public_base_url(router)
 
 
 def _callback_url(provider: str = "google") -> str:

@@ -54,6 +54,23 @@ def caller(router: APIGatewayHttpRouter) -> tuple[str, str]:
     return who.tenant_id, who.user_id
 
 
+def public_base_url(router: APIGatewayHttpRouter) -> str:
+    """Our public base URL (OAuth callbacks, image links): ``MAILSYNC_PUBLIC_URL``, else
+    derived from the request's host (``http`` only for a loopback host)."""
+    from mailsync.config import get_settings
+
+    base = get_settings().public_url.rstrip("/")
+    if not base:
+        resolver = router.api_resolver
+        assert resolver is not None  # noqa: S101 - set by include_router
+        event = resolver.current_event
+        host = event.headers.get("host") or event.request_context.domain_name  # type: ignore[attr-defined]
+        local = host.split(":")[0] in ("127.0.0.1", "localhost")
+        proto = event.headers.get("x-forwarded-proto") or ("http" if local else "https")
+        base = f"{proto}://{host}"
+    return base
+
+
 # Tenant routes (keys, users, tenant) in the spec: the key alone, no X-User-Id.
 TENANT_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 

@@ -28,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from mailsync.api.auth import PUBLIC_PATHS, TENANT_PATHS
+from mailsync.api.auth import TENANT_PATHS, is_public_path
 from mailsync.api.params import TENANT_SECURITY, error_response
 
 _TEXT = {
@@ -50,7 +50,7 @@ def default_responses(
     rule: str, methods: tuple[str, ...], query_account: bool = False
 ) -> dict[int, OpenAPIResponse]:
     statuses = [422]
-    if rule not in PUBLIC_PATHS:
+    if not is_public_path(rule):
         statuses.append(401)
         if not rule.startswith(TENANT_PATHS):
             statuses.append(400)

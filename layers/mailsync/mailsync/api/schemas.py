@@ -246,7 +246,13 @@ class MessageDetail(MessageSummary):
     bcc: list[Address]
     reply_to: list[Address]
     text: str | None
-    html: str | None
+    html: str | None = Field(
+        description="Sanitized HTML. Inline `cid:` images link to `GET /v1/images/{token}`; "
+        "remote images are links, or with `images=load` proxied images"
+    )
+    remote_images: int = Field(
+        0, ge=0, description="Remote images in the html (blocked unless `images=load`): offer to load them"
+    )
     attachments: list[Attachment]
     headers: Headers
 

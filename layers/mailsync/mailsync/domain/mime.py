@@ -49,8 +49,10 @@ from email import policy as _policy
 from email._encoded_words import decode_b
 from email.message import Message
 from email.parser import BytesParser
+from urllib.parse import unquote
 
 from mailsync.domain import mimelimits
+from mailsync.domain.images import IMAGE_TYPES, ImageLinks
 from mailsync.domain.mimeheaders import (
     decode_bytes,
     decode_header_value,
@@ -241,9 +243,10 @@ def quarantined(raw: bytes, reason: str) -> ParsedMessage:
     return parsed
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
+def parse_message(raw: bytes, images: ImageLinks | None = None) -> ParsedMessage:
     """Parse one raw message; never raises (see the module docstring). A mail beyond the
-    limits of :mod:`mimelimits` is not parsed but :func:`quarantined`."""
+    limits of :mod:`mimelimits` is not parsed but :func:`quarantined`. ``images`` links the
+    html's images (:mod:`mailsync.domain.images`) when a body is read."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raw = b""
     raw = bytes(raw)
@@ -264,7 +267,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         text_leaf, html_leaf, parsed.attachments = select_parts(_tree_leaves(msg))
         text = text_leaf.text() if text_leaf else None
         html = html_leaf.text() if html_leaf else None
-        parsed.text, parsed.html = finish_body(text, html)
+        parsed.text, parsed.html = finish_body(text, html, images)
         parsed.snippet = snippet(parsed.text)
     except Exception:  # noqa: BLE001 - keep the headers when the body is unreadable
         parsed.quarantine_reason = "unreadable_body"
@@ -379,13 +382,15 @@ def select_parts(leaves: list[Leaf]) -> tuple[Leaf | None, Leaf | None, list[Att
     return text_leaf, html_leaf, attachments
 
 
-def finish_body(text: str | None, html: str | None) -> tuple[str | None, str | None]:
+def finish_body(
+    text: str | None, html: str | None, images: ImageLinks | None = None
+) -> tuple[str | None, str | None]:
     """``(text, sanitized html)`` from the decoded body parts: the html is always
     sanitized (dropped when that fails); text is derived from it when missing."""
     clean: str | None = None
     if html is not None:
         try:
-            clean = sanitize_html(html)
+            clean = sanitize_html(html, images)
         except Exception:  # noqa: BLE001 - never keep raw html, drop it instead
             clean = None
     if text is None and html is not None:
@@ -405,9 +410,12 @@ def decode_transfer(data: bytes, cte: str) -> bytes:
     return data
 
 
-def render_located(parts: Iterable[tuple[str, bytes, str, str | None]]) -> tuple[str | None, str | None]:
+def render_located(
+    parts: Iterable[tuple[str, bytes, str, str | None]], images: ImageLinks | None = None
+) -> tuple[str | None, str | None]:
     """``(text, sanitized html)`` of a message from its located body parts:
-    ``(kind, encoded payload, transfer encoding, charset)`` with kind ``text`` or ``html``."""
+    ``(kind, encoded payload, transfer encoding, charset)`` with kind ``text`` or ``html``;
+    ``images`` as for :func:`parse_message`."""
     text: str | None = None
     html: str | None = None
     for kind, data, cte, charset in parts:
@@ -416,7 +424,7 @@ def render_located(parts: Iterable[tuple[str, bytes, str, str | None]]) -> tuple
             text = decoded
         else:
             html = decoded
-    return finish_body(text, html)
+    return finish_body(text, html, images)
 
 
 def _tree_leaves(msg: Message) -> list[Leaf]:
@@ -463,6 +471,30 @@ def get_attachment(raw: bytes, attachment_id: str) -> tuple[str | None, str, byt
         return _filename(part), _content_type(part), _payload_bytes(part)
     except Exception:  # noqa: BLE001
         return None
+
+
+def get_inline_image(raw: bytes, content_id: str) -> tuple[str, bytes] | None:
+    """``(content type, decoded bytes)`` of the message's own image part whose Content-ID
+    is ``content_id`` (RFC 2392: the ``cid:`` URL without its scheme, compared without the
+    angle brackets), or ``None``: no such part, or not a raster image
+    (:data:`~mailsync.domain.images.IMAGE_TYPES`). Parts of an attached message are not the
+    mail's own. Never raises."""
+    wanted = normalize_message_id(unquote(content_id))
+    if not wanted:
+        return None
+    msg = _parse_tree(bytes(raw))
+    if msg is None:
+        return None
+    try:
+        for _path, part, inside in _iter_parts(msg):
+            values = raw_headers(part, "Content-ID")
+            if inside or not values or normalize_message_id(values[0]) != wanted:
+                continue
+            ctype = _content_type(part)
+            return (ctype, _payload_bytes(part)) if ctype in IMAGE_TYPES else None
+    except Exception:  # noqa: BLE001
+        return None
+    return None
 
 
 def _raw_body(raw: bytes) -> bytes:

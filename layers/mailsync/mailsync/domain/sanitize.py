@@ -30,6 +30,10 @@ algorithm):
   display). ``cid:`` images (parts of the same message, RFC 2392) become
   ``<img data-cid="..." alt="...">`` without ``src`` so the UI can resolve them
   later from the message's attachments.
+* With an :class:`~mailsync.domain.images.ImageLinks` (when a body is read), the
+  sanitizer asks it for a ``src``: a ``cid:`` image it resolves, and a remote one it
+  proxies (``images=load``), becomes ``<img src="...">`` with that link. The final pass
+  accepts exactly the links handed out in this call as ``src``, nothing else.
 * Every link gets ``rel="noopener noreferrer nofollow"`` and
   ``target="_blank"`` (RFC 8288 link relations; no ``window.opener`` access, no
   Referer leak).
@@ -49,6 +53,8 @@ from collections.abc import Sequence
 from html.parser import HTMLParser
 
 import nh3
+
+from mailsync.domain.images import ImageLinks
 
 __all__ = ["LINK_REL", "sanitize_html"]
 
@@ -211,12 +217,19 @@ def _first_pass(html: str) -> str:
     )
 
 
-def _final_pass(html: str) -> str:
+def _final_pass(html: str, sources: frozenset[str] = frozenset()) -> str:
+    def only_ours(tag: str, attr: str, value: str) -> str | None:
+        # an <img src> survives only as one of the links this call handed out
+        if tag == "img" and attr == "src" and value not in sources:
+            return None
+        return value
+
     return nh3.clean(
         html,
         tags=set(_BASE_TAGS | {"img"}),
         clean_content_tags=set(_DROP_WITH_CONTENT),
-        attributes=_attrs(img={"alt", "width", "height", "data-cid"}),
+        attributes=_attrs(img={"alt", "width", "height", "data-cid"} | ({"src"} if sources else set())),
+        attribute_filter=only_ours if sources else None,
         strip_comments=True,
         link_rel=LINK_REL,
         url_schemes=set(_LINK_SCHEMES),
@@ -239,9 +252,20 @@ def _image_label(alt: str) -> str:
 class _ImageRewriter(HTMLParser):
     """Re-serialises nh3 output, replacing every ``<img>`` (see module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, images: ImageLinks | None = None) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self.images = images
+        self.sources: set[str] = set()
+
+    def _linked(self, src: str | None, values: dict[str, str]) -> bool:
+        """Emit ``<img src>`` when the image got a link; False when it did not."""
+        if not src:
+            return False
+        self.sources.add(src)
+        keep = [("src", src)] + [(n, values[n]) for n in ("alt", "width", "height") if n in values]
+        self.out.append(self._tag("img", keep))
+        return True
 
     def _tag(self, tag: str, attrs: Sequence[tuple[str, str | None]], close: str = ">") -> str:
         parts = [tag]
@@ -258,10 +282,15 @@ class _ImageRewriter(HTMLParser):
         alt = values.get("alt", "")
         scheme = src.split(":", 1)[0].lower() if ":" in src else ""
         if scheme in ("http", "https"):
+            if self.images is not None and self._linked(self.images.remote(src), values):
+                return
             self.out.append(f'<a href="{_esc(src)}">{_esc(_image_label(alt))}</a>')
         elif scheme == "cid" or (not src and values.get("data-cid")):
             # (an already sanitised <img data-cid> stays as it is: idempotence)
-            keep = [("data-cid", src[4:] if scheme == "cid" else values["data-cid"])]
+            content_id = src[4:] if scheme == "cid" else values["data-cid"]
+            if self.images is not None and self._linked(self.images.cid(content_id), values):
+                return
+            keep = [("data-cid", content_id)]
             keep += [(name, values[name]) for name in ("alt", "width", "height") if name in values]
             self.out.append(self._tag("img", keep))
         elif alt.strip():
@@ -278,17 +307,18 @@ class _ImageRewriter(HTMLParser):
         self.out.append(_esc(data))
 
 
-def _rewrite_images(html: str) -> str:
+def _rewrite_images(html: str, images: ImageLinks | None) -> tuple[str, frozenset[str]]:
     if "<img" not in html:
-        return html
-    parser = _ImageRewriter()
+        return html, frozenset()
+    parser = _ImageRewriter(images)
     parser.feed(html)
     parser.close()
-    return "".join(parser.out)
+    return "".join(parser.out), frozenset(parser.sources)
 
 
-def sanitize_html(html: str) -> str:
-    """Return a safe, display-only version of untrusted e-mail HTML.
+def sanitize_html(html: str, images: ImageLinks | None = None) -> str:
+    """Return a safe, display-only version of untrusted e-mail HTML; with ``images``, the
+    images it links get a ``src`` (see the module docstring).
 
     Never raises for any ``str`` input; returns ``""`` for empty input.
     """
@@ -296,4 +326,5 @@ def sanitize_html(html: str) -> str:
         return ""
     # Lone surrogates (from undecodable bytes) cannot cross into Rust.
     html = html.encode("utf-8", "replace").decode("utf-8")
-    return _final_pass(_rewrite_images(_first_pass(html))).strip()
+    rewritten, sources = _rewrite_images(_first_pass(html), images)
+    return _final_pass(rewritten, sources).strip()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailsync.domain.images import ImageLinks
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc, link_views
 from mailsync.errors import NotFound
 from mailsync.store import accounts as accounts_repo
@@ -73,15 +74,24 @@ def visible_message(
     return doc
 
 
-def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
+def get_message(
+    tenant_id: str, user_id: str, mid: str, *, base_url: str | None = None, load_images: bool = False
+) -> dict[str, Any]:
+    """One message with its bodies. ``base_url`` (our public URL) lets the html link its
+    images through ``GET /v1/images/{token}`` (``usecases/images``): ``cid:`` images always,
+    remote ones only with ``load_images``; ``remote_images`` counts the remote ones."""
+    from mailsync.usecases import images
+
     doc = visible_message(tenant_id, user_id, mid)
-    text, html = _render_body(doc)
+    links = images.linker(tenant_id, mid, base_url, load=load_images)
+    text, html = _render_body(doc, links)
     return {
         **summary(doc),
         "bcc": doc.get("bcc") or [],
         "reply_to": doc.get("reply_to") or [],
         "text": text,
         "html": html,  # sanitized (domain.sanitize)
+        "remote_images": links.remote_images,
         "attachments": doc.get("attachments") or [],
         "headers": {
             "message_id": doc.get("header_message_id"),
@@ -91,7 +101,7 @@ def get_message(tenant_id: str, user_id: str, mid: str) -> dict[str, Any]:
     }
 
 
-def _render_body(doc: MessageDoc) -> tuple[str | None, str | None]:
+def _render_body(doc: MessageDoc, links: ImageLinks) -> tuple[str | None, str | None]:
     """``(text, sanitized html)`` of a message, rendered from its raw object.
 
     Ingest only located the body parts (``domain.scan``): one ranged GET reads the
@@ -103,16 +113,17 @@ def _render_body(doc: MessageDoc) -> tuple[str | None, str | None]:
 
     parts = doc.get("body_parts")
     if parts is None:
-        parsed = mime.parse_message(blobs.get(doc["raw_key"]))
+        parsed = mime.parse_message(blobs.get(doc["raw_key"]), links)
         return parsed.text, parsed.html
     if not parts:
         return None, None
     start = min(int(p["start"]) for p in parts)
     data = blobs.get_range(doc["raw_key"], start, max(int(p["end"]) for p in parts))
-    return mime.render_located(
+    located = (
         (p["kind"], data[int(p["start"]) - start : int(p["end"]) - start], p["cte"], p["charset"])
         for p in parts
     )
+    return mime.render_located(located, links)
 
 
 def _thread(messages: MessageRepository, user_id: str, thread_id: str) -> ThreadDoc:
