@@ -66,8 +66,11 @@ run: install
 demo: install dovecot
 	$(BIN)/mailsync demo
 
+# Two workers (the machine's 2 cores), one test file per worker: a file's fixtures and
+# servers stay together. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install dovecot imap-servers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)

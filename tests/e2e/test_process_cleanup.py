@@ -37,6 +37,25 @@ def _dovecot_pids() -> set[int]:
     return pids
 
 
+def _ppid(pid: int) -> int:
+    try:  # the field after the parenthesised name, which may itself hold spaces
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from(pid: int, root: int) -> bool:
+    """``pid`` was started by ``root`` or by one of its descendants (its own session or not):
+    other test workers' Dovecots, started meanwhile, are not the runner's."""
+    for _ in range(64):
+        if pid == root:
+            return True
+        if pid <= 1:
+            return False
+        pid = _ppid(pid)
+    return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -75,7 +94,7 @@ def test_sigterm_stops_everything_the_runner_started(command: str, tmp_path: Pat
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.3)
-        started = _dovecot_pids() - before
+        started = {p for p in _dovecot_pids() - before if _descends_from(p, proc.pid)}
         if command == "demo":
             assert started, "the demo runs a Dovecot of its own"
         proc.send_signal(signal.SIGTERM)
