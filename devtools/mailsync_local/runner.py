@@ -471,9 +471,17 @@ def serve(
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    moto, endpoint = start_moto(
-        moto_port or (int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None)
+    chosen = moto_port or (
+        int(os.environ["MAILSYNC_MOTO_PORT"]) if os.environ.get("MAILSYNC_MOTO_PORT") else None
     )
+    moto: Any
+    if os.environ.get("MAILSYNC_MOTO_IN_PROCESS") == "1":
+        moto, endpoint = start_moto(chosen)
+    else:  # its own process: a second core for moto (mailsync_local/moto_process.py)
+        from mailsync_local.moto_process import MotoProcess
+
+        moto = MotoProcess(chosen or free_port())
+        endpoint = f"http://127.0.0.1:{moto.port}"
     env = provision(endpoint)
     configure_process_env(endpoint, env)
     api_key = os.environ.get("MAILSYNC_DEV_API_KEY", "dev-key")

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -45,6 +44,7 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.e2e.mailboxes import ImapMailbox
+from tests.support.spec import documented_codes
 
 pytestmark = pytest.mark.e2e
 
@@ -116,25 +116,6 @@ def _seed(service: Service, dovecot: Any, smtp_server: Any) -> dict[str, str]:
     return {"account_id": account["id"], "message_id": items[0]["id"], "thread_id": items[0]["thread_id"]}
 
 
-def _documented_codes(spec: dict[str, Any]) -> set[str]:
-    """The error codes the spec names (in backticks in each error answer's description;
-    enum values such as `starttls` are not codes) and those of mailsync.errors' classes."""
-    from mailsync import errors
-
-    def classes(c: type) -> list[type]:
-        return [c, *(x for sub in c.__subclasses__() for x in classes(sub))]
-
-    values = set(re.findall(r'"enum": \[([^\]]*)\]', json.dumps(spec)))
-    enums = {v.strip(' "') for group in values for v in group.split(",")}
-    codes = {c.code for c in classes(errors.MailsyncError) if isinstance(getattr(c, "code", None), str)}
-    for ops in spec["paths"].values():
-        for op in ops.values():
-            for status, resp in op.get("responses", {}).items():
-                if status[0] in "45":
-                    codes |= set(re.findall(r"`([a-z_]+)`", resp.get("description", "")))
-    return codes - enums
-
-
 def test_the_api_conforms_to_its_spec_under_generated_requests(
     service: Service, dovecot: Any, smtp_server: Any, tmp_path: Path
 ) -> None:
@@ -189,7 +170,7 @@ def test_the_api_conforms_to_its_spec_under_generated_requests(
             if code:
                 seen_codes[code] += 1
     spec = service.session(None).get(f"{service.url}/v1/openapi.json").json()
-    documented = _documented_codes(spec)
+    documented = documented_codes(spec)
     operations = sum(len(ops) for ops in spec["paths"].values()) - 1  # deleteTenant
     reached = documented & set(seen_codes)
     print(

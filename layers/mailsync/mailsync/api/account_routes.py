@@ -8,7 +8,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailsync.api import schemas
-from mailsync.api.params import LOGIN_CHECK_422, Cursor, Id, Limit, caller, json_response
+from mailsync.api.params import (
+    LOGIN_CHECK_422,
+    SYNCABLE_409,
+    Cursor,
+    Id,
+    Limit,
+    caller,
+    error_response,
+    json_response,
+)
 from mailsync.api.router import ApiRouter
 from mailsync.errors import MailsyncError
 from mailsync.lazy import lazy_module
@@ -37,6 +46,10 @@ def detect_provider(email: Annotated[str, Query(min_length=3, max_length=320)]) 
     summary="Connect an IMAP/SMTP account (logs in first)",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": schemas.Account}}},
+        409: error_response(
+            "`account_exists`: this address is already connected in this tenant; `user_purging`: "
+            "this user's mail is being purged, connect again when it is done"
+        ),
         422: LOGIN_CHECK_422,
     },
 )
@@ -81,7 +94,8 @@ def update_settings(account_id: Id, body: schemas.SettingsIn) -> schemas.Account
     tags=["accounts"],
     summary="Sync now",
     responses={
-        202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}}
+        202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}},
+        409: SYNCABLE_409,
     },
 )
 def sync_now(account_id: Id) -> Response[dict[str, Any]]:

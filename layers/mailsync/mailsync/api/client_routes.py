@@ -25,12 +25,24 @@ browser anyway (a download manager, a preview) runs no script, loads nothing and
 unique origin (CSP Level 3 ``sandbox``), so it cannot read the API's origin."""
 
 
+#: What a write-through change (mark, move, delete) may answer beyond the defaults.
+_WRITE_THROUGH = {
+    422: error_response("Invalid body (`invalid_request`), or `unknown_folder`: no such folder"),
+    502: error_response("`provider_error`: the mail server refused or failed; nothing changed here"),
+}
+
+
 def _require_change(body: schemas.MessagePatchIn) -> None:
     if body.unread is None and body.folder is None:
         raise InvalidRequest("nothing to change: give unread and/or folder")
 
 
-@router.patch("/v1/messages/<message_id>", tags=["mail client"], summary="Mark read/unread and/or move")
+@router.patch(
+    "/v1/messages/<message_id>",
+    tags=["mail client"],
+    summary="Mark read/unread and/or move",
+    responses=_WRITE_THROUGH,
+)
 def patch_message(message_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChanged:
     _require_change(body)
     t, u = caller(router)
@@ -44,6 +56,7 @@ def patch_message(message_id: Id, body: schemas.MessagePatchIn) -> schemas.Messa
     tags=["mail client"],
     summary="Move to Trash (purge if already there)",
     status_code=204,
+    responses=_WRITE_THROUGH,
 )
 def delete_message(message_id: Id):  # noqa: ANN201 - 204, no body
     t, u = caller(router)
@@ -52,7 +65,10 @@ def delete_message(message_id: Id):  # noqa: ANN201 - 204, no body
 
 
 @router.patch(
-    "/v1/threads/<thread_id>", tags=["mail client"], summary="Apply read state / move to a whole thread"
+    "/v1/threads/<thread_id>",
+    tags=["mail client"],
+    summary="Apply read state / move to a whole thread",
+    responses=_WRITE_THROUGH,
 )
 def patch_thread(thread_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
     _require_change(body)
@@ -94,9 +110,14 @@ def get_attachment(message_id: Id, attachment_id: Id):  # noqa: ANN201 - binary 
     summary="Send a mail (signature appended, filed in Sent); Idempotency-Key makes retries safe",
     responses={
         202: {"description": "Sent", "content": {"application/json": {"model": schemas.SentMessage}}},
+        409: error_response(
+            "`request_in_progress`: a send with this Idempotency-Key has not finished; retry later"
+        ),
+        413: error_response("`too_large`: the message or its attachments exceed 25 MB; nothing is sent"),
         422: error_response(
             "Invalid body (`invalid_request`), or `invalid_address`: a recipient is not an RFC 5322 "
-            "address, or there is none; nothing is sent"
+            "address, or there is none; `idempotency_key_reused`: the key was used for another "
+            "request; nothing is sent"
         ),
         502: error_response(
             "Nothing was sent: `smtp_rejected`, `provider_error`, or `tls_error` (the SMTP "

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import Response
 
 from mailsync.api import schemas
-from mailsync.api.params import LOGIN_CHECK_422, Id, caller, error_responses, json_response
+from mailsync.api.params import (
+    LOGIN_CHECK_422,
+    SYNCABLE_409,
+    Id,
+    caller,
+    error_response,
+    error_responses,
+    json_response,
+)
 from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
@@ -39,7 +47,8 @@ router = ApiRouter()
             "description": "Accepted and stored",
             "content": {"application/json": {"model": schemas.Account}},
         },
-        **error_responses(400, 401, 404, 409),
+        **error_responses(400, 401, 404),
+        409: error_response("`oauth_account`: a Google or Microsoft account reconnects through OAuth"),
         422: LOGIN_CHECK_422,
     },
 )
@@ -59,7 +68,8 @@ def put_credentials(account_id: Id, body: schemas.CredentialsIn) -> schemas.Acco
     "reload completes. 409 `account_paused` or `auth_error` when the account cannot sync.",
     responses={
         202: {"description": "Queued", "content": {"application/json": {"model": schemas.ResyncQueued}}},
-        **error_responses(400, 401, 404, 409, 422),
+        **error_responses(400, 401, 404, 422),
+        409: SYNCABLE_409,
     },
 )
 def resync(account_id: Id) -> Response[dict[str, Any]]:
@@ -75,7 +85,8 @@ def resync(account_id: Id) -> Response[dict[str, Any]]:
     "appears in `health.check` and the sync history (trigger `check`). It also runs daily.",
     responses={
         202: {"description": "Queued", "content": {"application/json": {"model": schemas.SyncQueued}}},
-        **error_responses(400, 401, 404, 409, 422),
+        **error_responses(400, 401, 404, 422),
+        409: SYNCABLE_409,
     },
 )
 def check(account_id: Id) -> Response[dict[str, Any]]:

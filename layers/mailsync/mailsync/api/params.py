@@ -105,5 +105,11 @@ LOGIN_CHECK_422 = error_response(
 )
 
 
+#: 409 of a route that syncs an account now (sync, resync, check).
+SYNCABLE_409 = error_response(
+    "`account_paused`: resume the account first; `auth_error`: give it new credentials first"
+)
+
+
 def json_response(status: int, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)

@@ -37,7 +37,12 @@ _TEXT = {
     404: "No such resource, or not visible to the caller (`not_found`)",
     415: "The body is not application/json (`unsupported_media_type`)",
     422: "Invalid parameters or body (`invalid_request`)",
+    503: "`account_busy`: a sync has held this account's mirror for over 30 s; nothing changed, retry",
 }
+
+# Writes that change mirrored mail (client, links, contacts' retroactive links, credentials)
+# take the account's mirror lock, and may answer 503 ``account_busy``.
+_MIRROR_WRITERS = ("/v1/accounts/", "/v1/messages/", "/v1/threads/", "/v1/contacts")
 
 
 def camel_operation_id(name: str) -> str:
@@ -56,8 +61,11 @@ def default_responses(
             statuses.append(400)
     if re.search(r"<\w+>", rule) or query_account:  # an unknown account_id filter is a 404
         statuses.append(404)
-    if {"POST", "PUT", "PATCH"} & {m.upper() for m in methods}:
+    writes = {"POST", "PUT", "PATCH", "DELETE"} & {m.upper() for m in methods}
+    if writes - {"DELETE"}:
         statuses.append(415)
+    if writes and rule.startswith(_MIRROR_WRITERS):
+        statuses.append(503)
     return {s: error_response(_TEXT[s]) for s in sorted(statuses)}
 
 

@@ -13,7 +13,14 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from mailsync.api import schemas
-from mailsync.api.params import TENANT_SECURITY, Id, error_responses, json_response, tenant_caller
+from mailsync.api.params import (
+    TENANT_SECURITY,
+    Id,
+    error_response,
+    error_responses,
+    json_response,
+    tenant_caller,
+)
 from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
@@ -49,7 +56,11 @@ def delete_user(user_id: Id) -> Response[dict[str, Any]]:
     security=TENANT_SECURITY,
     summary="A user's state: active (has accounts) or purging",
     description="Tenant key only: no `X-User-Id`.",
-    responses={200: {"description": "OK"}, **error_responses(401, 404, 422)},
+    responses={
+        200: {"description": "OK"},
+        **error_responses(401, 422),
+        404: error_response("`user_not_found`: the user has no accounts and no purge runs"),
+    },
 )
 def get_user(user_id: Id) -> schemas.UserState:
     return schemas.UserState.model_validate(lifecycle.get_user(tenant_caller(router).tenant_id, user_id))
@@ -67,7 +78,8 @@ def get_user(user_id: Id) -> schemas.UserState:
             "description": "Purge started",
             "content": {"application/json": {"model": schemas.TenantDeletion}},
         },
-        **error_responses(400, 401),
+        **error_responses(401),
+        400: error_response("`confirmation_required`: `X-Confirm-Delete` must name the tenant's id"),
     },
 )
 def delete_tenant(

@@ -243,12 +243,17 @@ def update_settings(tenant_id: str, user_id: str, account_id: str, patch: dict[s
 
 
 # ---------------------------------------------------------- state changes
-def request_sync(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
-    acc = _owned(tenant_id, user_id, account_id)
+def require_syncable(acc: Account) -> None:
+    """A sync can be asked for: 409 ``account_paused`` / ``auth_error`` otherwise."""
     if acc.state == "paused":
         raise Conflict("the account is paused; resume it first", code="account_paused")
     if acc.state == "auth_error":
         raise Conflict("the account needs new credentials", code="auth_error")
+
+
+def request_sync(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
+    acc = _owned(tenant_id, user_id, account_id)
+    require_syncable(acc)
     sync_jobs.enqueue(tenant_id, account_id, "manual")
     return {"account_id": account_id, "queued": True}
 

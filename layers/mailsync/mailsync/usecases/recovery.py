@@ -37,6 +37,7 @@ from mailsync.usecases.accounts import (
     account_context,
     login_check,
     public_view,
+    require_syncable,
     view,
 )
 
@@ -95,17 +96,10 @@ def _recover(acc: Account, attempts: int = 3) -> Account:
     return fixed
 
 
-def _syncable(acc: Account) -> None:
-    if acc.state == "paused":
-        raise Conflict("the account is paused; resume it first", code="account_paused")
-    if acc.state == "auth_error":
-        raise Conflict("the account needs new credentials", code="auth_error")
-
-
 def resync(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
     """``POST /v1/accounts/{id}/resync``: reload every synced folder from the provider."""
     acc = _owned(tenant_id, user_id, account_id)
-    _syncable(acc)
+    require_syncable(acc)
     engine = SyncEngine(DynamoMirrorStore(tenant_id, account_id), account_context(acc, get_settings()))
     folders = reset_for_resync(engine)
     sync_jobs.enqueue(tenant_id, account_id, "resync")
@@ -115,7 +109,7 @@ def resync(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
 def request_check(tenant_id: str, user_id: str, account_id: str) -> dict[str, Any]:
     """``POST /v1/accounts/{id}/check``: a sync followed by the completeness check."""
     acc = _owned(tenant_id, user_id, account_id)
-    _syncable(acc)
+    require_syncable(acc)
     sync_jobs.enqueue(tenant_id, account_id, "check")
     return {"account_id": account_id, "queued": True}
 
