@@ -33,8 +33,8 @@ _WRITE_THROUGH = {
 
 
 def _require_change(body: schemas.MessagePatchIn) -> None:
-    if body.unread is None and body.folder is None:
-        raise InvalidRequest("nothing to change: give unread and/or folder")
+    if body.unread is None and body.folder is None and body.visibility is None:
+        raise InvalidRequest("nothing to change: give unread, folder and/or visibility")
 
 
 @router.patch(
@@ -46,9 +46,11 @@ def _require_change(body: schemas.MessagePatchIn) -> None:
 def patch_message(message_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChanged:
     _require_change(body)
     t, u = caller(router)
-    return schemas.MessageChanged.model_validate(
-        client.update_message(t, u, message_id, unread=body.unread, folder=body.folder)
-    )
+    if body.visibility is not None:  # local: first, so a refused move leaves it set, never half
+        changed = client.set_visibility(t, u, message_id, body.visibility)
+    if body.unread is not None or body.folder is not None:
+        changed = client.update_message(t, u, message_id, unread=body.unread, folder=body.folder)
+    return schemas.MessageChanged.model_validate(changed)
 
 
 @router.delete(
@@ -72,6 +74,8 @@ def delete_message(message_id: Id):  # noqa: ANN201 - 204, no body
 )
 def patch_thread(thread_id: Id, body: schemas.MessagePatchIn) -> schemas.MessageChangedList:
     _require_change(body)
+    if body.visibility is not None:
+        raise InvalidRequest("visibility is set per message: PATCH /v1/messages/{id}")
     t, u = caller(router)
     items = client.update_thread(t, u, thread_id, unread=body.unread, folder=body.folder)
     return schemas.MessageChangedList.model_validate({"items": items})

@@ -24,10 +24,18 @@ class ServerIn(_In):
     password: str = Field(min_length=1, max_length=1024, repr=False)  # repr: never in a (debug) log
 
 
+Visibility = Literal["private", "metadata", "subject", "public"]
+VISIBILITY_TEXT = (
+    "Who else sees the account's mails, through a contact they may see: `private` (no one; the "
+    "default), `metadata` (from, to, cc, date, folder, thread, attachment count), `subject` (also "
+    "subject and snippet), `public` (everything). Applies to mails stored from now on"
+)
+
+
 class SettingsIn(_In):
     folder_mode: Literal["all", "selected"] | None = None
     folders: list[str] | None = Field(None, max_length=500)
-    visibility: Literal["public", "private"] | None = None
+    visibility: Visibility | None = Field(None, description=VISIBILITY_TEXT)
     # Strict: JSON's true/false only; pydantic would take 0, 1 or "yes" (the spec says boolean).
     auto_assign: StrictBool | None = None
     signature: str | None = Field(None, max_length=20_000)
@@ -103,7 +111,7 @@ class SyncProgress(BaseModel):
 class AccountSettings(BaseModel):
     folder_mode: Literal["all", "selected"]
     folders: list[str]
-    visibility: Literal["public", "private"]
+    visibility: Visibility = Field(description=VISIBILITY_TEXT)
     auto_assign: bool
     signature: str
 
@@ -219,16 +227,26 @@ class MessageSummary(BaseModel):
     folders: list[str] = Field(
         default_factory=list, description="Every synced folder holding a copy (one message per Message-ID)"
     )
-    subject: str
+    subject: str | None = Field(description="null when withheld from the caller (`redacted`)")
     from_: list[Address] = Field(alias="from")
     to: list[Address]
     cc: list[Address]
     date: str
     received_at: str
-    snippet: str
+    snippet: str | None = Field(description="null when withheld from the caller (`redacted`)")
     unread: bool
     has_attachments: bool
-    visibility: Literal["public", "private"]
+    attachment_count: int = Field(0, ge=0)
+    bulk: bool = Field(
+        False,
+        description="A newsletter, list, automatic mail, auto-reply or bounce: not auto-assigned "
+        "unless the tenant's `assign_bulk` is true (a manual link still works)",
+    )
+    visibility: Visibility = Field(description="The mail's sharing level (its account's when it was stored)")
+    redacted: list[Literal["subject", "snippet", "body", "attachments"]] = Field(
+        default_factory=list,
+        description="What the mail's level withholds from the caller (a colleague); empty for the owner",
+    )
     links: list[Link] = Field(default_factory=list)
     quarantined: bool = Field(
         False,
@@ -265,13 +283,13 @@ class MessageList(BaseModel):
 class Thread(BaseModel):
     id: str
     account_id: str
-    subject: str
+    subject: str | None = Field(description="null when every message a colleague sees withholds it")
     participants: list[Address]
     message_count: int
     last_date: str
     unread: bool
     unread_count: int
-    snippet: str
+    snippet: str | None = Field(description="null when the newest message a colleague sees withholds it")
 
 
 class ThreadList(BaseModel):
@@ -332,6 +350,9 @@ class Error(BaseModel):
 
 class MessagePatchIn(_In):
     unread: StrictBool | None = Field(None, description="Mark read (false) or unread (true) at the provider")
+    visibility: Visibility | None = Field(
+        None, description="Share or hide this one mail (owner only); colleagues' views follow at once"
+    )
     folder: str | None = Field(None, min_length=1, max_length=1024, description="Move into this folder")
 
 
@@ -466,3 +487,14 @@ class ApiKeyCreated(BaseModel):
 
 class ApiKeyList(BaseModel):
     items: list[ApiKey]
+
+
+class TenantSettingsOut(BaseModel):
+    assign_bulk: bool = Field(
+        description="Auto-assign bulk mail (newsletters, lists, automatic mail, auto-replies) to "
+        "contacts; false (the default) keeps it out of contact histories"
+    )
+
+
+class TenantSettingsIn(_In):
+    assign_bulk: StrictBool | None = None

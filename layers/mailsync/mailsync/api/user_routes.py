@@ -25,9 +25,10 @@ from mailsync.api.router import ApiRouter
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
-    from mailsync.usecases import lifecycle
+    from mailsync.usecases import lifecycle, tenant
 else:  # loaded by the first request that needs it (cold starts)
     lifecycle = lazy_module("mailsync.usecases.lifecycle")
+    tenant = lazy_module("mailsync.usecases.tenant")
 
 router = ApiRouter()
 
@@ -88,3 +89,26 @@ def delete_tenant(
     ] = None,
 ) -> Response[dict[str, Any]]:
     return json_response(202, lifecycle.delete_tenant(tenant_caller(router).tenant_id, x_confirm_delete))
+
+
+@router.get(
+    "/v1/tenant/settings",
+    tags=["tenant"],
+    security=TENANT_SECURITY,
+    summary="The tenant's settings",
+    responses=error_responses(401),
+)
+def get_tenant_settings() -> schemas.TenantSettingsOut:
+    return schemas.TenantSettingsOut.model_validate(tenant.get_settings(tenant_caller(router).tenant_id))
+
+
+@router.patch(
+    "/v1/tenant/settings",
+    tags=["tenant"],
+    security=TENANT_SECURITY,
+    summary="Change the tenant's settings (assign_bulk: newsletters and automatic mail in contact histories)",
+    responses=error_responses(401),
+)
+def update_tenant_settings(body: schemas.TenantSettingsIn) -> schemas.TenantSettingsOut:
+    found = tenant.update_settings(tenant_caller(router).tenant_id, assign_bulk=body.assign_bulk)
+    return schemas.TenantSettingsOut.model_validate(found)

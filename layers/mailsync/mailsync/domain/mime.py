@@ -52,6 +52,7 @@ from email.parser import BytesParser
 from urllib.parse import unquote
 
 from mailsync.domain import mimelimits
+from mailsync.domain.bulk import is_bulk
 from mailsync.domain.images import IMAGE_TYPES, ImageLinks
 from mailsync.domain.mimeheaders import (
     decode_bytes,
@@ -316,6 +317,8 @@ def fill_headers(parsed: ParsedMessage, headers: dict[str, list[str]]) -> None:
         addresses = safe(lambda h=header: parse_addresses(headers.get(h, [])), [])
         setattr(parsed, attr, addresses[: mimelimits.MAX_ADDRESSES])
     parsed.date = safe(lambda: parse_date(first("Date")), None)
+    sender = parsed.from_[0].email if parsed.from_ else None
+    parsed.bulk = safe(lambda: is_bulk(headers, sender), False)
 
 
 @dataclass

@@ -81,6 +81,8 @@ class ParsedMessage:
     # Why the mail was not parsed (mailsync.domain.mimelimits.screen, or an unreadable
     # body); None for every mail read normally. A quarantined mail keeps its header fields.
     quarantine_reason: str | None = None
+    # A newsletter, list, automatic or auto-reply mail (mailsync.domain.bulk).
+    bulk: bool = False
 
     @property
     def has_attachments(self) -> bool:

@@ -56,6 +56,13 @@ class Link:
 
 
 @dataclass(frozen=True)
+class TenantSettings:
+    """A tenant's own settings (``GET/PATCH /v1/tenant/settings``)."""
+
+    assign_bulk: bool = False  # auto-assign newsletters, lists and automatic mail (domain.bulk)
+
+
+@dataclass(frozen=True)
 class Contact:
     """A contact pushed by the tenant: what we need to match (normalised emails) and to
     authorise (``visible_to``: user ids, or ``"*"`` for everyone in the tenant)."""

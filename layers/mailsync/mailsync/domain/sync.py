@@ -325,9 +325,13 @@ class SyncEngine:
                 continue
             seen_new.add(mid)
             doc = self._new_doc(mid, key, p, u, threads[mid], w)
+            # Bulk mail is auto-assigned only where the tenant asks for it (one GetItem, and
+            # only when a new bulk mail has a contact to link to).
+            matched = any(contacts.get(e) for e in doc["participants"])
+            assign = not (p.bulk and matched and not self.store.assigns_bulk())
             for email in doc["participants"]:
                 w.addresses_put.append((email, doc["received_at"], mid))
-                for cid, kind in contacts.get(email, {}).items():
+                for cid, kind in contacts.get(email, {}).items() if assign else ():
                     link = doc["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
                     link["auto"] = sorted({*link["auto"], email})
             for cid in doc["links"]:
@@ -481,6 +485,7 @@ class SyncEngine:
             "snippet": p.snippet or "",
             "unread": u.unread,
             "has_attachments": p.has_attachments,
+            "bulk": p.bulk,
             "attachments": [
                 {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
                 for a in p.attachments

@@ -27,6 +27,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.pagination import ResultIterator
 
 from mailsync.domain.records import Contact, Link, Page
+from mailsync.domain.visibility import SHARED
 from mailsync.store import batch, keys, paging
 from mailsync.store.models import (
     AddressContactsItem,
@@ -207,7 +208,7 @@ class LinkRepository:
         return LinkItem.query(
             keys.contact(self.t, cid),
             LinkItem.sk.startswith(LINK_PREFIX),
-            filter_condition=(LinkItem.owner == user_id) | (LinkItem.visibility == "public"),
+            filter_condition=(LinkItem.owner == user_id) | LinkItem.visibility.is_in(*SHARED),
             scan_index_forward=False,
             **page,
         )

@@ -31,7 +31,7 @@ from mailsync.store.models import MessageItem, ThreadItem
 MESSAGE_FIELDS = (
     "tenant_id", "account_id", "mid", "owner", "thread_id", "folder", "locs", "message_key",
     "header_message_id", "in_reply_to", "references", "subject", "to", "cc", "bcc", "reply_to",
-    "date", "received_at", "snippet", "unread", "has_attachments", "attachments",
+    "date", "received_at", "snippet", "unread", "has_attachments", "bulk", "attachments",
     "body_parts", "raw_key", "size", "visibility", "participants", "created_at", "orphan", "links",
     "provider_thread_id", "quarantine_reason", "gone_reason",
 )  # fmt: skip

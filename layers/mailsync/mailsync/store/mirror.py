@@ -31,7 +31,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from mailsync.domain.records import MessageDoc, ThreadDoc
 from mailsync.domain.sync_state import FolderState, Writes
 from mailsync.errors import AccountBusy, AccountGone
-from mailsync.store import blobs, keys
+from mailsync.store import blobs, keys, tenants
 from mailsync.store.contacts import (
     ContactRepository,
     address_message_item,
@@ -86,6 +86,7 @@ class DynamoMirrorStore:
         self.pk = keys.account(tenant_id, account_id)
         self.lock_wait = lock_wait
         self._held = 0  # reentrancy depth
+        self._assign_bulk: bool | None = None
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -237,6 +238,11 @@ class DynamoMirrorStore:
     def contacts_for(self, addresses: Iterable[str]) -> dict[str, dict[str, str]]:
         """{address: {contact_id: kind}} of the tenant's contacts having these addresses."""
         return ContactRepository(self.t).contacts_for(addresses)
+
+    def assigns_bulk(self) -> bool:
+        if self._assign_bulk is None:  # once per store, i.e. per sync run
+            self._assign_bulk = tenants.settings(self.t).assign_bulk
+        return self._assign_bulk
 
     def list_orphans(self) -> list[str]:
         return [

@@ -136,6 +136,7 @@ class TenantItem(_Base):
     redirect_allowlist = ListAttribute(of=UnicodeAttribute, default=list)
     key_count = NumberAttribute(default=0)  # API keys (records); the API never takes it below 1
     state = UnicodeAttribute(null=True)  # "deleting" while the tenant is purged: no new keys
+    assign_bulk = BooleanAttribute(null=True)  # auto-assign bulk mail (null: false, the default)
 
 
 class TenantRegistryItem(_Base):
@@ -359,6 +360,8 @@ class MessageItem(_Base):
     snippet = UnicodeAttribute(default="")
     unread = BooleanAttribute(default=True)
     has_attachments = BooleanAttribute(default=False)
+    # Newsletter, list or automatic mail (domain.bulk): auto-assigned only where the tenant says so.
+    bulk = BooleanAttribute(default=False)
     attachments = JSONAttribute(default=list)
     # [{"kind","start","end","cte","charset"}]: where the bodies sit in the raw object
     # (domain.scan); null: parse the raw object whole when the message is read.

@@ -27,6 +27,7 @@ from pynamodb.transactions import TransactWrite
 from mailsync.domain import apikeys
 from mailsync.domain.apikeys import ApiKey, KeyOwner
 from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.records import TenantSettings
 from mailsync.errors import KeyNotFound, LastKey, Unauthorized
 from mailsync.observability import logger
 from mailsync.store import keys
@@ -141,7 +142,24 @@ def allow_redirects(tenant_id: str, patterns: list[str]) -> list[str]:
     return merged
 
 
+def update_settings(tenant_id: str, *, assign_bulk: bool | None = None) -> TenantSettings:
+    """Change the tenant's settings (None: keep); returns them."""
+    item = TenantItem.get(keys.tenant(tenant_id), TENANT_SK, consistent_read=True)
+    if assign_bulk is not None and bool(item.assign_bulk) != assign_bulk:
+        item.update(actions=[TenantItem.assign_bulk.set(assign_bulk)])
+    return TenantSettings(assign_bulk=bool(item.assign_bulk))
+
+
 # -------------------------------------------------------------------- reads
+def settings(tenant_id: str) -> TenantSettings:
+    """The tenant's settings: one GetItem (defaults for a tenant without the item)."""
+    try:
+        item = TenantItem.get(keys.tenant(tenant_id), TENANT_SK)
+    except DoesNotExist:
+        return TenantSettings()
+    return TenantSettings(assign_bulk=bool(item.assign_bulk))
+
+
 def redirect_allowlist(tenant_id: str) -> list[str]:
     try:
         return [str(p) for p in (TenantItem.get(keys.tenant(tenant_id), TENANT_SK).redirect_allowlist or [])]

@@ -27,12 +27,14 @@ from mailsync.connectors import open_provider as make_provider
 from mailsync.domain.clock import parse_iso
 from mailsync.domain.events import DELETED_BY_USER, MOVED_TO_UNSYNCED_FOLDER
 from mailsync.domain.ports import Change, MailClient, ProviderError, Remove, SetFlags, Upsert
-from mailsync.domain.records import Location, MessageDoc
+from mailsync.domain.records import Location, MessageDoc, link_of
 from mailsync.domain.sync import FolderState, SyncEngine
+from mailsync.domain.visibility import withheld
 from mailsync.errors import BadGateway, NotFound, Unprocessable
 from mailsync.observability import logger
 from mailsync.store import accounts as accounts_repo
 from mailsync.store import blobs
+from mailsync.store.contacts import LinkRepository
 from mailsync.store.messages import MessageRepository
 from mailsync.store.mirror import DynamoMirrorStore
 from mailsync.usecases.accounts import ProviderFactory, account_context, load_secrets
@@ -169,6 +171,24 @@ def update_message(
     return _update_docs(tenant_id, doc["account_id"], [doc], unread, folder, provider_factory)[0]
 
 
+def set_visibility(tenant_id: str, user_id: str, mid: str, level: str) -> dict[str, Any]:
+    """``PATCH /v1/messages/{id}`` ``{"visibility"}``: the owner shares or hides one mail after
+    the fact. The message and its link items (which the contact histories filter on) change
+    together under the account's mirror lock, so colleagues' views follow at once. Local only:
+    a sharing level is ours, not the mailbox's."""
+    doc = own_message(tenant_id, user_id, mid)
+    store = DynamoMirrorStore(tenant_id, doc["account_id"])
+    with store.lock():
+        got = store.get_messages([mid]).get(mid)
+        if got is None or got.get("orphan"):
+            raise NotFound("message not found")
+        if (got.get("visibility") or "private") != level:
+            got["visibility"] = level
+            MessageRepository(tenant_id).save([got])
+            LinkRepository(tenant_id).put(link_of(got, cid) for cid in got.get("links") or {})
+    return {**summary(got), "mirrored": True}
+
+
 def update_thread(
     tenant_id: str,
     user_id: str,
@@ -268,6 +288,8 @@ def get_attachment(tenant_id: str, user_id: str, mid: str, attachment_id: str) -
     from mailsync.usecases.reading import visible_message
 
     doc = visible_message(tenant_id, user_id, mid)  # colleagues may read what they may see
+    if "attachments" in withheld(doc, user_id):
+        raise NotFound("attachment not found")
     if attachment_id not in {a["id"] for a in doc.get("attachments") or []}:
         raise NotFound("attachment not found")
     found = mime.get_attachment(blobs.get(doc["raw_key"]), attachment_id)

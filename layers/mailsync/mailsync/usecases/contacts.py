@@ -34,9 +34,10 @@ from typing import Any
 from mailsync.domain import compose
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.records import CONTACT_ID_PATTERN, Contact, Link, MessageDoc, ThreadDoc, link_of
-from mailsync.domain.visibility import may_see_contact
+from mailsync.domain.visibility import WITHHELD, may_see_contact
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import accounts as accounts_repo
+from mailsync.store import tenants
 from mailsync.store.contacts import ContactRepository, LinkRepository
 from mailsync.store.messages import MessageRepository
 from mailsync.store.mirror import DynamoMirrorStore
@@ -137,6 +138,13 @@ def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> i
     """Retroactive auto links: every mirrored message an added address takes part in."""
     contacts, links = ContactRepository(tenant_id), LinkRepository(tenant_id)
     auto_assign: dict[str, bool] = {}
+    known: list[bool] = []
+
+    def assign_bulk() -> bool:  # one GetItem, only once a bulk mail would be linked
+        if not known:
+            known.append(tenants.settings(tenant_id).assign_bulk)
+        return known[0]
+
     linked = 0
     for email in emails:
         pending = contacts.messages_with(email)
@@ -150,6 +158,8 @@ def _link_addresses(tenant_id: str, cid: str, kind: str, emails: list[str]) -> i
                     acc = accounts_repo.get_account(tenant_id, d["account_id"])
                     auto_assign[d["account_id"]] = bool(acc and acc.settings.auto_assign)
                 if not auto_assign[d["account_id"]]:
+                    return False
+                if d.get("bulk") and not assign_bulk():
                     return False
                 link = d["links"].setdefault(cid, {"kind": kind, "auto": [], "manual": False})
                 if email in link["auto"]:
@@ -308,7 +318,7 @@ def contact_messages(
         (ln.mid for ln in links), {ln.account_id for ln in links}
     )
     items = [
-        summary(docs[ln.mid])
+        summary(docs[ln.mid], user_id)
         for ln in links
         if ln.mid in docs and not docs[ln.mid].get("orphan") and ln.account_id in live
     ]
@@ -350,7 +360,12 @@ def contact_threads(
             view["unread_count"] = sum(1 for ln in visible if (members.get(ln.mid) or {}).get("u"))
             view["unread"] = view["unread_count"] > 0
             view["last_date"] = visible[0].received_at
-            view["snippet"] = (members.get(visible[0].mid) or {}).get("s", "")
+            newest_hidden = WITHHELD.get(visible[0].visibility, WITHHELD["metadata"])
+            view["snippet"] = (
+                None if "snippet" in newest_hidden else (members.get(visible[0].mid) or {}).get("s", "")
+            )
+            if all("subject" in WITHHELD.get(ln.visibility, WITHHELD["metadata"]) for ln in visible):
+                view["subject"] = None
         items.append(view)
     more = offset + limit < len(order)
     return {"items": items, "next_cursor": _encode_offset(offset + limit) if more else None}

@@ -16,6 +16,7 @@ from typing import Any
 
 from mailsync.domain.images import ImageLinks
 from mailsync.domain.records import MessageDoc, Page, ThreadDoc, link_views
+from mailsync.domain.visibility import withheld
 from mailsync.errors import NotFound
 from mailsync.store import accounts as accounts_repo
 from mailsync.store import blobs
@@ -25,8 +26,11 @@ from mailsync.usecases.visibility import visible_to_user
 __all__ = ["get_message", "get_thread", "list_messages", "list_threads", "summary"]
 
 
-def summary(doc: MessageDoc) -> dict[str, Any]:
-    return {
+def summary(doc: MessageDoc, viewer: str | None = None) -> dict[str, Any]:
+    """A message's summary as ``viewer`` may see it (None: its owner); a colleague's view of a
+    ``metadata`` or ``subject`` mail has what its level withholds set to null (``redacted``)."""
+    hidden = withheld(doc, viewer)
+    view = {
         "id": doc["mid"],
         "account_id": doc["account_id"],
         "thread_id": doc["thread_id"],
@@ -41,11 +45,18 @@ def summary(doc: MessageDoc) -> dict[str, Any]:
         "snippet": doc.get("snippet") or "",
         "unread": bool(doc.get("unread")),
         "has_attachments": bool(doc.get("has_attachments")),
+        "attachment_count": len(doc.get("attachments") or []),
+        "bulk": bool(doc.get("bulk")),
         "visibility": doc.get("visibility") or "private",
+        "redacted": list(hidden),
         "links": link_views(doc),
         "quarantined": doc.get("quarantine_reason") is not None,
         "quarantine_reason": doc.get("quarantine_reason"),
     }
+    for field in ("subject", "snippet"):
+        if field in hidden:
+            view[field] = None
+    return view
 
 
 def thread_view(doc: ThreadDoc) -> dict[str, Any]:
@@ -83,10 +94,12 @@ def get_message(
     from mailsync.usecases import images
 
     doc = visible_message(tenant_id, user_id, mid)
+    if "body" in withheld(doc, user_id):  # a redacted view is a summary only: no body to open
+        raise NotFound("message not found")
     links = images.linker(tenant_id, mid, base_url, load=load_images)
     text, html = _render_body(doc, links)
     return {
-        **summary(doc),
+        **summary(doc, user_id),
         "bcc": doc.get("bcc") or [],
         "reply_to": doc.get("reply_to") or [],
         "text": text,
@@ -189,7 +202,8 @@ def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
             message_count=len(docs),
             unread_count=sum(1 for d in docs if d["unread"]),
             last_date=docs[-1]["received_at"],
-            snippet=docs[-1].get("snippet") or "",
+            snippet=summary(docs[-1], user_id)["snippet"],
+            subject=view["subject"] if any("subject" not in withheld(d, user_id) for d in docs) else None,
             participants=list(
                 {
                     (d.get("from") or [{}])[0].get("email"): (d.get("from") or [{}])[0]
@@ -199,4 +213,4 @@ def get_thread(tenant_id: str, user_id: str, thread_id: str) -> dict[str, Any]:
             ),
         )
         view["unread"] = view["unread_count"] > 0
-    return {**view, "messages": [summary(d) for d in docs]}
+    return {**view, "messages": [summary(d, user_id) for d in docs]}
