@@ -27,14 +27,14 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import BinaryIO
 
-from imapclient import IMAPClient
+from mailsync_local.mailbox_client import MailboxClient
 
 DOVECOT_BIN = os.environ.get("MAILSYNC_TEST_DOVECOT", shutil.which("dovecot") or "/usr/sbin/dovecot")
 
@@ -60,7 +60,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Dovecot:
+class Dovecot(MailboxClient):
     """One Dovecot instance in its own temporary directory.
 
     ``condstore=False`` removes CONDSTORE and QRESYNC from the advertised
@@ -379,74 +379,12 @@ service imap-login {{
 
     # -- a mail client -----------------------------------------------------------
 
-    def client(self, user: str) -> IMAPClient:
-        c = IMAPClient(self.host, self.port, ssl=False, timeout=15)
-        c.normalise_times = False
-        c.login(user, self._users[user])
-        return c
-
-    def append(
-        self,
-        user: str,
-        folder: str,
-        raw: bytes,
-        flags: Sequence[str | bytes] = (),
-        internal_date: datetime | None = None,
-    ) -> int:
-        """APPEND one message and return its UID (from APPENDUID)."""
-        with self.client(user) as c:
-            return _append(c, folder, raw, flags, internal_date)
-
-    def append_many(
-        self,
-        user: str,
-        folder: str,
-        raws: Iterable[bytes],
-        flags: Sequence[str | bytes] = (),
-        internal_date: datetime | None = None,
-    ) -> list[int]:
-        """APPEND several messages over one connection; returns their UIDs."""
-        with self.client(user) as c:
-            return [_append(c, folder, raw, flags, internal_date) for raw in raws]
-
-    def move(self, user: str, src: str, uids: Iterable[int], dst: str) -> None:
-        with self.client(user) as c:
-            c.select_folder(src)
-            c.move(list(uids), dst)
-
-    def copy(self, user: str, src: str, uids: Iterable[int], dst: str) -> None:
-        with self.client(user) as c:
-            c.select_folder(src)
-            c.copy(list(uids), dst)
-
-    def delete(self, user: str, folder: str, uids: Iterable[int]) -> None:
-        """Flag ``\\Deleted`` and expunge exactly these UIDs."""
-        uids = list(uids)
-        with self.client(user) as c:
-            c.select_folder(folder)
-            c.add_flags(uids, [b"\\Deleted"], silent=True)
-            c.uid_expunge(uids)
-
-    def set_seen(self, user: str, folder: str, uids: Iterable[int], seen: bool) -> None:
-        with self.client(user) as c:
-            c.select_folder(folder)
-            if seen:
-                c.add_flags(list(uids), [b"\\Seen"], silent=True)
-            else:
-                c.remove_flags(list(uids), [b"\\Seen"], silent=True)
-
-    def uids(self, user: str, folder: str) -> list[int]:
-        with self.client(user) as c:
-            c.select_folder(folder, readonly=True)
-            return sorted(c.search("ALL"))
+    def credentials(self, user: str) -> tuple[str, str]:
+        return user, self._users[user]
 
     def status(self, user: str, folder: str) -> dict[bytes, int]:
         with self.client(user) as c:
             return c.folder_status(folder, ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ"])
-
-    def create_folder(self, user: str, folder: str) -> None:
-        with self.client(user) as c:
-            c.create_folder(folder)
 
     def rename_folder(self, user: str, old: str, new: str) -> None:
         with self.client(user) as c:
@@ -455,21 +393,6 @@ service imap-login {{
     def delete_folder(self, user: str, folder: str) -> None:
         with self.client(user) as c:
             c.delete_folder(folder)
-
-
-def _append(
-    c: IMAPClient,
-    folder: str,
-    raw: bytes,
-    flags: Sequence[str | bytes],
-    internal_date: datetime | None,
-) -> int:
-    resp = c.append(folder, raw, flags=tuple(flags), msg_time=internal_date)
-    text = resp.decode() if isinstance(resp, bytes) else str(resp)
-    m = re.search(r"\[APPENDUID \d+ (\d+)\]", text)
-    if not m:
-        raise DovecotError(f"no APPENDUID in {text!r}")
-    return int(m.group(1))
 
 
 def make_mail(
