@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, imapside, tools
+from bench import coldstart, imapside, suggest_cost, tools
 from bench.mailgen import MailFactory, generate
 from bench.meter import Meter
 from bench.ours import OurAccount, moto_in_process, since_anchor, sink_sync
@@ -183,6 +183,10 @@ def run_size(n: int, args: argparse.Namespace, d: Dovecot, meter: Meter) -> dict
     for v in cost.values():
         v["commands"] = len(v["commands"])
     r["cost"] = cost
+
+    # 5. suggestions for the unassigned: a page of 50 with its top suggestions
+    r["suggest"] = suggest_cost.measure(meter, f"b{n}")
+    log(f"{n}: suggestions page of {r['suggest']['page']}: {r['suggest']['aws']['ddb_read_requests']} reads")
     if mb:
         mb.cleanup()
     if off:
@@ -475,6 +479,29 @@ def figures(res: dict[str, Any], args: argparse.Namespace) -> list[Figure]:
             "",
             c["noop"]["aws"]["ddb_write_requests"],
             "writes",
+        )
+    )
+    sg = r["suggest"]
+    F.append(
+        Figure(
+            "cost.suggestions_page",
+            f"cost: DDB requests, {sg['page']} unassigned + top suggestion (+1 auth)",
+            sg["aws"]["ddb_read_requests"] + sg["aws"]["ddb_write_requests"],
+            "",
+            sg["aws"]["rcu"],
+            "RCU",
+            target="bounded, no Scan",
+            met=sg["aws"]["ops"].get("Scan", 0) == 0 and sg["aws"]["ddb_write_requests"] == 0,
+        )
+    )
+    F.append(
+        Figure(
+            "cost.suggestions_one",
+            "cost: DDB requests, one mail's suggestions (+1 auth)",
+            sg["single"]["aws"]["ddb_read_requests"] + sg["single"]["aws"]["ddb_write_requests"],
+            "",
+            sg["single"]["aws"]["rcu"],
+            "RCU",
         )
     )
     cpu = r["e"]["cpu_seconds"] / r["e"]["new"] * 1000

@@ -45,6 +45,9 @@ class NullStore:
     def get_messages(self, mids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {}
 
+    def iter_messages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        return iter(())
+
     def get_refs(self, hashes: Iterable[str]) -> dict[str, str]:
         return {h: self.refs[h] for h in hashes if h in self.refs}
 

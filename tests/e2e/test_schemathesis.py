@@ -65,7 +65,8 @@ BUSINESS_RULES = {
     "patchMessage": "a patch of only nulls changes nothing: 422 `invalid_request`",
     "patchThread": "a patch of only nulls changes nothing: 422 `invalid_request`",
     "listAccounts": "a made-up cursor: 400 `invalid_cursor` (cursors are opaque, not a schema)",
-    "listMessages": "a made-up cursor (400 `invalid_cursor`), an unknown account_id (404)",
+    "listMessages": "a made-up cursor (400 `invalid_cursor`), an unknown account_id (404), "
+    "with_suggestions without unassigned (422 `suggestions_need_unassigned`)",
     "listThreads": "a made-up cursor: 400 `invalid_cursor`",
     "contactMessages": "a made-up cursor: 400 `invalid_cursor`",
     "contactThreads": "a made-up cursor: 400 `invalid_cursor`",

@@ -263,7 +263,14 @@ def test_account_object_shape(api, acc, dovecot, imap_user):
     assert acc["email"] == f"{user}@example.test"
     assert acc["owner"] == "alice"
     assert acc["state"] == "initial_sync" and acc["error"] is None
-    assert set(acc["settings"]) == {"folder_mode", "folders", "visibility", "auto_assign", "signature"}
+    assert set(acc["settings"]) == {
+        "folder_mode",
+        "folders",
+        "visibility",
+        "auto_assign",
+        "signature",
+        "exclude",
+    }
     assert set(acc["sync"]) >= {"started_at", "last_success_at", "messages", "folders_total", "folders_done"}
     iso_utc(acc["created_at"])
     iso_utc(acc["sync"]["started_at"])

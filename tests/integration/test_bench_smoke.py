@@ -46,6 +46,8 @@ def test_bench_quick(tmp_path: Path) -> None:
         "cost.engine_cpu_per_1000",
         "cold.api",
         "cold.api.clients",
+        "cost.suggestions_page",
+        "cost.suggestions_one",
     ):
         assert key in figs, key
 
@@ -66,3 +68,8 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert r["cost"]["new10"]["aws"]["s3_puts"] == 10
     assert figs["cost.engine_cpu_per_1000"]["value"] > 0
     assert figs["cold.api.clients"]["value"] == 0
+    # Suggestions: a page of 50 unassigned mails with their top suggestion reads, never scans.
+    sg = r["suggest"]
+    assert sg["page"] == 50 and sg["with_suggestion"] > 0
+    assert "Scan" not in sg["aws"]["ops"] and sg["aws"]["ddb_write_requests"] == 0
+    assert figs["cost.suggestions_page"]["met"] is True

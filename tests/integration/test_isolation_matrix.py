@@ -63,6 +63,7 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "sendMail": (SEND, {}, "ids", "ids"),
     "listMessages": (None, {}, "query", "query"),
     "getMessage": (None, {}, "ids", "ids"),
+    "messageSuggestions": (None, {}, "ids", "ids"),
     "deleteMessage": (None, {}, "ids", "ids"),
     "patchMessage": ({"unread": False}, {}, "ids", "ids"),
     "getAttachment": (None, {}, "ids", "ids"),

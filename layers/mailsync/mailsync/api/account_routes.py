@@ -80,7 +80,21 @@ def list_folders(account_id: Id) -> schemas.FolderList:
 
 
 @router.patch(
-    "/v1/accounts/<account_id>/settings", tags=["accounts"], summary="Change folders, visibility, …"
+    "/v1/accounts/<account_id>/settings",
+    tags=["accounts"],
+    summary="Change folders, sharing level, signature, exclusion rules, …",
+    description=(
+        "Fields left out keep their value. A new `visibility` applies to mails stored from now on. "
+        "New `exclude` rules remove the matching mails already mirrored (in the background, even "
+        "while the account is paused); mails of a removed rule come back on the next resync."
+    ),
+    responses={
+        422: error_response(
+            "Invalid body (`invalid_request`), `unknown_folder`: a selected folder does not exist "
+            "at the provider, `invalid_address` / `invalid_domain`: an exclusion entry is not an "
+            "address / a domain, `too_many_entries`: more than 500 exclusion entries in all"
+        )
+    },
 )
 def update_settings(account_id: Id, body: schemas.SettingsIn) -> schemas.Account:
     t, u = caller(router)

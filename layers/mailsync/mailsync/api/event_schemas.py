@@ -29,7 +29,7 @@ DATA_DOC = (
     "`folder`, `subject`, `from`, `to`, `cc`, `date`, `snippet`, `unread`, `links`, `visibility`); "
     "`message.updated`: the summary plus `changes` (a subset of `unread`, `folder`, `links`); "
     "`message.deleted`: `id`, `account_id`, `thread_id`, `reason` (`deleted_at_provider` | "
-    "`moved_to_unsynced_folder` | `folder_unsynced` | `deleted_by_user`); `thread.linked`, "
+    "`moved_to_unsynced_folder` | `folder_unsynced` | `deleted_by_user` | `excluded`); `thread.linked`, "
     "`thread.unlinked`: `thread_id`, `contact_id`, `message_ids`, `source`; `account.connected`, "
     "`account.deleted`, `account.initial_sync_completed`: `account_id`, `owner`, `email`, `provider`; "
     "`account.state_changed`: `account_id`, `owner`, `from`, `to`, `error`, `action`; "
@@ -64,7 +64,9 @@ class MessageDeletedData(BaseModel):
     id: str
     account_id: str
     thread_id: str
-    reason: Literal["deleted_at_provider", "moved_to_unsynced_folder", "folder_unsynced", "deleted_by_user"]
+    reason: Literal[
+        "deleted_at_provider", "moved_to_unsynced_folder", "folder_unsynced", "deleted_by_user", "excluded"
+    ]
 
 
 class ThreadLinkData(BaseModel):

@@ -5,10 +5,11 @@ Field names, routes, status codes and error codes here are the public contract.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from mailsync.api.suggestion_schemas import SuggestedMixin
 from mailsync.domain.records import CONTACT_ID_PATTERN
 
 
@@ -32,6 +33,30 @@ VISIBILITY_TEXT = (
 )
 
 
+EXCLUDE_TEXT = (
+    "Mail that is never synced: a mail whose sender or any recipient matches is not mirrored at "
+    "all, and adding a rule removes the matching mails already mirrored (the provider's copy is "
+    "untouched); removing one brings them back on the next resync. Addresses match exactly "
+    "(case-insensitive), a domain also covers its subdomains. At most 500 entries in all; a bad "
+    "entry is refused with 422 `invalid_address` / `invalid_domain`, too many with "
+    "`too_many_entries`"
+)
+
+
+class ExcludeIn(_In):
+    addresses: list[Annotated[str, Field(max_length=320)]] | None = Field(
+        None, max_length=500, description="Replaces the address rules when given"
+    )
+    domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        None, max_length=500, description="Replaces the domain rules when given"
+    )
+
+
+class ExcludeRules(BaseModel):
+    addresses: list[str] = Field(description="Normalised (lower case)")
+    domains: list[str] = Field(description="Normalised (lower case, IDNA as xn--)")
+
+
 class SettingsIn(_In):
     folder_mode: Literal["all", "selected"] | None = None
     folders: list[str] | None = Field(None, max_length=500)
@@ -39,6 +64,7 @@ class SettingsIn(_In):
     # Strict: JSON's true/false only; pydantic would take 0, 1 or "yes" (the spec says boolean).
     auto_assign: StrictBool | None = None
     signature: str | None = Field(None, max_length=20_000)
+    exclude: ExcludeIn | None = Field(None, description=EXCLUDE_TEXT)
 
 
 class CreateAccountIn(_In):
@@ -114,6 +140,7 @@ class AccountSettings(BaseModel):
     visibility: Visibility = Field(description=VISIBILITY_TEXT)
     auto_assign: bool
     signature: str
+    exclude: ExcludeRules = Field(description=EXCLUDE_TEXT)
 
 
 class ServerOut(BaseModel):
@@ -219,7 +246,7 @@ class Link(BaseModel):
     source: Literal["auto", "manual"]
 
 
-class MessageSummary(BaseModel):
+class MessageSummary(SuggestedMixin):  # api/suggestion_schemas.py: listMessages' `suggestion`
     id: str
     account_id: str
     thread_id: str

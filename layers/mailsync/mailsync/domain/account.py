@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.exclusions import ExcludeRules
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "folder_mode": "all",
@@ -22,6 +23,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "visibility": "private",
     "auto_assign": True,
     "signature": "",
+    "exclude": {"addresses": [], "domains": []},
 }
 
 # States in which the sync worker owns the account's state fields (the user owns the others).
@@ -53,6 +55,7 @@ class AccountSettings:
     visibility: str = "private"
     auto_assign: bool = True
     signature: str = ""
+    exclude: ExcludeRules = ExcludeRules()  # mail never synced (domain.exclusions)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AccountSettings:
@@ -63,10 +66,11 @@ class AccountSettings:
             visibility=merged["visibility"],
             auto_assign=bool(merged["auto_assign"]),
             signature=merged["signature"] or "",
+            exclude=ExcludeRules.from_dict(merged["exclude"]),
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "folders": list(self.folders)}
+        return {**asdict(self), "folders": list(self.folders), "exclude": self.exclude.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Account:
     next_due: str | None = None
     saves_sent: bool = False  # the provider files sent mail itself
     health: dict[str, Any] | None = None
+    # The digest of the exclusion rules the mirror was last cleaned for (domain.exclusions).
+    exclude_applied: str | None = None
 
     def with_(self, **changes: Any) -> Account:
         return replace(self, **changes)

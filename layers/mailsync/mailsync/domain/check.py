@@ -16,6 +16,8 @@ Invariants:
   only the account-wide kinds (:data:`~mailsync.domain.ports.SESSION_KINDS`) end the check.
 * A folder whose first load is not complete is not checked (its inventory would be the
   unfinished rest of the load, not a difference).
+* A mail an exclusion rule matches (``domain.exclusions``) is fetched by each check, found
+  excluded and counted as neither missing nor healed: the mirror keeps no trace of it.
 * Known races, documented in docs/performance.md: a Gmail or Graph mail that arrives between
   the sync and the check, or an IMAP mail expunged in that instant, counts as a difference
   and is healed (harmlessly) by the check.
@@ -29,7 +31,8 @@ from datetime import datetime
 from mailsync.domain.clock import iso
 from mailsync.domain.health import CheckResult, FolderCheck
 from mailsync.domain.ports import SESSION_KINDS, ChangeBatch, MailProvider, ProviderError, Remove
-from mailsync.domain.sync import SyncEngine
+from mailsync.domain.scan import scan_message
+from mailsync.domain.sync import SyncEngine, participants_of
 from mailsync.domain.sync_state import FolderState
 
 
@@ -83,7 +86,10 @@ def check_folder(
         dropped += len(chunk) - len(upserts)
         if upserts:
             engine.apply_batch(st, ChangeBatch(st.name, list(upserts), cursor=cursor, done=True))
-        for u in upserts:
+        # A mail an exclusion rule matches is never mirrored: not a difference either.
+        kept = [u for u in upserts if not excluded(engine, u.raw)]
+        dropped += len(upserts) - len(kept)
+        for u in kept:
             healed += 1
             if on_healed:
                 on_healed(st.name, u.ref, "missing")
@@ -104,6 +110,11 @@ def check_folder(
         extra=len(extra),
         healed=healed,
     )
+
+
+def excluded(engine: SyncEngine, raw: bytes) -> bool:
+    rules = engine.ctx.exclude
+    return bool(rules) and rules.matches(participants_of(scan_message(raw)))
 
 
 def _ref_order(ref: str) -> tuple[int, str]:

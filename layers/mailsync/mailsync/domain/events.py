@@ -55,7 +55,8 @@ DELETED_AT_PROVIDER = "deleted_at_provider"
 MOVED_TO_UNSYNCED_FOLDER = "moved_to_unsynced_folder"
 FOLDER_UNSYNCED = "folder_unsynced"
 DELETED_BY_USER = "deleted_by_user"
-DELETE_REASONS = (DELETED_AT_PROVIDER, MOVED_TO_UNSYNCED_FOLDER, FOLDER_UNSYNCED, DELETED_BY_USER)
+EXCLUDED = "excluded"  # an exclusion rule of the account matches it (domain.exclusions)
+DELETE_REASONS = (DELETED_AT_PROVIDER, MOVED_TO_UNSYNCED_FOLDER, FOLDER_UNSYNCED, DELETED_BY_USER, EXCLUDED)
 
 
 class UnknownEventType(ValueError):

@@ -92,6 +92,11 @@ def shown_folder(locs: dict[str, str], current: str | None, fallback: str) -> st
     return current if current in locs else fallback
 
 
+def participants_of(p: ParsedMessage) -> list[str]:
+    """The normalised addresses that take part in a mail (From, To, Cc, Bcc)."""
+    return sorted({a.key for a in (*p.from_, *p.to, *p.cc, *p.bcc)})
+
+
 def _addr_list(addrs: list[Address]) -> list[dict[str, str | None]]:
     return [a.as_dict() for a in addrs]
 
@@ -206,9 +211,9 @@ class SyncEngine:
             w.locations_delete.append((folder, gen, ref))
             doc = msgs.get(mid)
             if doc and doc["locs"].get(folder) == Location(gen, ref).encode():
-                self._remove_loc(doc, folder, w, thread_changes, reason)
+                self.remove_loc(doc, folder, w, thread_changes, reason)
                 removed += 1
-        self._apply_thread_changes(thread_changes, w)
+        self.apply_thread_changes(thread_changes, w)
         self.store.commit(w)
         return removed
 
@@ -307,6 +312,15 @@ class SyncEngine:
         w = Writes()
         thread_changes: dict[str, dict[str, dict[str, Any] | None]] = {}
 
+        # A new mail that an exclusion rule matches is not mirrored at all: no object, no
+        # thread, no location (domain.exclusions).
+        skipped = {
+            u.ref
+            for u in upserts
+            if known[u.ref] not in msgs and self.ctx.exclude.matches(participants_of(parsed[u.ref][1]))
+        }
+        report.excluded += len(skipped)
+        upserts = [u for u in upserts if u.ref not in skipped]
         # New mails first (oldest first so parents thread before replies).
         new = [(parsed[u.ref], known[u.ref]) for u in upserts if known[u.ref] not in msgs]
         new.sort(key=lambda x: x[0][0].internal_date)
@@ -374,10 +388,10 @@ class SyncEngine:
             delta -= 1
             rdoc = msgs.get(rmid)
             if rdoc and rdoc["locs"].get(folder) == Location(gen, r.ref).encode():
-                self._remove_loc(rdoc, folder, w, thread_changes, r.reason)
+                self.remove_loc(rdoc, folder, w, thread_changes, r.reason)
                 report.removed += 1
 
-        self._apply_thread_changes(thread_changes, w)
+        self.apply_thread_changes(thread_changes, w)
         self.store.commit(w)
 
         # Only now is it safe to move the cursor past these changes.
@@ -437,7 +451,7 @@ class SyncEngine:
             doc["gone_reason"] = None
             w.orphans_remove.add(doc["mid"])
 
-    def _remove_loc(
+    def remove_loc(
         self,
         doc: MessageDoc,
         folder: str,
@@ -461,7 +475,7 @@ class SyncEngine:
         raw_key = self.store.raw_key(mid)
         w.raw[raw_key] = u.raw
         received = iso(u.internal_date)
-        participants = sorted({a.key for a in (*p.from_, *p.to, *p.cc, *p.bcc)})
+        participants = participants_of(p)
         return {
             "mid": mid,
             "tenant_id": ctx.tenant_id,
@@ -509,7 +523,7 @@ class SyncEngine:
     ) -> dict[str, str]:
         return assign_threads(self.store, self.ctx, new, w, hints)
 
-    def _apply_thread_changes(self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes) -> None:
+    def apply_thread_changes(self, changes: dict[str, dict[str, dict[str, Any] | None]], w: Writes) -> None:
         if not changes:
             return
         current = self.store.get_threads(changes.keys())
@@ -571,6 +585,6 @@ class SyncEngine:
             w.addresses_delete.extend((e, doc["received_at"], mid) for e in doc.get("participants") or [])
             thread_changes.setdefault(doc["thread_id"], {})[mid] = None
             purged += 1
-        self._apply_thread_changes(thread_changes, w)
+        self.apply_thread_changes(thread_changes, w)
         self.store.commit(w)
         return purged

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from mailsync.domain.exclusions import ExcludeRules
 from mailsync.domain.ports import ProviderError
 from mailsync.domain.records import Link, MessageDoc, ThreadDoc
 
@@ -46,6 +47,7 @@ class AccountContext:
     sync_start: datetime
     backfill_days: int = 0
     auto_assign: bool = True
+    exclude: ExcludeRules = ExcludeRules()  # mail never synced (domain.exclusions)
 
     @property
     def since(self) -> datetime:
@@ -120,6 +122,10 @@ class MirrorStore(Protocol):
 
     def get_messages(self, mids: Iterable[str]) -> dict[str, MessageDoc]: ...
 
+    def iter_messages(self, page_size: int) -> Iterator[list[MessageDoc]]:
+        """Every message of the account, a page at a time (the exclusion pass)."""
+        ...
+
     def get_refs(self, hashes: Iterable[str]) -> dict[str, str]: ...
 
     def get_threads(self, thread_ids: Iterable[str]) -> dict[str, ThreadDoc]: ...
@@ -155,6 +161,7 @@ class SyncReport:
     updated: int = 0
     removed: int = 0
     purged: int = 0
+    excluded: int = 0  # new mails not mirrored: an exclusion rule matched (domain.exclusions)
     complete: bool = True  # False when the time budget ran out; re-run to continue
     gone_folders: list[str] = field(default_factory=list)
     # Folders whose sync failed while the others went on (folder name -> the provider error).

@@ -47,6 +47,7 @@ from mailsync.store.models import (
 ACCOUNT_FIELDS = (
     "tenant_id", "account_id", "owner", "email", "provider", "state", "error", "settings", "servers",
     "sync", "sync_start", "backfill_days", "failures", "created_at", "saves_sent", "health",
+    "exclude_applied",
 )  # fmt: skip
 
 
@@ -82,6 +83,7 @@ def to_doc(acc: Account) -> dict[str, Any]:
         "saves_sent": acc.saves_sent,
         "next_due": acc.next_due,
         "health": dict(acc.health) if acc.health else None,
+        "exclude_applied": acc.exclude_applied,
     }
 
 
@@ -117,6 +119,7 @@ def from_item(item: AccountItem) -> Account:
         next_due=d["next_due"],
         saves_sent=bool(d["saves_sent"]),
         health=d["health"],
+        exclude_applied=d["exclude_applied"],
     )
 
 

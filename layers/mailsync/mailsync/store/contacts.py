@@ -7,13 +7,17 @@ Items (see ``store.models``):
 * ``T#<t>#E#<email>`` / ``E``: the contacts having an address (ingest looks them up
   in one BatchGet per batch);
 * ``T#<t>#ADDR#<email>`` / ``<received>#<mid>``: the mirrored messages an address
-  takes part in (retroactive linking is a Query, never a Scan).
+  takes part in (retroactive linking is a Query, never a Scan);
+* ``T#<t>#DOM#<domain>`` / ``D`` and ``T#<t>#NAME#<hash>`` / ``N``: the contacts having an
+  address at a (non-free-mail) domain, and those of a normalised name (suggestions read them
+  in one BatchGet per page; ``domain.suggestions.contact_index_keys`` says which).
 
 Link items are built here only (:func:`link_item`), for the sync's commit and for
 the contact use cases alike.
 
 Mutation paths: :meth:`ContactRepository.put`, :meth:`ContactRepository.delete`,
 :meth:`ContactRepository.add_address`, :meth:`ContactRepository.remove_address`,
+:meth:`ContactRepository.add_index_entry`, :meth:`ContactRepository.remove_index_entry`,
 :meth:`LinkRepository.put`, :meth:`LinkRepository.delete`; the sync writes links and
 the address → messages index through ``DynamoMirrorStore.commit`` with the same builders.
 """
@@ -36,8 +40,13 @@ from mailsync.store.models import (
     LinkItem,
     TenantMemberItem,
 )
+from mailsync.store.models_index import DomainContactsItem, NameContactsItem
 
 LINK_PREFIX = "L#"
+#: Contacts kept per domain or name item (~40 KB): past it a shared domain tells nothing, and the
+#: item stays far below DynamoDB's 400 KB. A contact beyond it is not added (and not suggested
+#: by that domain or name).
+INDEX_ENTRY_CAP = 1000
 
 
 def link_item(tenant_id: str, link: Link) -> LinkItem:
@@ -177,10 +186,53 @@ class ContactRepository:
         else:
             item.delete()
 
+    # ------------------------------------------------ domain / name -> contacts
+    def add_index_entry(self, what: str, value: str, cid: str, kind: str) -> None:
+        """Add the contact to the ``"domain"`` or ``"name"`` (normalised) index item ``value``."""
+        if what == "domain":
+            pk, sk, extra = keys.domain_contacts(self.t, value), "D", {}
+        else:
+            pk, sk, extra = keys.name_contacts(self.t, value), "N", {"name": value}
+        model: Any = DomainContactsItem if what == "domain" else NameContactsItem
+        try:
+            item = model.get(pk, sk, consistent_read=True)
+        except DoesNotExist:
+            item = model(pk, sk, contacts={}, **extra)
+        contacts = dict(item.contacts or {})
+        if contacts.get(cid) == kind or (cid not in contacts and len(contacts) >= INDEX_ENTRY_CAP):
+            return
+        item.contacts = {**contacts, cid: kind}
+        item.save()
+
+    def remove_index_entry(self, what: str, value: str, cid: str) -> None:
+        if what == "domain":
+            pk, sk = keys.domain_contacts(self.t, value), "D"
+        else:
+            pk, sk = keys.name_contacts(self.t, value), "N"
+        model: Any = DomainContactsItem if what == "domain" else NameContactsItem
+        try:
+            item = model.get(pk, sk, consistent_read=True)
+        except DoesNotExist:
+            return
+        contacts = dict(item.contacts or {})
+        if contacts.pop(cid, None) is None:
+            return
+        if contacts:
+            item.contacts = contacts
+            item.save()
+        else:
+            item.delete()
+
     # ------------------------------------------------------- address -> messages
     def messages_with(self, email: str) -> list[str]:
         """Ids of the mirrored messages ``email`` takes part in (one Query, paged through)."""
         return [i.mid for i in AddressMessageItem.query(keys.address_messages(self.t, email))]
+
+    def recent_messages_with(self, email: str, limit: int) -> list[str]:
+        """Ids of the newest ``limit`` messages ``email`` takes part in (one Query page)."""
+        pk = keys.address_messages(self.t, email)
+        it = AddressMessageItem.query(pk, scan_index_forward=False, limit=limit, page_size=limit)
+        return [i.mid for i in it]
 
 
 class LinkRepository:

@@ -108,6 +108,16 @@ def address_messages(t: str, email: str) -> str:
     return f"T#{t}#ADDR#{email.strip().lower()}"
 
 
+def domain_contacts(t: str, domain: str) -> str:
+    """The contacts having an address at ``domain`` (sk ``D``; free-mail domains are not indexed)."""
+    return f"T#{t}#DOM#{domain.strip().lower()}"
+
+
+def name_contacts(t: str, name_key: str) -> str:
+    """The contacts whose normalised name is ``name_key`` (sk ``N``); hashed: names are long and free text."""
+    return f"T#{t}#NAME#{hashlib.sha256(name_key.encode()).hexdigest()[:32]}"
+
+
 def owner_unassigned(t: str, user: str) -> str:
     return f"T#{t}#U#{user}#UN"
 

@@ -220,6 +220,18 @@ class DynamoMirrorStore:
             return {}
         return {i.mid: message_doc(i) for i in MessageItem.batch_get(ks, consistent_read=True)}
 
+    def iter_messages(self, page_size: int) -> Iterator[list[MessageDoc]]:
+        """The account's messages from its index partition (GSI2), ``page_size`` a page."""
+        it = MessageItem.by_account.query(keys.account_messages(self.t, self.a), page_size=page_size)
+        page: list[MessageDoc] = []
+        for item in it:
+            page.append(message_doc(item))
+            if len(page) >= page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
     def get_refs(self, hashes: Iterable[str]) -> dict[str, str]:
         want = {keys.ref_sk(h): h for h in set(hashes)}
         if not want:

@@ -272,6 +272,7 @@ class AccountItem(_Base):
     gsi2sk = UnicodeAttribute(null=True)
     gsi6pk = UnicodeAttribute(null=True)
     health = CompactJSONAttribute(null=True)  # domain.health.HealthMarks
+    exclude_applied = UnicodeAttribute(null=True)  # digest of domain.exclusions.ExcludeRules
     by_owner = GSI1()
     due = GSI2()
     by_state = GSI6()
@@ -536,6 +537,7 @@ from mailsync.store.models_events import (  # noqa: E402
     WebhookDeliveryItem,
     WebhookEndpointItem,
 )
+from mailsync.store.models_index import DomainContactsItem, NameContactsItem  # noqa: E402
 
 ALL_MODELS = (
     *ALL_MODELS,
@@ -544,4 +546,6 @@ ALL_MODELS = (
     EventItem,
     WebhookEndpointItem,
     WebhookDeliveryItem,
+    DomainContactsItem,
+    NameContactsItem,
 )

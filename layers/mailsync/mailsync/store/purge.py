@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from pynamodb.exceptions import DeleteError, DoesNotExist
 from pynamodb.models import Model
 
+from mailsync.domain import suggestions
+from mailsync.domain.records import Contact
 from mailsync.observability import logger
 from mailsync.store import blobs, idempotency, keys, watches, webhooks
 from mailsync.store.contacts import address_message_key, link_key
@@ -47,6 +49,7 @@ from mailsync.store.models import (
     TenantMemberItem,
     ThreadItem,
 )
+from mailsync.store.models_index import DomainContactsItem, NameContactsItem
 
 PAGE = 200  # items per sweep step: one BatchGet of messages (2 requests) and its deletes
 
@@ -153,14 +156,22 @@ def _chunks(mids: Iterable[str], size: int = PAGE) -> Iterable[list[str]]:
 
 # ---------------------------------------------------------------- tenant side
 def purge_contact(tenant_id: str, contact_id: str) -> None:
-    """A contact with its history partition and its address entries (tenant purge only:
-    a user's contact deletion goes through the contact use case)."""
+    """A contact with its history partition, its address entries and its domain and name
+    entries (tenant purge only: a user's contact deletion goes through the contact use case;
+    every contact of the tenant goes, so the shared entries go whole)."""
     pk = keys.contact(tenant_id, contact_id)
     try:
-        emails = ContactItem.get(pk, "C", consistent_read=True).emails or []
+        item = ContactItem.get(pk, "C", consistent_read=True)
+        emails, name = [str(e) for e in item.emails or []], item.name or ""
     except DoesNotExist:
-        emails = []
-    _delete_all(AddressContactsItem(keys.address_contacts(tenant_id, str(e)), "E") for e in emails)
+        emails, name = [], ""
+    _delete_all(AddressContactsItem(keys.address_contacts(tenant_id, e), "E") for e in emails)
+    domains, name_key = suggestions.contact_index_keys(
+        Contact(contact_id, "customer", name, tuple(emails), (), "", "")
+    )
+    _delete_all(DomainContactsItem(keys.domain_contacts(tenant_id, d), "D") for d in domains)
+    if name_key:
+        _delete_all([NameContactsItem(keys.name_contacts(tenant_id, name_key), "N")])
     _delete_all(PartitionItem.query(pk, consistent_read=True))  # the contact and its links
     TenantMemberItem(keys.tenant(tenant_id), keys.tenant_member_sk("C", contact_id)).delete()
 

@@ -27,6 +27,7 @@ from mailsync.domain import detect as detect_mod
 from mailsync.domain import hostguard
 from mailsync.domain.account import NOT_DUE_STATES, Account, AccountSettings, Server, new_account
 from mailsync.domain.clock import iso, parse_iso, utcnow
+from mailsync.domain.exclusions import ExcludeRules, InvalidRule
 from mailsync.domain.health import CheckResult, health_view
 from mailsync.domain.ports import (
     AuthFailed,
@@ -62,6 +63,7 @@ def account_context(acc: Account, s: Settings) -> AccountContext:
         sync_start=parse_iso(acc.sync_start),
         backfill_days=acc.backfill_days,
         auto_assign=acc.settings.auto_assign,
+        exclude=acc.settings.exclude,
     )
 
 
@@ -226,6 +228,19 @@ def update_settings(tenant_id: str, user_id: str, account_id: str, patch: dict[s
     new_doc = {**current.as_dict(), **{k: v for k, v in patch.items() if v is not None}}
     if "folders" in patch and patch["folders"] is not None and "folder_mode" not in patch:
         new_doc["folder_mode"] = "selected"
+    exclude = patch.get("exclude")
+    if exclude is not None:
+        try:
+            new_doc["exclude"] = ExcludeRules.parse(
+                current.exclude.addresses if exclude.get("addresses") is None else exclude["addresses"],
+                current.exclude.domains if exclude.get("domains") is None else exclude["domains"],
+            ).as_dict()
+        except InvalidRule as e:
+            if e.code == "invalid_address":
+                raise Unprocessable(str(e), code="invalid_address") from None
+            if e.code == "invalid_domain":
+                raise Unprocessable(str(e), code="invalid_domain") from None
+            raise Unprocessable(str(e), code="too_many_entries") from None
     new = AccountSettings.from_dict(new_doc)
     if new.folder_mode == "selected":
         known = {f.name for f in repo.list_folders(tenant_id, account_id)}
@@ -239,6 +254,8 @@ def update_settings(tenant_id: str, user_id: str, account_id: str, patch: dict[s
     repo.save_account(acc, get_settings().due_shards)
     if folders_changed and acc.state not in NOT_DUE_STATES:
         sync_jobs.enqueue(tenant_id, account_id, "settings")
+    elif new.exclude.digest() not in (None, acc.exclude_applied):
+        sync_jobs.enqueue(tenant_id, account_id, "exclude")  # the pass runs even when paused
     return view(acc)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from mailsync.domain import compose
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.records import CONTACT_ID_PATTERN, Contact, Link, MessageDoc, ThreadDoc, link_of
+from mailsync.domain.suggestions import contact_index_keys
 from mailsync.domain.visibility import WITHHELD, may_see_contact
 from mailsync.errors import InvalidCursor, InvalidRequest, NotFound, Unprocessable
 from mailsync.store import accounts as accounts_repo
@@ -107,6 +108,7 @@ def put_contact(tenant_id: str, cid: str, body: dict[str, Any]) -> tuple[dict[st
         contacts.add_address(e, cid, body["kind"])
     for e in removed:
         contacts.remove_address(e, cid)
+    _reindex(contacts, cid, old, new)
     if removed or kind_changed:
         _unlink_addresses(tenant_id, cid, set(removed), new_kind=body["kind"] if kind_changed else None)
     if added:
@@ -211,7 +213,27 @@ def delete_contact(tenant_id: str, cid: str) -> None:
         links.delete(chunk)
     for e in c.emails:
         contacts.remove_address(e, cid)
+    _reindex(contacts, cid, c, None)
     contacts.delete(cid)
+
+
+def _reindex(contacts: ContactRepository, cid: str, old: Contact | None, new: Contact | None) -> None:
+    """The domain → contacts and name → contacts entries (suggestions) that changed, as the
+    address entries above: what the old contact was indexed under and the new one is not goes,
+    what is new (or all of it, when the kind changed) is written."""
+    old_domains, old_name = contact_index_keys(old) if old else (frozenset(), None)
+    new_domains, new_name = contact_index_keys(new) if new else (frozenset(), None)
+    rewrite = old is not None and new is not None and old.kind != new.kind
+    for d in sorted(old_domains - new_domains):
+        contacts.remove_index_entry("domain", d, cid)
+    if old_name and old_name != new_name:
+        contacts.remove_index_entry("name", old_name, cid)
+    if new is None:
+        return
+    for d in sorted(new_domains if rewrite else new_domains - old_domains):
+        contacts.add_index_entry("domain", d, cid, new.kind)
+    if new_name and (rewrite or new_name != old_name):
+        contacts.add_index_entry("name", new_name, cid, new.kind)
 
 
 def batch_put(tenant_id: str, contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ encoded LastEvaluatedKey and must belong to the partition being read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mailsync.domain.images import ImageLinks
@@ -156,7 +157,10 @@ def list_messages(
     unassigned: bool = False,
     limit: int = 50,
     cursor: str | None = None,
+    suggest: Callable[[str, str, list[MessageDoc]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """``suggest`` (with ``unassigned``: ``usecases.suggestions.top_suggestions``) gives each
+    item its ``suggestion``."""
     messages = MessageRepository(tenant_id)
     page: Page
     if unassigned:
@@ -175,6 +179,10 @@ def list_messages(
     else:
         page = messages.page_of_owner(user_id, limit, cursor)
     items = [summary(d) for d in page.items if not (folder and thread_id and d["folder"] != folder)]
+    if suggest is not None and unassigned:
+        top = suggest(tenant_id, user_id, page.items)
+        for item in items:
+            item["suggestion"] = top.get(item["id"])
     return {"items": items, "next_cursor": page.next_cursor}
 
 

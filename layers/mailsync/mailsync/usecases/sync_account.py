@@ -29,6 +29,7 @@ from mailsync.config import Settings, get_settings
 from mailsync.domain.account import NOT_DUE_STATES, STATES, Account
 from mailsync.domain.check import check_folders
 from mailsync.domain.clock import iso, parse_iso, utcnow
+from mailsync.domain.exclude_pass import remove_excluded
 from mailsync.domain.health import CheckResult, HealthError, after_failure, after_success, check_due, error_of
 from mailsync.domain.ports import ProviderError
 from mailsync.domain.sync import FolderState, SyncEngine
@@ -69,6 +70,29 @@ def trigger_of(reason: str | None) -> str:
     return _TRIGGER_OF.get(reason or "", "manual" if reason else "schedule")
 
 
+def _apply_exclusions(acc: Account, s: Settings) -> Account:
+    """Remove the mirrored mails the account's exclusion rules match (``domain.exclude_pass``),
+    then record the rules' digest, so the pass runs once per rule change. Needs no provider:
+    a paused account is cleaned too."""
+    rules = acc.settings.exclude
+    engine = SyncEngine(
+        DynamoMirrorStore(acc.tenant_id, acc.account_id),
+        account_context(acc, s),
+        batch_size=s.sync_batch_size,
+    )
+    removed = remove_excluded(engine, rules)
+    done = acc.with_(exclude_applied=rules.digest())
+    repo.update_sync_fields(done, s.due_shards, fields=("exclude_applied",), states=_LIVE_STATES)
+    logger.info(
+        "exclusions applied",
+        extra={"tenant_id": acc.tenant_id, "account_id": acc.account_id, "removed": removed},
+    )
+    return done
+
+
+_LIVE_STATES = tuple(x for x in STATES if x != "deleting")
+
+
 def sync_account(
     tenant_id: str,
     account_id: str,
@@ -93,6 +117,11 @@ def sync_account(
             return {"status": "gone"}
         sync_jobs.enqueue(tenant_id, account_id, "purge")
         return {"status": "purging"}
+    if acc.settings.exclude.digest() != acc.exclude_applied:
+        try:
+            acc = _apply_exclusions(acc, s)
+        except AccountGone:
+            return {"status": "gone"}
     if acc.state in NOT_DUE_STATES:
         return {"status": "skipped", "state": acc.state}
 
@@ -112,6 +141,7 @@ def sync_account(
         if fresh is not None:
             ctx.visibility = fresh.settings.visibility
             ctx.auto_assign = fresh.settings.auto_assign
+            ctx.exclude = fresh.settings.exclude
 
     def on_progress(changed: dict[str, FolderState]) -> None:
         nonlocal acc

@@ -1,0 +1,22 @@
+"""pynamodb models of the contact indexes behind suggestions (``domain/suggestions.py``): a
+domain's and a name's contacts. Same table and binding as ``store/models.py``, which registers
+them. Written on the contact mutation path only (``ContactRepository``), like the address index."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, UnicodeAttribute
+
+from mailsync.store.models import _Base
+
+
+class DomainContactsItem(_Base):
+    """``T#<t>#DOM#<domain>`` / ``D``: the contacts having an address at this (non-free-mail) domain."""
+
+    contacts = JSONAttribute(default=dict)  # {contact_id: kind}
+
+
+class NameContactsItem(_Base):
+    """``T#<t>#NAME#<hash of the normalised name>`` / ``N``: the contacts of that name."""
+
+    name = UnicodeAttribute()  # the normalised name (domain.suggestions.normalise_name)
+    contacts = JSONAttribute(default=dict)  # {contact_id: kind}
