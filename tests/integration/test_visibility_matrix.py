@@ -1,15 +1,24 @@
-"""The visibility rules of issue 4 as a matrix, against the real mirror (Dovecot + moto).
+"""The visibility rules of issues 4 and 16 as a matrix, against the real mirror (Dovecot + moto).
 
-viewer  x  message  ->  GET /v1/messages/{id}, the contact's history, the thread view,
-and the viewer's own lists. The world is built once per module (read-only tests).
+viewer  x  message  ->  GET /v1/messages/{id}, its attachment, the contact's history
+(messages and threads), the thread view, and the viewer's own lists. The world is built
+once per module (read-only tests).
 
-* ``owner``: alice, owner of both accounts, sees everything of them.
+* ``owner``: alice, owner of every account, sees everything of them, in full.
 * ``listed``: bob, named in the contact's ``visible_to``.
 * ``star``: carol, allowed through ``visible_to: ["*"]`` (of another contact).
 * ``denied``: dave, a colleague not in ``visible_to``.
 * ``foreign``: user "alice" of tenant t2 (which has a contact with the same id and address).
 
-A colleague sees a message only if it is public AND linked AND they may see the contact.
+Messages: one account per sharing level (``private``, ``metadata``, ``subject``, ``public``),
+each with a mail linked to a contact and one linked to none, plus two mails whose owner
+changed the level after the fact (``PATCH /v1/messages/{id}``): ``shared`` (stored private,
+made public) and ``hidden`` (stored public, made private).
+
+A colleague sees a message only if its level is not private AND it is linked AND they may
+see the contact; then ``metadata`` withholds subject, snippet, body and attachments,
+``subject`` the body and attachments, ``public`` nothing. A withheld body or attachment
+answers 404.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ REGION = "eu-central-1"
 LISTED_ADDR = "kunde@kunde.test"
 STAR_ADDR = "makler@makler.test"
 STRANGER = "fremd@nowhere.test"
+ATTACHMENT = ("police.pdf", "application/pdf", b"%PDF-1.4 Police 4711\n")
 
 # viewer -> (api key, user, the contact whose linked mails the cell is about)
 VIEWERS = {
@@ -47,16 +57,36 @@ VIEWERS = {
     "foreign": ("key-t2", "alice", "k-listed"),
 }
 CONTACT_KINDS = {"k-listed": "customer", "k-star": "intermediary"}
-KINDS = ["public_linked", "public_unlinked", "private_linked", "private_unlinked"]
+ACCOUNT_LEVELS = ("private", "metadata", "subject", "public")
+# The level a mail has now: the account's at ingest, or the owner's override.
+OVERRIDES = {"shared": ("private", "public"), "hidden": ("public", "private")}
+LEVEL = {**{lv: lv for lv in ACCOUNT_LEVELS}, **{k: v[1] for k, v in OVERRIDES.items()}}
+KINDS = [f"{lv}_{linked}" for lv in ACCOUNT_LEVELS for linked in ("linked", "unlinked")] + [
+    f"{k}_linked" for k in OVERRIDES
+]
+WITHHELD = {
+    "metadata": ["subject", "snippet", "body", "attachments"],
+    "subject": ["body", "attachments"],
+    "public": [],
+}
+
+
+def level_of(kind: str) -> str:
+    return LEVEL[kind.split("_")[0]]
 
 
 def may_see(viewer: str, kind: str) -> bool:
-    return viewer == "owner" or (viewer in ("listed", "star") and kind == "public_linked")
+    shared = level_of(kind) != "private" and kind.endswith("_linked")
+    return viewer == "owner" or (viewer in ("listed", "star") and shared)
+
+
+def withheld(viewer: str, kind: str) -> list[str]:
+    return [] if viewer == "owner" else WITHHELD[level_of(kind)]
 
 
 @pytest.fixture(scope="module")
 def world(dovecot: Any) -> Iterator[dict[str, Any]]:
-    """Module-wide moto + tenants t1/t2 + alice's public and private accounts, synced once.
+    """Module-wide moto + tenants t1/t2 + alice's accounts, one per level, synced once.
 
     The same set-up as the ``aws``/``tenant`` fixtures of tests/conftest.py, module-scoped.
     """
@@ -102,35 +132,60 @@ def _build(dovecot: Any) -> dict[str, Any]:
 
     accs: dict[str, Any] = {}
     users: dict[str, str] = {}
-    for visibility in ("public", "private"):
+    for n, visibility in enumerate(ACCOUNT_LEVELS):
         imap_user = dovecot.new_user(visibility)
         acc = connect(dovecot, imap_user, owner="alice", backfill_days=2)
         r = alice.patch(f"/v1/accounts/{acc['id']}/settings", {"visibility": visibility})
         assert r.status == 200 and r.body["settings"]["visibility"] == visibility, r.body
         user = imap_user[0]
-        base = 0 if visibility == "public" else 10
-        for i, (who, addr) in enumerate(
-            [("k-listed", LISTED_ADDR), ("k-star", STAR_ADDR), (None, STRANGER)], start=base
-        ):
-            append(dovecot, user, i, f"{visibility} {who}", from_=addr, to=acc["email"])
+        mails = [
+            (visibility, "k-listed", LISTED_ADDR),
+            (visibility, "k-star", STAR_ADDR),
+            (visibility, None, STRANGER),
+        ]
+        mails += [
+            (k, c, a)
+            for k, (stored, _) in OVERRIDES.items()
+            if stored == visibility
+            for c, a in (("k-listed", LISTED_ADDR), ("k-star", STAR_ADDR))
+        ]
+        for i, (kind, who, addr) in enumerate(mails, start=10 * n):
+            append(dovecot, user, i, f"{kind} {who}", from_=addr, to=acc["email"], attachment=ATTACHMENT)
         sync(acc)
         accs[visibility] = acc
         users[visibility] = user
 
     msgs = {m["subject"]: m for acc in accs.values() for m in mirror(acc)}
-    assert len(msgs) == 6
+    assert len(msgs) == 3 * len(ACCOUNT_LEVELS) + 2 * len(OVERRIDES)
+    for k, (_, now) in OVERRIDES.items():  # the owner shares or hides single mails after the fact
+        for c in ("k-listed", "k-star"):
+            r = alice.patch(f"/v1/messages/{msgs[f'{k} {c}']['id']}", {"visibility": now})
+            assert r.status == 200 and r.body["visibility"] == now, r.body
 
     def cell(kind: str, contact: str) -> dict[str, Any]:
-        visibility, linked = kind.split("_")
-        return msgs[f"{visibility} {contact if linked == 'linked' else None}"]
+        name, linked = kind.split("_")
+        return msgs[f"{name} {contact if linked == 'linked' else None}"]
 
     cells = {(kind, c): cell(kind, c) for kind in KINDS for c in ("k-listed", "k-star")}
-    # Sanity of the set-up (as the owner sees it): links and stored visibility.
+    # Sanity of the set-up (as the owner sees it): links, level and the attachment.
     for (kind, c), m in cells.items():
         detail = alice.get(f"/v1/messages/{m['id']}").body
-        assert detail["visibility"] == kind.split("_")[0], detail
+        assert detail["visibility"] == level_of(kind), detail
+        assert [a["filename"] for a in detail["attachments"]] == [ATTACHMENT[0]], detail
+        m["attachment_id"] = detail["attachments"][0]["id"]
         assert contact_ids(alice, m["id"]) == ({c} if kind.endswith("_linked") else set())
     return {"accounts": accs, "users": users, "cells": cells}
+
+
+def check_view(item: dict[str, Any], m: dict[str, Any], hidden: list[str]) -> None:
+    """A summary as the viewer gets it: what is withheld is null and listed in ``redacted``."""
+    assert item["redacted"] == hidden, item
+    assert (item["subject"] is None) is ("subject" in hidden), item
+    assert (item["snippet"] is None) is ("snippet" in hidden), item
+    if "subject" not in hidden:
+        assert item["subject"] == m["subject"]
+    assert item["from"] and item["date"] and item["thread_id"] == m["thread_id"]
+    assert item["attachment_count"] == 1, item
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -140,17 +195,23 @@ def test_visibility_matrix(world, viewer, kind):
     api = ApiClient(key, user)
     m = world["cells"][(kind, contact)]
     visible = may_see(viewer, kind)
+    hidden = withheld(viewer, kind) if visible else []
+    full = visible and "body" not in hidden
 
-    # 1. The message itself.
+    # 1. The message itself (its body) and its attachment: 404 where withheld.
     r = api.get(f"/v1/messages/{m['id']}")
-    assert r.status == (200 if visible else 404), (viewer, kind, r.status, r.body)
-    if visible:
-        assert r.body["id"] == m["id"]
+    assert r.status == (200 if full else 404), (viewer, kind, r.status, r.body)
+    if full:
+        assert r.body["id"] == m["id"] and r.body["subject"] == m["subject"]
         if kind.endswith("_linked"):
             expected = {"contact_id": contact, "kind": CONTACT_KINDS[contact], "source": "auto"}
             assert expected in r.body["links"], r.body["links"]
     else:
         assert r.body["code"] == "not_found"
+    status, _, data = api.raw("GET", f"/v1/messages/{m['id']}/attachments/{m['attachment_id']}")
+    assert status == (200 if full else 404), (viewer, kind, status)
+    if full:
+        assert data == ATTACHMENT[2]
 
     # 2. The contact's history (messages and threads).
     for what, item_id in (("messages", m["id"]), ("threads", m["thread_id"])):
@@ -159,15 +220,20 @@ def test_visibility_matrix(world, viewer, kind):
             assert r.status == 404, (what, r.body)  # may not see the contact at all
             continue
         assert r.status == 200, (what, r.body)
-        ids = [item["id"] for item in r.body["items"]]
+        items = {item["id"]: item for item in r.body["items"]}
         expected_in_history = visible and kind.endswith("_linked")
-        assert (item_id in ids) is expected_in_history, (viewer, kind, what, ids)
+        assert (item_id in items) is expected_in_history, (viewer, kind, what, list(items))
+        if expected_in_history and what == "messages":
+            check_view(items[item_id], m, hidden)
+        if expected_in_history and what == "threads":
+            assert (items[item_id]["subject"] is None) is ("subject" in hidden), items[item_id]
 
-    # 3. The thread view (each of these mails is alone in its thread).
+    # 3. The thread view (each of these mails is alone in its thread), redacted as above.
     r = api.get(f"/v1/threads/{m['thread_id']}")
     if visible:
         assert r.status == 200, r.body
         assert [x["id"] for x in r.body["messages"]] == [m["id"]]
+        check_view(r.body["messages"][0], m, hidden)
     else:
         assert r.status == 404 and r.body["code"] == "not_found", r.body
 
