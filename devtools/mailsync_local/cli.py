@@ -64,6 +64,15 @@ def delete_tenant(tenant_id: str) -> dict[str, object]:
             return {"tenant_id": tenant_id, "state": "deleted", "steps": steps}
 
 
+def reindex_contacts(tenant_id: str) -> dict[str, object]:
+    """The suggestion index entries of every contact of a tenant (contacts stored before they
+    existed get them; the others are rewritten as they are)."""
+    from mailsync.usecases import contacts
+
+    _bind()
+    return {"tenant_id": tenant_id, "contacts": contacts.reindex_contacts(tenant_id)}
+
+
 def accounts_in_state(state: str, tenant_id: str | None) -> list[dict[str, object]]:
     """Accounts in ``state`` (support): a Query of the state index."""
     from mailsync.usecases import recovery
@@ -120,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         "delete-tenant", help="revoke a tenant's keys and purge everything it has (runs to the end)"
     )
     dt.add_argument("tenant_id")
+    rc = admin_sub.add_parser(
+        "reindex-contacts", help="write the suggestion index of a tenant's contacts (after an upgrade)"
+    )
+    rc.add_argument("tenant_id")
     ac = admin_sub.add_parser("accounts", help="accounts in a state, for support, as JSON")
     ac.add_argument(
         "--state",
@@ -155,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(list_tenants()))
             elif args.admin_cmd == "delete-tenant":
                 print(json.dumps(delete_tenant(args.tenant_id)))
+            elif args.admin_cmd == "reindex-contacts":
+                print(json.dumps(reindex_contacts(args.tenant_id)))
             elif args.admin_cmd == "accounts":
                 print(json.dumps(accounts_in_state(args.state, args.tenant)))
             elif args.admin_cmd in ("resync", "check"):

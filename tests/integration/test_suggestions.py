@@ -153,3 +153,28 @@ def test_contact_changes_move_their_index_entries(world: dict[str, Any]) -> None
     assert kinds["k-f1"] == "intermediary"
     assert api.delete("/v1/contacts/k-f2").status == 204
     assert "k-f2" not in {s["contact_id"] for s in suggestions(api, ids["Bewerbung"])}
+
+
+def test_contacts_stored_before_the_index_get_it_from_the_ops_cli(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Contacts written before the domain and name entries existed (simulated by deleting
+    every entry): no same_domain / name_match until `mailsync admin reindex-contacts`."""
+    import json
+
+    from mailsync.store.models_index import DomainContactsItem, NameContactsItem
+    from mailsync_local.cli import main
+
+    api, ids = world["api"], world["ids"]
+    before = suggestions(api, ids["Bewerbung"])
+    assert before and "same_domain" in before[0]["reasons"]
+    for model, prefix in ((DomainContactsItem, "T#t1#DOM#"), (NameContactsItem, "T#t1#NAME#")):
+        for item in model.scan(model.pk.startswith(prefix)):  # test set-up only: the service never scans
+            item.delete()
+    assert suggestions(api, ids["Bewerbung"]) == []
+    capsys.readouterr()
+    assert main(["admin", "reindex-contacts", "t1"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"tenant_id": "t1", "contacts": 11}
+    assert suggestions(api, ids["Bewerbung"]) == before
+    assert main(["admin", "reindex-contacts", "t1"]) == 0  # idempotent
+    assert suggestions(api, ids["Bewerbung"]) == before

@@ -24,7 +24,7 @@ the address → messages index through ``DynamoMirrorStore.commit`` with the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -120,6 +120,12 @@ class ContactRepository:
     def get_many(self, cids: Iterable[str]) -> dict[str, Contact]:
         ks = [(keys.contact(self.t, cid), "C") for cid in dict.fromkeys(cids)]
         return {c.contact_id: _contact(c) for c in ContactItem.batch_get(ks)} if ks else {}
+
+    def all_ids(self) -> Iterator[str]:
+        """Every contact id of the tenant, from its tenant-partition entries (a paged Query)."""
+        prefix = keys.tenant_member_sk("C", "")
+        for i in TenantMemberItem.query(keys.tenant(self.t), TenantMemberItem.sk.startswith(prefix)):
+            yield i.sk[len(prefix) :]
 
     def get_many_with_accounts(
         self, cids: Iterable[str], account_ids: Iterable[str]

@@ -236,6 +236,21 @@ def _reindex(contacts: ContactRepository, cid: str, old: Contact | None, new: Co
         contacts.add_index_entry("name", new_name, cid, new.kind)
 
 
+def reindex_contacts(tenant_id: str) -> int:
+    """Write the suggestion index entries (domain → contacts, name → contacts) of every contact
+    of the tenant: for contacts stored before those entries existed (ops: ``mailsync admin
+    reindex-contacts``). Idempotent; one paged Query, a BatchGet per 100 contacts and the
+    entries' writes. Returns the number of contacts indexed."""
+    contacts = ContactRepository(tenant_id)
+    done = 0
+    ids = list(contacts.all_ids())
+    for i in range(0, len(ids), 100):
+        for cid, c in contacts.get_many(ids[i : i + 100]).items():
+            _reindex(contacts, cid, None, c)
+            done += 1
+    return done
+
+
 def batch_put(tenant_id: str, contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(contacts) > BATCH_LIMIT:
         raise InvalidRequest(f"at most {BATCH_LIMIT} contacts per batch")
