@@ -96,6 +96,7 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "deleteApiKey": (None, {}, "ids", NA_TENANT),
     "deleteTenant": (None, {}, NA_NOIDS, NA_TENANT),
     "getTenantSettings": (None, {}, "list", NA_TENANT),
+    "createUserToken": ({"user_id": "token-user"}, {}, "own", NA_TENANT),
     "updateTenantSettings": ({"assign_bulk": True}, {}, "own", NA_TENANT),
     "createWebhookEndpoint": ({"url": "http://127.0.0.1:9/x", "events": ["*"]}, {}, NA_NOIDS, NA_TENANT),
     "listWebhookEndpoints": (None, {}, "list", NA_TENANT),

@@ -24,6 +24,24 @@ class Unauthorized(MailsyncError):
     status, code = 401, "unauthorized"
 
 
+class TokenExpired(Unauthorized):
+    """A user token past its ``expires_at``: mint a new one."""
+
+    code = "token_expired"
+
+
+class TenantKeyRequired(MailsyncError):
+    """A user token on a tenant-level route (keys, users, tenant, webhooks, events, tokens)."""
+
+    status, code = 403, "tenant_key_required"
+
+
+class UserMismatch(MailsyncError):
+    """A user token with an ``X-User-Id`` naming someone else: a token acts for its user alone."""
+
+    status, code = 403, "user_mismatch"
+
+
 class MissingUser(MailsyncError):
     status, code = 400, "missing_user"
 

@@ -237,6 +237,7 @@ from mailsync.api.image_routes import router as image_router  # noqa: E402
 from mailsync.api.key_routes import router as key_router  # noqa: E402
 from mailsync.api.mail_routes import router as mail_router  # noqa: E402
 from mailsync.api.oauth_routes import router as oauth_router  # noqa: E402
+from mailsync.api.token_routes import router as token_router  # noqa: E402
 from mailsync.api.user_routes import router as user_router  # noqa: E402
 from mailsync.api.webhook_routes import router as webhook_router  # noqa: E402
 
@@ -249,5 +250,6 @@ app.include_router(contact_router)
 app.include_router(oauth_router)
 app.include_router(user_router)
 app.include_router(key_router)
+app.include_router(token_router)
 app.include_router(event_router)
 app.include_router(webhook_router)

@@ -5,7 +5,10 @@ Invariants (the public contract):
 
 * Every ``/v1`` route but :data:`PUBLIC_PATHS` needs ``Authorization: Bearer <tenant
   api key>`` (401 ``unauthorized``); every one but :data:`TENANT_PATHS` also needs
-  ``X-User-Id`` (400 ``missing_user``). Tenant routes act for the tenant: they ignore
+  ``X-User-Id`` (400 ``missing_user``). Instead of both, a user route takes a user token
+  (``domain/user_tokens.py``; 401 ``unauthorized`` / ``token_expired``); on a tenant route
+  it answers 403 ``tenant_key_required``, and with another user's ``X-User-Id`` 403
+  ``user_mismatch``. Tenant routes act for the tenant: they ignore
   ``X-User-Id`` (the caller's ``user_id`` is None).
 * Both are checked, and a request body must be UTF-8 JSON (415 / 400), **before**
   the request is validated against its route's schema, so an anonymous caller
@@ -26,7 +29,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from mailsync.errors import InvalidRequest, MissingUser, Unauthorized, UnsupportedMediaType
+from mailsync.domain.user_tokens import is_user_token
+from mailsync.errors import (
+    InvalidRequest,
+    MissingUser,
+    TenantKeyRequired,
+    Unauthorized,
+    UnsupportedMediaType,
+    UserMismatch,
+)
 from mailsync.store import tenants
 
 # Routes that authenticate otherwise: the spec holds no data; the OAuth callbacks are
@@ -51,7 +62,9 @@ def is_public_path(path: str) -> bool:
 
 
 # Tenant-level routes (these paths and everything below them): the key alone, no X-User-Id.
-TENANT_PATHS = ("/v1/api-keys", "/v1/users", "/v1/tenant", "/v1/events", "/v1/webhook-endpoints")
+TENANT_PATHS = (
+    "/v1/api-keys", "/v1/users", "/v1/tenant", "/v1/events", "/v1/webhook-endpoints", "/v1/user-tokens",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,8 @@ def authenticate(ev: APIGatewayProxyEventV2) -> Caller | None:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer API key")
+    if is_user_token(token.strip()):
+        return _token_caller(ev, token.strip())
     owner = tenants.key_owner(token.strip())
     if owner is None:
         raise Unauthorized("unknown API key")
@@ -96,6 +111,19 @@ def authenticate(ev: APIGatewayProxyEventV2) -> Caller | None:
     if len(user) > 256 or "#" in user:
         raise MissingUser("X-User-Id must be at most 256 characters and must not contain '#'")
     return Caller(owner.tenant_id, user, owner.key_id)
+
+
+def _token_caller(ev: APIGatewayProxyEventV2, token: str) -> Caller:
+    """A user token (``domain/user_tokens.py``): its user alone, never a tenant route."""
+    from mailsync.usecases import user_tokens
+
+    who = user_tokens.authenticate(token)
+    if is_tenant_path(ev.path):
+        raise TenantKeyRequired("this route needs the tenant's API key, not a user token")
+    named = (ev.headers.get("x-user-id") or "").strip()
+    if named and named != who.user_id:
+        raise UserMismatch("a user token acts for its own user; leave X-User-Id out")
+    return Caller(who.tenant_id, who.user_id, who.key_id)
 
 
 def check_body(ev: APIGatewayProxyEventV2) -> None:

@@ -33,12 +33,16 @@ from mailsync.api.params import TENANT_SECURITY, error_response
 
 _TEXT = {
     400: "The X-User-Id header is missing (`missing_user`)",
-    401: "Missing, unknown or revoked API key (`unauthorized`)",
+    401: "Missing, unknown or revoked API key or user token (`unauthorized`), or an expired user "
+    "token (`token_expired`)",
     404: "No such resource, or not visible to the caller (`not_found`)",
     415: "The body is not application/json (`unsupported_media_type`)",
     422: "Invalid parameters or body (`invalid_request`)",
     503: "`account_busy`: a sync has held this account's mirror for over 30 s; nothing changed, retry",
 }
+
+_TENANT_403 = "`tenant_key_required`: a user token cannot reach tenant routes; use the tenant's API key"
+_USER_403 = "`user_mismatch`: a user token acts for its own user; leave `X-User-Id` out or name that user"
 
 # Writes that change mirrored mail (client, links, contacts' retroactive links, credentials)
 # take the account's mirror lock, and may answer 503 ``account_busy``.
@@ -55,9 +59,10 @@ def default_responses(
     rule: str, methods: tuple[str, ...], query_account: bool = False
 ) -> dict[int, OpenAPIResponse]:
     statuses = [422]
+    tenant_route = rule.startswith(TENANT_PATHS)
     if not is_public_path(rule):
-        statuses.append(401)
-        if not rule.startswith(TENANT_PATHS):
+        statuses += [401, 403]
+        if not tenant_route:
             statuses.append(400)
     if re.search(r"<\w+>", rule) or query_account:  # an unknown account_id filter is a 404
         statuses.append(404)
@@ -66,7 +71,8 @@ def default_responses(
         statuses.append(415)
     if writes and rule.startswith(_MIRROR_WRITERS):
         statuses.append(503)
-    return {s: error_response(_TEXT[s]) for s in sorted(statuses)}
+    text = {**_TEXT, 403: _TENANT_403 if tenant_route else _USER_403}
+    return {s: error_response(text[s]) for s in sorted(statuses)}
 
 
 def default_security(rule: str) -> list[dict[str, list[str]]] | None:

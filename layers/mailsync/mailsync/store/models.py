@@ -137,6 +137,7 @@ class TenantItem(_Base):
     key_count = NumberAttribute(default=0)  # API keys (records); the API never takes it below 1
     state = UnicodeAttribute(null=True)  # "deleting" while the tenant is purged: no new keys
     assign_bulk = BooleanAttribute(null=True)  # auto-assign bulk mail (null: false, the default)
+    token_secret = JSONAttribute(null=True)  # KMS envelope of the user-token HMAC secret
 
 
 class TenantRegistryItem(_Base):
@@ -537,7 +538,11 @@ from mailsync.store.models_events import (  # noqa: E402
     WebhookDeliveryItem,
     WebhookEndpointItem,
 )
-from mailsync.store.models_index import DomainContactsItem, NameContactsItem  # noqa: E402
+from mailsync.store.models_index import (  # noqa: E402
+    DomainContactsItem,
+    NameContactsItem,
+    UserTokenRevocationItem,
+)
 
 ALL_MODELS = (
     *ALL_MODELS,
@@ -548,4 +553,5 @@ ALL_MODELS = (
     WebhookDeliveryItem,
     DomainContactsItem,
     NameContactsItem,
+    UserTokenRevocationItem,
 )

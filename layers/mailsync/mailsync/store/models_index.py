@@ -4,7 +4,7 @@ them. Written on the contact mutation path only (``ContactRepository``), like th
 
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 
 from mailsync.store.models import _Base
 
@@ -20,3 +20,11 @@ class NameContactsItem(_Base):
 
     name = UnicodeAttribute()  # the normalised name (domain.suggestions.normalise_name)
     contacts = JSONAttribute(default=dict)  # {contact_id: kind}
+
+
+class UserTokenRevocationItem(_Base):
+    """``T#<t>`` / ``UT#<user>``: user tokens issued before ``not_before`` are refused (the user
+    was deleted). Kept one token lifetime past that (``ttl``): older tokens have expired anyway."""
+
+    not_before = NumberAttribute()  # Unix seconds
+    ttl = NumberAttribute()

@@ -29,10 +29,11 @@ from mailsync import connectors
 from mailsync.config import Settings, get_settings
 from mailsync.domain.account import Account
 from mailsync.domain.clock import iso, utcnow
+from mailsync.domain.user_tokens import MAX_TTL_SECONDS
 from mailsync.errors import ConfirmationRequired, UserNotFound, UserPurging
 from mailsync.observability import logger, metrics
 from mailsync.store import accounts as repo
-from mailsync.store import purge, tenants, users
+from mailsync.store import purge, tenants, user_tokens, users
 from mailsync.store.queue import sync_jobs
 
 __all__ = [
@@ -101,6 +102,7 @@ def delete_user(tenant_id: str, user_id: str) -> dict[str, Any]:
     """Start purging everything of ``user_id``: 202 ``{"user_id", "accounts", "state"}``."""
     accounts = repo.all_of_owner(tenant_id, user_id)
     users.start_purge(tenant_id, user_id, len(accounts), iso(utcnow()), tuple(a.account_id for a in accounts))
+    user_tokens.revoke_user(tenant_id, user_id, int(time.time()), MAX_TTL_SECONDS)  # refused at once
     # The job first: if this request dies after it, the job still marks and purges everything.
     sync_jobs.enqueue_purge("purge_user", tenant_id, user_id)
     shards = get_settings().due_shards
