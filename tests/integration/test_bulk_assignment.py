@@ -43,7 +43,7 @@ def test_bulk_mail_is_flagged_and_kept_out_of_histories_but_can_be_linked_by_han
     account: dict[str, Any], dovecot: Any, imap_user: tuple[str, str]
 ) -> None:
     api, tenant_api = ApiClient("key-t1", "alice"), ApiClient("key-t1", None)
-    assert tenant_api.get("/v1/tenant/settings").body == {"assign_bulk": False}
+    assert tenant_api.get("/v1/tenant/settings").body == {"assign_bulk": False, "allowed_origins": []}
     user = imap_user[0]
     dovecot.append(user, "INBOX", mail("Ihr Angebot"))
     dovecot.append(user, "INBOX", mail("Newsletter Mai", List_Unsubscribe="<https://versicherer.example/u>"))
@@ -70,11 +70,14 @@ def test_a_tenant_that_assigns_bulk_mail_gets_it_linked(
 ) -> None:
     tenant_api = ApiClient("key-t1", None)
     r = tenant_api.patch("/v1/tenant/settings", {"assign_bulk": True})
-    assert r.status == 200 and r.body == {"assign_bulk": True}
+    assert r.status == 200 and r.body == {"assign_bulk": True, "allowed_origins": []}
     assert tenant_api.patch("/v1/tenant/settings", {"assign_bulk": "yes"}).status == 422
     dovecot.append(imap_user[0], "INBOX", mail("Newsletter Juni", List_Id="<news.versicherer.example>"))
     sync(account)
     (m,) = mirror(account)
     assert history(ApiClient("key-t1", "alice"), "k1") == [m["id"]]
     # another tenant's setting is its own
-    assert ApiClient("key-t2", None).get("/v1/tenant/settings").body == {"assign_bulk": False}
+    assert ApiClient("key-t2", None).get("/v1/tenant/settings").body == {
+        "assign_bulk": False,
+        "allowed_origins": [],
+    }

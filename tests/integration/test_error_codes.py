@@ -51,6 +51,7 @@ PROOFS = {
     "invalid_address": "tests/integration/test_send.py",
     "invalid_cursor": "tests/integration/test_api_contract.py",
     "invalid_domain": "tests/integration/test_exclusions.py",
+    "invalid_origin": "tests/integration/test_user_tokens.py",
     "invalid_request": "tests/integration/test_api_contract.py",
     "invalid_state": "tests/integration/test_google_accounts.py",
     "invalid_url": "tests/integration/test_webhooks.py",

@@ -135,3 +135,83 @@ def test_checking_a_token_costs_one_dynamodb_request(tenant: Any, monkeypatch: p
     monkeypatch.setattr(BaseClient, "_make_api_call", counting)
     user_tokens.authenticate(token)
     assert calls == ["dynamodb:BatchGetItem"], calls
+
+
+# ------------------------------------------------------------------ CORS
+CRM = "https://crm.example"
+
+
+def preflight(origin: str, path: str = "/v1/accounts") -> Any:
+    headers = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    return ApiClient(None, None).call("OPTIONS", path, headers=headers)
+
+
+def test_cors_follows_the_fetch_standard_for_the_tenants_origins_only(tenant: Any) -> None:
+    tenant_api = ApiClient("key-t1", None)
+    r = tenant_api.patch(
+        "/v1/tenant/settings", {"allowed_origins": ["HTTPS://CRM.Example:443", "http://127.0.0.1:3000"]}
+    )
+    assert r.status == 200 and r.body["allowed_origins"] == [CRM, "http://127.0.0.1:3000"], r.body
+    assert tenant_api.get("/v1/tenant/settings").body["allowed_origins"] == [CRM, "http://127.0.0.1:3000"]
+
+    # Preflight: allowed for a listed origin (no credentials, so from the origin index) ...
+    r = preflight(CRM)
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == CRM and r.headers["Vary"] == "Origin"
+    assert "authorization" in r.headers["Access-Control-Allow-Headers"]
+    assert "PATCH" in r.headers["Access-Control-Allow-Methods"]
+    # ... and not for another one: no allow headers, so the browser refuses the request.
+    r = preflight("https://evil.example")
+    assert r.status == 204 and "Access-Control-Allow-Origin" not in r.headers
+
+    # Actual responses: the tenant's own origins only, never "*".
+    mine = ApiClient(mint()["token"], None)
+    r = mine.call("GET", "/v1/accounts", headers={"Origin": CRM})
+    assert (
+        r.status == 200 and r.headers["Access-Control-Allow-Origin"] == CRM and r.headers["Vary"] == "Origin"
+    )
+    r = mine.call("GET", "/v1/accounts", headers={"Origin": "https://evil.example"})
+    assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
+    t2 = ApiClient(mint(key="key-t2")["token"], None)  # t2 does not list t1's origin
+    assert (
+        "Access-Control-Allow-Origin" not in t2.call("GET", "/v1/accounts", headers={"Origin": CRM}).headers
+    )
+    # A browser can read a refusal, to mint a new token.
+    expired = user_tokens.mint("t1", None, "alice", 60, now=1_000_000_000)["token"]
+    leakscan.register("user token", expired)
+    r = ApiClient(expired, None).call("GET", "/v1/accounts", headers={"Origin": CRM})
+    assert (
+        r.status == 401
+        and r.body["code"] == "token_expired"
+        and r.headers["Access-Control-Allow-Origin"] == CRM
+    )
+
+    # Removing an origin ends both at once.
+    assert tenant_api.patch("/v1/tenant/settings", {"allowed_origins": []}).body["allowed_origins"] == []
+    assert "Access-Control-Allow-Origin" not in preflight(CRM).headers
+    assert (
+        "Access-Control-Allow-Origin" not in mine.call("GET", "/v1/accounts", headers={"Origin": CRM}).headers
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://crm.example",
+        "https://crm.example/app",
+        "crm.example",
+        "ftp://crm.example",
+        "https://u:p@crm.example",
+    ],
+)
+def test_bad_origins_are_refused(tenant: Any, bad: str) -> None:
+    r = ApiClient("key-t1", None).patch("/v1/tenant/settings", {"allowed_origins": [bad]})
+    assert r.status == 422 and r.body["code"] == "invalid_origin", r.body
+    r = ApiClient("key-t1", None).patch(
+        "/v1/tenant/settings", {"allowed_origins": [f"https://o{i}.example" for i in range(21)]}
+    )
+    assert r.status == 422

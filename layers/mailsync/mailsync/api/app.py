@@ -31,7 +31,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailsync.api import auth
+from mailsync.api import auth, cors
 from mailsync.domain.events import UnknownEventType
 from mailsync.errors import MailsyncError
 from mailsync.observability import logger
@@ -55,20 +55,27 @@ class Resolver(APIGatewayHttpResolver):
     validation) runs, using only Powertools' public ``resolve`` and ``append_context``."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        answer = cors.preflight(event)
+        if answer is not None:
+            return answer
+        origin = cors.request_origin(event)
         try:
             who = auth.check_request(event)
         except MailsyncError as e:
-            # An HTTP API (payload 2.0) response, as the resolver itself would build it.
-            return {
+            # An HTTP API (payload 2.0) response, as the resolver itself would build it. A
+            # browser must be able to read a 401 (e.g. token_expired) to mint a new token.
+            refused = {
                 "statusCode": e.status,
                 "headers": {"Content-Type": content_types.APPLICATION_JSON},
                 "cookies": [],
                 "body": json.dumps(_body(e.code, e.message, e.details), separators=(",", ":")),
                 "isBase64Encoded": False,
             }
+            return cors.decorate(refused, origin, cors.listed(origin))
         if who is not None:  # cleared by resolve() when the request is done
             self.append_context(caller=who)
-        return super().resolve(event, context)
+        response = super().resolve(event, context)
+        return cors.decorate(response, origin, who.allowed_origins if who is not None else ())
 
     def _convert_matches_into_route_keys(self, match: Any) -> dict[str, str]:
         """Path ids decoded (RFC 3986 §2.1) before they are validated and used: Powertools

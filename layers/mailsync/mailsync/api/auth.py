@@ -75,6 +75,7 @@ class Caller:
     tenant_id: str
     user_id: str | None
     key_id: str | None
+    allowed_origins: tuple[str, ...] = ()  # user tokens: the tenant's CORS origins
 
 
 def is_tenant_path(path: str) -> bool:
@@ -123,7 +124,7 @@ def _token_caller(ev: APIGatewayProxyEventV2, token: str) -> Caller:
     named = (ev.headers.get("x-user-id") or "").strip()
     if named and named != who.user_id:
         raise UserMismatch("a user token acts for its own user; leave X-User-Id out")
-    return Caller(who.tenant_id, who.user_id, who.key_id)
+    return Caller(who.tenant_id, who.user_id, who.key_id, who.allowed_origins)
 
 
 def check_body(ev: APIGatewayProxyEventV2) -> None:

@@ -516,12 +516,22 @@ class ApiKeyList(BaseModel):
     items: list[ApiKey]
 
 
+ORIGINS_TEXT = (
+    "Browser origins (`https://crm.example`; `http` only on loopback) whose pages may call the API "
+    "with user tokens (CORS); at most 20. Normalised as browsers send `Origin`"
+)
+
+
 class TenantSettingsOut(BaseModel):
     assign_bulk: bool = Field(
         description="Auto-assign bulk mail (newsletters, lists, automatic mail, auto-replies) to "
         "contacts; false (the default) keeps it out of contact histories"
     )
+    allowed_origins: list[str] = Field(description=ORIGINS_TEXT)
 
 
 class TenantSettingsIn(_In):
     assign_bulk: StrictBool | None = None
+    allowed_origins: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        None, max_length=20, description=ORIGINS_TEXT + "; replaces the list when given"
+    )

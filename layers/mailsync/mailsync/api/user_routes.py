@@ -106,9 +106,17 @@ def get_tenant_settings() -> schemas.TenantSettingsOut:
     "/v1/tenant/settings",
     tags=["tenant"],
     security=TENANT_SECURITY,
-    summary="Change the tenant's settings (assign_bulk: newsletters and automatic mail in contact histories)",
-    responses=error_responses(401),
+    summary="Change the tenant's settings (assign_bulk: bulk mail in contact histories; allowed_origins: CORS)",
+    responses={
+        **error_responses(401),
+        422: error_response(
+            "Invalid body (`invalid_request`), or `invalid_origin`: an entry is not an https origin "
+            "(scheme://host[:port], http on loopback only), or more than 20"
+        ),
+    },
 )
 def update_tenant_settings(body: schemas.TenantSettingsIn) -> schemas.TenantSettingsOut:
-    found = tenant.update_settings(tenant_caller(router).tenant_id, assign_bulk=body.assign_bulk)
+    found = tenant.update_settings(
+        tenant_caller(router).tenant_id, assign_bulk=body.assign_bulk, allowed_origins=body.allowed_origins
+    )
     return schemas.TenantSettingsOut.model_validate(found)

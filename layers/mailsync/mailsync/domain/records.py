@@ -60,6 +60,7 @@ class TenantSettings:
     """A tenant's own settings (``GET/PATCH /v1/tenant/settings``)."""
 
     assign_bulk: bool = False  # auto-assign newsletters, lists and automatic mail (domain.bulk)
+    allowed_origins: tuple[str, ...] = ()  # browser origins allowed by CORS (domain.cors)
 
 
 @dataclass(frozen=True)

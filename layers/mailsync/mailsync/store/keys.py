@@ -9,6 +9,11 @@ def tenant(t: str) -> str:
     return f"T#{t}"
 
 
+def origin(o: str) -> str:
+    """A browser origin's partition (CORS preflights; ``domain.cors``)."""
+    return f"ORIGIN#{o}"
+
+
 TENANTS = "TENANTS"  # the registry partition of every tenant (ops CLI)
 
 

@@ -138,6 +138,7 @@ class TenantItem(_Base):
     state = UnicodeAttribute(null=True)  # "deleting" while the tenant is purged: no new keys
     assign_bulk = BooleanAttribute(null=True)  # auto-assign bulk mail (null: false, the default)
     token_secret = JSONAttribute(null=True)  # KMS envelope of the user-token HMAC secret
+    allowed_origins = ListAttribute(of=UnicodeAttribute, null=True)  # CORS (domain.cors)
 
 
 class TenantRegistryItem(_Base):
@@ -541,6 +542,7 @@ from mailsync.store.models_events import (  # noqa: E402
 from mailsync.store.models_index import (  # noqa: E402
     DomainContactsItem,
     NameContactsItem,
+    OriginIndexItem,
     UserTokenRevocationItem,
 )
 
@@ -554,4 +556,5 @@ ALL_MODELS = (
     DomainContactsItem,
     NameContactsItem,
     UserTokenRevocationItem,
+    OriginIndexItem,
 )

@@ -28,3 +28,8 @@ class UserTokenRevocationItem(_Base):
 
     not_before = NumberAttribute()  # Unix seconds
     ttl = NumberAttribute()
+
+
+class OriginIndexItem(_Base):
+    """``ORIGIN#<origin>`` / ``T#<t>``: the tenant lists this browser origin (CORS preflights
+    carry no credentials, so they are answered from this partition: one Query)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError, UpdateError
@@ -38,6 +39,7 @@ from mailsync.store.models import (
     TenantItem,
     TenantRegistryItem,
 )
+from mailsync.store.models_index import OriginIndexItem
 
 TENANT_SK = "T"
 KEY_SK = "K"
@@ -142,12 +144,38 @@ def allow_redirects(tenant_id: str, patterns: list[str]) -> list[str]:
     return merged
 
 
-def update_settings(tenant_id: str, *, assign_bulk: bool | None = None) -> TenantSettings:
-    """Change the tenant's settings (None: keep); returns them."""
+def update_settings(
+    tenant_id: str, *, assign_bulk: bool | None = None, allowed_origins: tuple[str, ...] | None = None
+) -> TenantSettings:
+    """Change the tenant's settings (None: keep); returns them. New origins enter the origin
+    index before the tenant item names them, and leave it after: a crash between the two
+    leaves at most a preflight answered for an origin whose responses carry no CORS headers."""
     item = TenantItem.get(keys.tenant(tenant_id), TENANT_SK, consistent_read=True)
+    actions: list[Any] = []
     if assign_bulk is not None and bool(item.assign_bulk) != assign_bulk:
-        item.update(actions=[TenantItem.assign_bulk.set(assign_bulk)])
-    return TenantSettings(assign_bulk=bool(item.assign_bulk))
+        actions.append(TenantItem.assign_bulk.set(assign_bulk))
+    old = tuple(str(o) for o in item.allowed_origins or ())
+    if allowed_origins is not None and allowed_origins != old:
+        for o in set(allowed_origins) - set(old):
+            OriginIndexItem(keys.origin(o), keys.tenant(tenant_id)).save()
+        actions.append(TenantItem.allowed_origins.set(list(allowed_origins)))  # type: ignore[arg-type]
+    if actions:
+        item.update(actions=actions)
+    if allowed_origins is not None:
+        for o in set(old) - set(allowed_origins):
+            OriginIndexItem(keys.origin(str(o)), keys.tenant(tenant_id)).delete()
+    return _settings_of(item)
+
+
+def _settings_of(item: TenantItem) -> TenantSettings:
+    return TenantSettings(
+        assign_bulk=bool(item.assign_bulk), allowed_origins=tuple(str(o) for o in item.allowed_origins or ())
+    )
+
+
+def origin_listed(origin: str) -> bool:
+    """Whether any tenant lists ``origin`` (CORS preflight): one Query of one item."""
+    return any(True for _ in OriginIndexItem.query(keys.origin(origin), limit=1))
 
 
 # -------------------------------------------------------------------- reads
@@ -157,7 +185,7 @@ def settings(tenant_id: str) -> TenantSettings:
         item = TenantItem.get(keys.tenant(tenant_id), TENANT_SK)
     except DoesNotExist:
         return TenantSettings()
-    return TenantSettings(assign_bulk=bool(item.assign_bulk))
+    return _settings_of(item)
 
 
 def redirect_allowlist(tenant_id: str) -> list[str]:
@@ -313,6 +341,12 @@ def delete_tenant_items(tenant_id: str) -> None:
     (key records and their auth items included), and the tenant item last."""
     revoke_all_keys(tenant_id)
     TenantRegistryItem(keys.TENANTS, keys.tenant(tenant_id)).delete()
+    try:
+        listed = TenantItem.get(keys.tenant(tenant_id), TENANT_SK, consistent_read=True).allowed_origins
+    except DoesNotExist:
+        listed = None
+    for o in listed or ():
+        OriginIndexItem(keys.origin(str(o)), keys.tenant(tenant_id)).delete()
     pk = keys.tenant(tenant_id)
     with PartitionItem.batch_write() as b:
         for i in PartitionItem.query(pk, consistent_read=True):

@@ -68,6 +68,7 @@ class TokenState:
     secret: bytes | None  # None: the tenant is gone, deleting, or never minted a token
     key_exists: bool
     not_before: int | None  # tokens issued before this (Unix seconds) are revoked
+    allowed_origins: tuple[str, ...] = ()  # the tenant's CORS origins (domain.cors)
 
 
 def token_state(tenant_id: str, key_id: str | None, user_id: str) -> TokenState:
@@ -100,6 +101,7 @@ def token_state(tenant_id: str, key_id: str | None, user_id: str) -> TokenState:
         secret=secret,
         key_exists=key_id is None or keys.api_key_record_sk(key_id) in found,
         not_before=int(revoked["not_before"]["N"]) if revoked else None,
+        allowed_origins=tuple(v["S"] for v in (tenant or {}).get("allowed_origins", {}).get("L", [])),
     )
 
 

@@ -21,6 +21,7 @@ class TokenCaller:
     tenant_id: str
     user_id: str
     key_id: str | None
+    allowed_origins: tuple[str, ...] = ()
 
 
 def mint(
@@ -60,7 +61,7 @@ def authenticate(token: str, *, now: float | None = None) -> TokenCaller:
         raise Unauthorized("this user was deleted after the token was issued")
     if claims.expires_at <= int(now if now is not None else time.time()):
         raise TokenExpired("the user token has expired; mint a new one")
-    return TokenCaller(claims.tenant_id, claims.user_id, claims.key_id)
+    return TokenCaller(claims.tenant_id, claims.user_id, claims.key_id, state.allowed_origins)
 
 
 def revoke_user(tenant_id: str, user_id: str, *, now: float | None = None) -> None:
