@@ -31,9 +31,8 @@ from datetime import datetime
 from mailsync.domain.clock import iso
 from mailsync.domain.health import CheckResult, FolderCheck
 from mailsync.domain.ports import SESSION_KINDS, ChangeBatch, MailProvider, ProviderError, Remove
-from mailsync.domain.scan import scan_message
-from mailsync.domain.sync import SyncEngine, participants_of
-from mailsync.domain.sync_state import FolderState
+from mailsync.domain.sync import SyncEngine
+from mailsync.domain.sync_state import FolderState, SyncReport
 
 
 def check_folders(
@@ -84,10 +83,11 @@ def check_folder(
         # A ref the fetch leaves out is older than the window (an inventory may be
         # day-granular) or gone meanwhile: not a difference.
         dropped += len(chunk) - len(upserts)
+        applied = SyncReport()
         if upserts:
-            engine.apply_batch(st, ChangeBatch(st.name, list(upserts), cursor=cursor, done=True))
+            engine.apply_batch(st, ChangeBatch(st.name, list(upserts), cursor=cursor, done=True), applied)
         # A mail an exclusion rule matches is never mirrored: not a difference either.
-        kept = [u for u in upserts if not excluded(engine, u.raw)]
+        kept = [u for u in upserts if u.ref not in applied.excluded]
         dropped += len(upserts) - len(kept)
         for u in kept:
             healed += 1
@@ -110,11 +110,6 @@ def check_folder(
         extra=len(extra),
         healed=healed,
     )
-
-
-def excluded(engine: SyncEngine, raw: bytes) -> bool:
-    rules = engine.ctx.exclude
-    return bool(rules) and rules.matches(participants_of(scan_message(raw)))
 
 
 def _ref_order(ref: str) -> tuple[int, str]:

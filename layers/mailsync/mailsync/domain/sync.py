@@ -319,7 +319,7 @@ class SyncEngine:
             for u in upserts
             if known[u.ref] not in msgs and self.ctx.exclude.matches(participants_of(parsed[u.ref][1]))
         }
-        report.excluded += len(skipped)
+        report.excluded |= skipped
         upserts = [u for u in upserts if u.ref not in skipped]
         # New mails first (oldest first so parents thread before replies).
         new = [(parsed[u.ref], known[u.ref]) for u in upserts if known[u.ref] not in msgs]

@@ -161,7 +161,8 @@ class SyncReport:
     updated: int = 0
     removed: int = 0
     purged: int = 0
-    excluded: int = 0  # new mails not mirrored: an exclusion rule matched (domain.exclusions)
+    # Refs of new mails not mirrored: an exclusion rule matched (domain.exclusions).
+    excluded: set[str] = field(default_factory=set)
     complete: bool = True  # False when the time budget ran out; re-run to continue
     gone_folders: list[str] = field(default_factory=list)
     # Folders whose sync failed while the others went on (folder name -> the provider error).

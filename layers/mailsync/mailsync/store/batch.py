@@ -14,14 +14,19 @@ from mailsync.config import get_settings
 from mailsync.store import aws, keys
 
 
-def get_items(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """``{(pk, sk): raw item}`` of the keys that exist (eventually consistent)."""
+def get_items(
+    item_keys: Iterable[tuple[str, str]], *, consistent: bool = False
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(pk, sk): raw item}`` of the keys that exist (eventually consistent unless asked)."""
     wanted = list(dict.fromkeys(item_keys))
     table, out = get_settings().table, {}
     client = aws.client("dynamodb")
     for start in range(0, len(wanted), 100):
         request: dict[str, Any] = {
-            table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted[start : start + 100]]}
+            table: {
+                "Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted[start : start + 100]],
+                "ConsistentRead": consistent,
+            }
         }
         while request:
             got = client.batch_get_item(RequestItems=request)

@@ -15,14 +15,13 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import secrets as pysecrets
 from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from mailsync.store import aws, crypto, keys
+from mailsync.store import batch, crypto, keys
 from mailsync.store.models import TenantItem
 from mailsync.store.models_index import UserTokenRevocationItem
 
@@ -74,34 +73,19 @@ class TokenState:
 def token_state(tenant_id: str, key_id: str | None, user_id: str) -> TokenState:
     """One consistent BatchGetItem (see the module docstring)."""
     pk = keys.tenant(tenant_id)
-    wanted = [
-        {"pk": {"S": pk}, "sk": {"S": TENANT_SK}},
-        {"pk": {"S": pk}, "sk": {"S": REVOCATION_PREFIX + user_id}},
-    ]
-    if key_id is not None:
-        wanted.append({"pk": {"S": pk}, "sk": {"S": keys.api_key_record_sk(key_id)}})
-    table = TenantItem.Meta.table_name
-    found: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {table: {"Keys": wanted, "ConsistentRead": True}}
-    ddb = aws.client("dynamodb")
-    for _ in range(5):  # unprocessed keys (throttling) are asked for again
-        out = ddb.batch_get_item(RequestItems=request)
-        for item in out.get("Responses", {}).get(table, []):
-            found[item["sk"]["S"]] = item
-        request = out.get("UnprocessedKeys") or {}
-        if not request:
-            break
-    tenant = found.get(TENANT_SK)
-    secret = None
-    live = tenant is not None and (tenant.get("state") or {}).get("S") != "deleting"
-    if live and tenant is not None and "token_secret" in tenant:
-        secret = _secret_of(tenant_id, json.loads(tenant["token_secret"]["S"]))
-    revoked = found.get(REVOCATION_PREFIX + user_id)
+    tenant_key, revoked_key = (pk, TENANT_SK), (pk, REVOCATION_PREFIX + user_id)
+    record_key = (pk, keys.api_key_record_sk(key_id)) if key_id is not None else None
+    found = batch.get_items([tenant_key, revoked_key, *([record_key] if record_key else [])], consistent=True)
+    tenant = TenantItem.from_raw_data(found[tenant_key]) if tenant_key in found else None
+    live = tenant is not None and tenant.state != "deleting"
+    revoked = UserTokenRevocationItem.from_raw_data(found[revoked_key]) if revoked_key in found else None
     return TokenState(
-        secret=secret,
-        key_exists=key_id is None or keys.api_key_record_sk(key_id) in found,
-        not_before=int(revoked["not_before"]["N"]) if revoked else None,
-        allowed_origins=tuple(v["S"] for v in (tenant or {}).get("allowed_origins", {}).get("L", [])),
+        secret=_secret_of(tenant_id, tenant.token_secret)
+        if live and tenant and tenant.token_secret
+        else None,
+        key_exists=record_key is None or record_key in found,
+        not_before=int(revoked.not_before) if revoked else None,
+        allowed_origins=tuple(str(o) for o in tenant.allowed_origins or ()) if tenant else (),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from mailsync.config import get_settings
 from mailsync.domain import user_tokens as rules
@@ -36,8 +37,6 @@ def mint(
 
 
 def iso_of(epoch: int) -> str:
-    from datetime import UTC, datetime
-
     return iso(datetime.fromtimestamp(epoch, UTC))
 
 
