@@ -76,6 +76,7 @@ CASES: dict[str, tuple[Any, dict[str, str], str, str]] = {
     "linkThread": ({"contact_id": "{contact_id}"}, {}, "ids", "ids"),
     "unlinkThread": (None, {}, "ids", "ids"),
     "getContact": (None, {}, "ids", "shared"),
+    "searchContacts": (None, {"q": "kunde"}, "list", "shared"),
     "putContact": ({"kind": "customer", "name": "Fremd", "emails": ["f@f.test"]}, {}, "own", NA_TENANT),
     "deleteContact": (None, {}, "ids", NA_TENANT),
     "contactMessages": (None, {}, "ids", "shared"),

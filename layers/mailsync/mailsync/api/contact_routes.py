@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mailsync.api import schemas
 from mailsync.api.params import ContactId, Cursor, Id, Limit, caller, error_response, json_response
 from mailsync.api.router import ApiRouter
+from mailsync.domain.contact_search import MAX_QUERY_CHARS
 from mailsync.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -52,6 +54,29 @@ def batch_contacts(body: schemas.ContactBatchIn) -> schemas.ContactBatchOut:
     t, _ = caller(router)
     items = contacts.batch_put(t, [c.model_dump() for c in body.contacts])
     return schemas.ContactBatchOut.model_validate({"items": items})
+
+
+@router.get(
+    "/v1/contacts",
+    tags=["contacts"],
+    summary="Find contacts the caller may see by the start of their name, a word of it, or an address",
+    description=(
+        "Prefix search for a contact picker. `q` is compared accent- and case-blind "
+        '("mül", "MUL" and "Mül" all find "Hans Müller"; "hans mü" the full name; "erika@" an '
+        "address). Only contacts whose `visible_to` holds the caller or `*` are searched: two "
+        "Queries, never a Scan. No cursor: `has_more` says a longer `q` narrows the list."
+    ),
+    responses={
+        422: error_response("`invalid_request`: `q` missing, empty or over 100 characters, or a bad `kind`")
+    },
+)
+def search_contacts(
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The prefix")],
+    kind: Annotated[Literal["customer", "intermediary"] | None, Query(description="Only this kind")] = None,
+    limit: Annotated[int, Query(ge=1, le=50, description="At most this many (default 20, max 50)")] = 20,
+) -> schemas.ContactSearchOut:
+    t, u = caller(router)
+    return schemas.ContactSearchOut.model_validate(contacts.search_contacts(t, u, q, kind=kind, limit=limit))
 
 
 @router.get("/v1/contacts/<contact_id>", tags=["contacts"], summary="A contact the caller may see")

@@ -456,6 +456,20 @@ class Contact(BaseModel):
     updated_at: str
 
 
+class ContactMatch(BaseModel):
+    id: str
+    kind: Literal["customer", "intermediary"]
+    name: str
+    emails: list[str]
+
+
+class ContactSearchOut(BaseModel):
+    items: list[ContactMatch] = Field(
+        description="Matches, those whose name starts with `q` first, then by name"
+    )
+    has_more: bool = Field(description="More contacts match: a longer `q` narrows the list")
+
+
 class ContactBatchResult(BaseModel):
     id: str
     status: Literal["created", "replaced"]

@@ -8,6 +8,8 @@ Items (see ``store.models``):
   in one BatchGet per batch);
 * ``T#<t>#ADDR#<email>`` / ``<received>#<mid>``: the mirrored messages an address
   takes part in (retroactive linking is a Query, never a Scan);
+* ``T#<t>#CS#<audience>`` / ``<term>\\x1f<contact>``: the contact picker's prefix search
+  (``domain.contact_search``), one entry per term and audience;
 * ``T#<t>#DOM#<domain>`` / ``D`` and ``T#<t>#NAME#<hash>`` / ``N``: the contacts having an
   address at a (non-free-mail) domain, and those of a normalised name (suggestions read them
   in one BatchGet per page; ``domain.suggestions.contact_index_keys`` says which).
@@ -18,6 +20,7 @@ the contact use cases alike.
 Mutation paths: :meth:`ContactRepository.put`, :meth:`ContactRepository.delete`,
 :meth:`ContactRepository.add_address`, :meth:`ContactRepository.remove_address`,
 :meth:`ContactRepository.add_index_entry`, :meth:`ContactRepository.remove_index_entry`,
+:meth:`ContactRepository.reindex_search`,
 :meth:`LinkRepository.put`, :meth:`LinkRepository.delete`; the sync writes links and
 the address → messages index through ``DynamoMirrorStore.commit`` with the same builders.
 """
@@ -30,6 +33,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.pagination import ResultIterator
 
+from mailsync.domain import contact_search
 from mailsync.domain.records import Contact, Link, Page
 from mailsync.domain.visibility import SHARED
 from mailsync.store import batch, keys, paging
@@ -40,7 +44,7 @@ from mailsync.store.models import (
     LinkItem,
     TenantMemberItem,
 )
-from mailsync.store.models_index import DomainContactsItem, NameContactsItem
+from mailsync.store.models_index import ContactSearchItem, DomainContactsItem, NameContactsItem
 
 LINK_PREFIX = "L#"
 #: Contacts kept per domain or name item (~40 KB): past it a shared domain tells nothing, and the
@@ -228,6 +232,54 @@ class ContactRepository:
             item.save()
         else:
             item.delete()
+
+    # ------------------------------------------------------------ prefix search
+    def reindex_search(self, old: Contact | None, new: Contact | None) -> None:
+        """Write the search entries ``new`` is found by and delete those of ``old`` it is not,
+        in BatchWriteItems: a changed name, kind or address list rewrites every entry (they
+        carry copies of them), an unchanged contact writes nothing."""
+        before, after = contact_search.entries(old), contact_search.entries(new)
+        either = new or old
+        if either is None:
+            return
+        cid = either.id
+        put = after if contact_search.display_changed(old, new) else after - before
+        gone = before - after
+        if not put and not gone:
+            return
+        with ContactSearchItem.batch_write() as b:
+            for audience, term in sorted(gone):
+                b.delete(ContactSearchItem(*self._search_key(audience, term, cid)))
+            for audience, term in sorted(put):
+                assert new is not None
+                b.save(
+                    ContactSearchItem(
+                        *self._search_key(audience, term, cid),
+                        contact_id=cid,
+                        kind=new.kind,
+                        name=new.name,
+                        emails=list(new.emails),
+                    )
+                )
+
+    def _search_key(self, audience: str, term: str, cid: str) -> tuple[str, str]:
+        return keys.contact_search(self.t, audience), keys.contact_search_sk(term, cid)
+
+    def search(self, audience: str, prefix: str, limit: int) -> tuple[list[Contact], bool]:
+        """Up to ``limit`` entries of ``audience`` whose term starts with the folded
+        ``prefix`` (one Query page), as contacts (``visible_to`` left empty: the audience
+        says who may see them), and whether there were more."""
+        it = ContactSearchItem.query(
+            keys.contact_search(self.t, audience),
+            ContactSearchItem.sk.startswith(prefix),
+            limit=limit + 1,
+            page_size=limit + 1,
+        )
+        found = [
+            Contact(i.contact_id, i.kind, i.name, tuple(str(e) for e in i.emails or ()), (), "", "")
+            for i in it
+        ]
+        return found[:limit], len(found) > limit
 
     # ------------------------------------------------------- address -> messages
     def messages_with(self, email: str) -> list[str]:

@@ -123,6 +123,16 @@ def name_contacts(t: str, name_key: str) -> str:
     return f"T#{t}#NAME#{hashlib.sha256(name_key.encode()).hexdigest()[:32]}"
 
 
+def contact_search(t: str, audience: str) -> str:
+    """The search entries of the contacts ``audience`` (``*`` or a user id) may see."""
+    return f"T#{t}#CS#{audience}"
+
+
+def contact_search_sk(term: str, cid: str) -> str:
+    """``<term>\x1f<contact>``: U+001F sorts below every character a folded term holds."""
+    return f"{term}\x1f{cid}"
+
+
 def owner_unassigned(t: str, user: str) -> str:
     return f"T#{t}#U#{user}#UN"
 

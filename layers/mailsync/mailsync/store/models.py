@@ -540,6 +540,7 @@ from mailsync.store.models_events import (  # noqa: E402
     WebhookEndpointItem,
 )
 from mailsync.store.models_index import (  # noqa: E402
+    ContactSearchItem,
     DomainContactsItem,
     NameContactsItem,
     OriginIndexItem,
@@ -557,4 +558,5 @@ ALL_MODELS = (
     NameContactsItem,
     UserTokenRevocationItem,
     OriginIndexItem,
+    ContactSearchItem,
 )

@@ -4,7 +4,7 @@ them. Written on the contact mutation path only (``ContactRepository``), like th
 
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 
 from mailsync.store.models import _Base
 
@@ -33,3 +33,14 @@ class UserTokenRevocationItem(_Base):
 class OriginIndexItem(_Base):
     """``ORIGIN#<origin>`` / ``T#<t>``: the tenant lists this browser origin (CORS preflights
     carry no credentials, so they are answered from this partition: one Query)."""
+
+
+class ContactSearchItem(_Base):
+    """``T#<t>#CS#<audience>`` / ``<term>\\x1f<contact>``: a contact is found by ``term`` by the
+    users of ``audience`` (``*``, or one user id); see ``domain/contact_search.py``. Carries what
+    the contact picker shows, so a search is its two Queries and nothing more."""
+
+    contact_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    emails = ListAttribute(of=UnicodeAttribute, default=list)

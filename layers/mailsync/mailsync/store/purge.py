@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from pynamodb.exceptions import DeleteError, DoesNotExist
 from pynamodb.models import Model
 
-from mailsync.domain import suggestions
+from mailsync.domain import contact_search, suggestions
 from mailsync.domain.records import Contact
 from mailsync.observability import logger
 from mailsync.store import blobs, idempotency, keys, watches, webhooks
@@ -49,7 +49,7 @@ from mailsync.store.models import (
     TenantMemberItem,
     ThreadItem,
 )
-from mailsync.store.models_index import DomainContactsItem, NameContactsItem
+from mailsync.store.models_index import ContactSearchItem, DomainContactsItem, NameContactsItem
 
 PAGE = 200  # items per sweep step: one BatchGet of messages (2 requests) and its deletes
 
@@ -163,12 +163,16 @@ def purge_contact(tenant_id: str, contact_id: str) -> None:
     try:
         item = ContactItem.get(pk, "C", consistent_read=True)
         emails, name = [str(e) for e in item.emails or []], item.name or ""
+        visible_to = tuple(str(u) for u in item.visible_to or [])
     except DoesNotExist:
-        emails, name = [], ""
+        emails, name, visible_to = [], "", ()
     _delete_all(AddressContactsItem(keys.address_contacts(tenant_id, e), "E") for e in emails)
-    domains, name_key = suggestions.contact_index_keys(
-        Contact(contact_id, "customer", name, tuple(emails), (), "", "")
+    c = Contact(contact_id, "customer", name, tuple(emails), visible_to, "", "")
+    _delete_all(
+        ContactSearchItem(keys.contact_search(tenant_id, a), keys.contact_search_sk(t, contact_id))
+        for a, t in contact_search.entries(c)
     )
+    domains, name_key = suggestions.contact_index_keys(c)
     _delete_all(DomainContactsItem(keys.domain_contacts(tenant_id, d), "D") for d in domains)
     if name_key:
         _delete_all([NameContactsItem(keys.name_contacts(tenant_id, name_key), "N")])

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mailsync.domain import compose
+from mailsync.domain import compose, contact_search
 from mailsync.domain.clock import iso, utcnow
 from mailsync.domain.records import CONTACT_ID_PATTERN, Contact, Link, MessageDoc, ThreadDoc, link_of
 from mailsync.domain.suggestions import contact_index_keys
@@ -79,6 +79,34 @@ def _visible_contact(tenant_id: str, user_id: str, cid: str) -> Contact:
 
 def get_contact(tenant_id: str, user_id: str, cid: str) -> dict[str, Any]:
     return _visible_contact(tenant_id, user_id, cid).view()
+
+
+def search_contacts(
+    tenant_id: str, user_id: str, q: str, *, kind: str | None = None, limit: int = 20
+) -> dict[str, Any]:
+    """The contact picker: contacts ``user_id`` may see whose name, a word of it or an address
+    starts with ``q`` (``domain.contact_search``). Two Queries (everyone's contacts, the
+    user's own), never a Scan; ``has_more`` says a longer ``q`` would narrow the list."""
+    prefix = contact_search.fold(q)
+    if not prefix:
+        raise InvalidRequest("q must hold at least one letter, digit or sign")
+    if len(prefix) > contact_search.MAX_TERM_CHARS:  # folding can lengthen ("ﷺ" is 18 letters)
+        return {"items": [], "has_more": False}  # longer than any stored term: matches none
+    repo = ContactRepository(tenant_id)
+    # A contact can match several of its terms ("anna", "anna schmidt", "anna@..."): read more
+    # entries than contacts asked for, so that duplicates seldom shorten the page.
+    fetch = min(limit * 4, 200)
+    found, more = repo.search(contact_search.EVERYONE, prefix, fetch)
+    if user_id != contact_search.EVERYONE:
+        own, own_more = repo.search(user_id, prefix, fetch)
+        found, more = found + own, more or own_more
+    ranked = contact_search.rank(found, prefix, kind, limit + 1)
+    return {
+        "items": [
+            {"id": c.id, "kind": c.kind, "name": c.name, "emails": list(c.emails)} for c in ranked[:limit]
+        ],
+        "has_more": more or len(ranked) > limit,
+    }
 
 
 # -------------------------------------------------------------- writes
@@ -218,12 +246,13 @@ def delete_contact(tenant_id: str, cid: str) -> None:
 
 
 def _reindex(contacts: ContactRepository, cid: str, old: Contact | None, new: Contact | None) -> None:
-    """The domain → contacts and name → contacts entries (suggestions) that changed, as the
-    address entries above: what the old contact was indexed under and the new one is not goes,
+    """The search entries (the contact picker), and the domain → contacts and name → contacts
+    entries (suggestions) that changed, as the address entries above: what the old contact was indexed under and the new one is not goes,
     what is new (or all of it, when the kind changed) is written."""
     old_domains, old_name = contact_index_keys(old) if old else (frozenset(), None)
     new_domains, new_name = contact_index_keys(new) if new else (frozenset(), None)
     rewrite = old is not None and new is not None and old.kind != new.kind
+    contacts.reindex_search(old, new)
     for d in sorted(old_domains - new_domains):
         contacts.remove_index_entry("domain", d, cid)
     if old_name and old_name != new_name:
@@ -237,7 +266,7 @@ def _reindex(contacts: ContactRepository, cid: str, old: Contact | None, new: Co
 
 
 def reindex_contacts(tenant_id: str) -> int:
-    """Write the suggestion index entries (domain → contacts, name → contacts) of every contact
+    """Write the index entries (search, domain → contacts, name → contacts) of every contact
     of the tenant: for contacts stored before those entries existed (ops: ``mailsync admin
     reindex-contacts``). Idempotent; one paged Query, a BatchGet per 100 contacts and the
     entries' writes. Returns the number of contacts indexed."""
