@@ -5,6 +5,11 @@ installs it), seeds a mailbox with a few threads, starts an SMTP server that del
 (so a newcomer can send a mail to ``demo@example.test`` through the API and watch
 it arrive), connects it through the public API as user ``demo``, and keeps delivering a new mail every ``MAILSYNC_DEMO_EVERY``
 seconds (default 20) so that mail visibly flows.
+
+Before connecting, it stores a few contacts (:data:`CONTACTS`), so the web client at ``/app``
+shows mail linked to customers (auto-assigned by address), a customer's history, unassigned
+mail with a suggestion (same domain as a contact), an HTML mail with an attachment and one
+with a remote image that stays blocked until the reader asks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,34 @@ SAMPLES = [
     ("Re: Ihre Kfz-Versicherung: Angebot", "Petra Schmidt <petra.schmidt@example.org>", 0),
     ("Unterlagen Berufsunfähigkeit", "Makler Müller <mueller@makler.example>", None),
     ("Termin nächste Woche", "Jonas Weber <jonas@example.net>", None),
+    ("Newsletter: Neue Tarife 2027", "Versicherer AG <news@versicherer.example>", None),
 ]
+
+# Contacts of the dev tenant, visible to every user: Petra and Makler Müller get their mail
+# linked by address; Karl's domain (example.com) makes him the suggestion for the unassigned
+# "Neue Anfrage" mails from kunde@example.com.
+CONTACTS = [
+    {
+        "id": "c-petra-schmidt",
+        "kind": "customer",
+        "name": "Petra Schmidt",
+        "emails": ["petra.schmidt@example.org"],
+    },
+    {
+        "id": "c-makler-mueller",
+        "kind": "intermediary",
+        "name": "Makler Müller",
+        "emails": ["mueller@makler.example"],
+    },
+    {"id": "c-karl-kunde", "kind": "customer", "name": "Karl Kunde", "emails": ["karl@example.com"]},
+    {"id": "c-jonas-weber", "kind": "customer", "name": "Jonas Weber", "emails": ["jonas@example.net"]},
+]
+
+# A remote image (blocked until the reader asks; then fetched through the API's image proxy).
+NEWSLETTER_HTML = (
+    '<h2>Neue Tarife 2027</h2><p><img src="https://images.versicherer.example/tarife.png" '
+    'alt="Tarifübersicht" width="300" height="120"></p><p>Mehr dazu bei Ihrem Makler.</p>'
+)
 
 
 def _seed(dc: Dovecot, user: str) -> None:
@@ -41,7 +73,9 @@ def _seed(dc: Dovecot, user: str) -> None:
             in_reply_to=ids[parent] if parent is not None else None,
             references=[ids[parent]] if parent is not None else None,
             body=f"Guten Tag,\n\ndies ist Beispielmail {i + 1} der Demo.\n\nViele Grüße\n",
-            html=f"<p>Guten Tag,</p><p>dies ist <b>Beispielmail {i + 1}</b> der Demo.</p>",
+            html=NEWSLETTER_HTML
+            if subject.startswith("Newsletter")
+            else f"<p>Guten Tag,</p><p>dies ist <b>Beispielmail {i + 1}</b> der Demo.</p>",
             attachment=("angebot.pdf", "application/pdf", b"%PDF-1.4 demo\n") if i == 0 else None,
         )
         dc.append(user, "INBOX", raw)
@@ -84,6 +118,15 @@ def run_demo(port: int | None = None) -> None:
                 raise RuntimeError("demo: could not connect the demo mailbox")
 
             def _connect_once() -> dict[str, Any]:
+                for c in CONTACTS:  # first, so that the first sync links mail by address
+                    body = {k: v for k, v in c.items() if k != "id"}
+                    _api(
+                        info["url"],
+                        info["api_key"],
+                        "PUT",
+                        f"/v1/contacts/{c['id']}",
+                        {**body, "visible_to": ["*"]},
+                    )
                 existing = _api(info["url"], info["api_key"], "GET", "/v1/accounts")["items"]
                 if existing:  # an earlier attempt got through after all
                     return dict(existing[0])
@@ -123,7 +166,8 @@ def run_demo(port: int | None = None) -> None:
                     f"  send yourself a mail: curl -X POST -H 'Authorization: Bearer {info['api_key']}' "
                     f"-H 'X-User-Id: demo' -H 'Content-Type: application/json' "
                     f"{info['url']}/v1/accounts/{acc['id']}/send "
-                    """-d '{"to": ["demo@example.test"], "subject": "Hallo", "text": "Test"}'""",
+                    """-d '{"to": ["demo@example.test"], "subject": "Hallo", "text": "Test"}'"""
+                    f"\n  the web client: {info['url']}/app (sign in as 'demo')",
                     flush=True,
                 )
                 n = 0

@@ -256,14 +256,21 @@ def to_event(
     }
 
 
-def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTTPRequestHandler]:
+def make_http_handler(
+    api: Callable[[dict[str, Any], Any], Any], api_key: str | None = None
+) -> type[BaseHTTPRequestHandler]:
     from mailsync.api.auth import PUBLIC_PATHS
+    from mailsync_local.webapp import LocalWebApp, is_app_path
 
     """HTTP in front of the API handler. Connections are served by threads, but the handler
     runs one request at a time, as one Lambda instance does: Powertools' resolver keeps the
     current request (route, body, caller) on the app object, so two requests in it at once
     would act on each other's route, body or caller."""
     one_at_a_time = threading.Lock()
+    # The web client (/app): the deployed handler, plus the runner's local sign-in.
+    webapp = LocalWebApp(
+        load_handler("webapp"), api_key or os.environ.get("MAILSYNC_DEV_API_KEY", "dev-key"), one_at_a_time
+    )
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -275,7 +282,9 @@ def make_http_handler(api: Callable[[dict[str, Any], Any], Any]) -> type[BaseHTT
             if path == "/" or path.startswith("/docs"):
                 path = "/docs" + path[len("/docs") :] if path.startswith("/docs") else "/docs"
             event = to_event(self.command, path, dict(self.headers.items()), body, self.client_address[0])
-            if path.split("?", 1)[0] in PUBLIC_PATHS:
+            if is_app_path(path):
+                result = webapp(event, LambdaContext("mailsync-webapp", timeout_ms=10_000))
+            elif path.split("?", 1)[0] in PUBLIC_PATHS:
                 # Webhooks and callbacks are not serialised: a request in progress may wait for
                 # one (Graph validates a new subscription by calling our webhook while the
                 # OAuth callback that creates it is still being served), as another Lambda
@@ -505,7 +514,7 @@ def serve(
 
     pump = StreamPump(env["MAILSYNC_TABLE"], load_handler("events"))
     threading.Thread(target=pump.run, name="events", daemon=True).start()
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_http_handler(api))
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_http_handler(api, api_key))
     info = {
         "url": f"http://127.0.0.1:{port}",
         "api_key": api_key,
@@ -514,6 +523,7 @@ def serve(
     }
     print(
         f"mailsync is running on {info['url']}  (Swagger UI: {info['url']}/docs)\n"
+        f"  web client         : {info['url']}/app   (local sign-in: any user id of the dev tenant)\n"
         f"  dev tenant API key : {api_key}   (send it as 'Authorization: Bearer {api_key}' with 'X-User-Id: <user>')\n"
         f"  moto endpoint      : {endpoint}   (AWS_ENDPOINT_URL for `mailsync admin`)\n"
         f"  polling every {get_settings().poll_seconds}s, {bg.workers} worker(s); Ctrl-C stops"
